@@ -1,0 +1,29 @@
+"""Shared fixtures: one run of the whole pipeline on the tiny profile for the notebook tests."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@dataclass
+class TinyRun:
+    run_dir: Path
+    figures_dir: Path
+    results: list
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """Run every registered notebook with ``params/tiny.yaml`` into a temporary folder, once."""
+    from umcam_lib import pipeline
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    run_dir, fig_dir = base / "run", base / "figures"
+    existing = [n for n, name in pipeline.NOTEBOOKS.items() if (pipeline.NOTEBOOK_DIR / name).is_file()]
+    results = pipeline.run_pipeline(profile="tiny", only=existing, out=run_dir, figures=fig_dir)
+    return TinyRun(run_dir=run_dir, figures_dir=fig_dir, results=results)

@@ -1,0 +1,89 @@
+"""The papermill runner on small stand-in notebooks (the real ones are tested via tiny_run)."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from umcam_lib import config, pipeline
+
+
+def _notebook(path, params_src, body_src):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params_src)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body_src)]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def fake_study(tmp_path, monkeypatch):
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    _notebook(nbdir / "a.ipynb", 'run_dir = "x"\nfigures_dir = "y"\nseed = 0\ndata = {"n_volumes": 1}',
+              "import pathlib, json\n"
+              "pathlib.Path(run_dir, 'a.json').write_text(json.dumps({'seed': seed, 'n': data['n_volumes']}))")
+    _notebook(nbdir / "b.ipynb", 'run_dir = "x"\nfigures_dir = "y"\nfail = False',
+              "import pathlib\nassert pathlib.Path(run_dir, 'a.json').is_file()\n"
+              "if fail:\n    raise ValueError('deliberate failure')\n"
+              "pathlib.Path(figures_dir, 'b.txt').write_text('ok')")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
+    params = tmp_path / "p.yaml"
+    params.write_text("profile: fake\nseed: 3\ndata:\n  n_volumes: 2\nfail: false\n")
+    return tmp_path, params
+
+
+def test_runs_in_order_injects_params_and_reuses(fake_study):
+    tmp, params = fake_study
+    out, fig = tmp / "run", tmp / "fig"
+    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=5"], out=out, figures=fig)
+    assert [r.status for r in res] == ["ran", "ran"]
+    assert json.loads((out / "a.json").read_text()) == {"seed": 3, "n": 5}
+    assert (fig / "b.txt").read_text() == "ok"
+    assert (out / "notebooks" / "a.ipynb").is_file()
+    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=5"], out=out, figures=fig)
+    assert [r.status for r in res] == ["reused", "reused"]
+    # a changed parameter reruns that notebook and every later one
+    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=6"], out=out, figures=fig)
+    assert [r.status for r in res] == ["ran", "ran"]
+    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=6"], only="02", out=out, figures=fig)
+    assert [r.status for r in res] == ["reused"]
+
+
+def test_failure_names_notebook_cell_and_error(fake_study):
+    tmp, params = fake_study
+    out = tmp / "run"
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.run_pipeline(params_file=params, overrides=["fail=true"], out=out, figures=tmp / "fig")
+    msg = str(err.value)
+    assert "notebook 02" in msg and "b.ipynb" in msg and "cell 2" in msg and "import pathlib" in msg and "deliberate failure" in msg
+    assert (out / "notebooks" / "b.ipynb").is_file()       # partly executed copy left for reading
+    assert not (out / ".done" / "02.json").exists()        # and not marked finished
+
+
+def test_bad_selection_and_overrides(fake_study):
+    tmp, params = fake_study
+    with pytest.raises(config.ParameterError, match="unknown notebook"):
+        pipeline.run_pipeline(params_file=params, only="07", out=tmp / "r")
+    with pytest.raises(config.ParameterError, match="data.n_volume"):
+        pipeline.run_pipeline(params_file=params, overrides=["data.n_volume=3"], out=tmp / "r")
+    assert pipeline.main(["--params", str(params), "--only", "9"]) == 1
+
+
+def test_profiles_load_and_inherit():
+    quick = config.load_params(config.profile_path("quick"))
+    for name in ("tiny", "paper", "real"):
+        p = config.load_params(config.profile_path(name))
+        assert p["profile"] == name
+        assert set(config.flatten(p)) >= set(config.flatten(quick)) - {"data.root"}
+    assert config.load_params(config.profile_path("paper"))["classifier"]["epochs"] == 200
+
+
+def test_override_parsing():
+    keys, value = config.parse_override("data.split_ratio=[70, 10, 20]")
+    assert keys == ["data", "split_ratio"] and value == [70, 10, 20]
+    with pytest.raises(config.ParameterError):
+        config.parse_override("novalue")

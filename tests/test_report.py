@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from umcam_lib import report
+
+
+def _record(run_dir, method, split, dsc, hd=None, table="table1", section="pseudo_mask"):
+    dsc = np.asarray(dsc, float)
+    hd = np.full_like(dsc, 10.0) if hd is None else np.asarray(hd, float)
+    report.record_scores(run_dir, table, section, method, split, np.arange(len(dsc)), dsc, hd)
+
+
+def test_table_schema_means_and_pvalues(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.normal(70, 5, 25)
+    _record(tmp_path, "Grad-CAM", "val", base)
+    _record(tmp_path, "UM-CAM", "val", base + 5 + rng.normal(0, 0.5, 25))
+    _record(tmp_path, "Average-CAM", "val", base + 0.01 * rng.normal(0, 1, 25))
+    df = report.write_table(tmp_path, tmp_path / "fig", "table1")
+    assert list(df.columns) == report.COLUMNS
+    row = df.set_index("method").loc["Grad-CAM"]
+    assert row["dsc_mean"] == pytest.approx(base.mean())
+    assert row["dsc_std"] == pytest.approx(base.std(ddof=1))
+    assert row["paper_dsc_mean"] == pytest.approx(74.48)
+    best = df.set_index("method").loc["UM-CAM"]
+    assert np.isnan(best["p_value"])            # best row has no p-value
+    assert row["p_value"] < 1e-4                 # a 5-point paired gap is significant
+    for ext in ("csv", "md", "tex"):
+        assert (tmp_path / "fig" / f"table1.{ext}").is_file()
+    again = pd.read_csv(tmp_path / "fig" / "table1.csv")
+    assert len(again) == 3
+
+
+def test_record_rejects_nan_and_bad_keys(tmp_path):
+    with pytest.raises(ValueError, match="NaN"):
+        _record(tmp_path, "Grad-CAM", "val", [np.nan, 1.0])
+    with pytest.raises(ValueError, match="split"):
+        _record(tmp_path, "Grad-CAM", "train", [1.0])
+
+
+def test_mm_columns_when_spacing_is_not_one(tmp_path):
+    from umcam_lib.io import save_npz
+    save_npz(tmp_path / "data" / "slices.npz", spacing_mm=np.float64(2.0))
+    report.record_scores(tmp_path, "table2", "segmentation", "FullySup", "test", [0, 1], [90, 92], [2, 3], [4, 6])
+    _record(tmp_path, "Score-CAM", "test", [70, 71], [5, 7], table="table2")
+    df = report.summarise(tmp_path, "table2").set_index("method")
+    assert df.loc["FullySup", "hd95_mm_mean"] == pytest.approx(5.0)
+    assert df.loc["Score-CAM", "hd95_mm_mean"] == pytest.approx(12.0)   # pixels x 2 mm in-plane

@@ -1,0 +1,265 @@
+"""Tables of the study: per-item scores, Tables 1 and 2, and CSV / Markdown / LaTeX output.
+
+Notebooks record per-item scores (one file per method, section and split) with
+:func:`record_scores`; :func:`write_table` rebuilds a table from every score recorded so far, so
+Tables 1 and 2 grow as notebooks 03-07 run and notebook 08 only assembles them.
+
+Table schema (STUDY section 4)::
+
+    section, method, split, n, dsc_mean, dsc_std, hd95_mean, hd95_std, p_value,
+    paper_dsc_mean, paper_hd95_mean[, hd95_mm_mean, hd95_mm_std]
+
+``p_value`` is a paired two-sided Wilcoxon signed-rank test of each row's DSC against the row
+with the best mean DSC of the same section and split (over the items both share); it is empty
+for that best row.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, write_text
+from .metrics import paired_test
+from .paths import resolve
+
+TABLES = ("table1", "table2")
+SECTIONS = ("pseudo_mask", "segmentation")
+SPLITS = ("val", "test")
+COLUMNS = ["section", "method", "split", "n", "dsc_mean", "dsc_std", "hd95_mean", "hd95_std",
+           "p_value", "paper_dsc_mean", "paper_hd95_mean"]
+
+#: The paper's numbers: (table, section, method, split) -> (dsc mean, dsc std, hd95 mean, hd95 std).
+#: Table 1 reports one split; its UM-CAM+SPL row equals Table 2's validation row, so Table 1 is
+#: read as validation.
+PAPER: dict[tuple[str, str, str, str], tuple[float, float, float, float]] = {
+    ("table1", "pseudo_mask", "Grad-CAM", "val"): (74.48, 13.26, 39.88, 14.66),
+    ("table1", "pseudo_mask", "Average-CAM", "val"): (77.40, 13.28, 38.70, 19.75),
+    ("table1", "pseudo_mask", "UM-CAM", "val"): (79.00, 12.83, 35.33, 16.98),
+    ("table1", "segmentation", "Grad-CAM", "val"): (78.69, 10.02, 22.17, 16.60),
+    ("table1", "segmentation", "UM-CAM", "val"): (85.22, 6.62, 5.26, 4.23),
+    ("table1", "segmentation", "SPL", "val"): (89.05, 4.30, 3.84, 4.07),
+    ("table1", "segmentation", "UM-CAM+SPL", "val"): (89.76, 5.09, 3.10, 2.61),
+    ("table2", "pseudo_mask", "Grad-CAM++", "val"): (74.52, 13.29, 39.87, 14.69),
+    ("table2", "pseudo_mask", "Grad-CAM++", "test"): (76.60, 10.58, 37.49, 11.72),
+    ("table2", "pseudo_mask", "Score-CAM", "val"): (74.49, 13.35, 39.88, 14.83),
+    ("table2", "pseudo_mask", "Score-CAM", "test"): (76.58, 10.60, 37.54, 11.73),
+    ("table2", "pseudo_mask", "Ablation-CAM", "val"): (74.56, 13.29, 39.76, 14.64),
+    ("table2", "pseudo_mask", "Ablation-CAM", "test"): (76.55, 10.61, 37.57, 11.82),
+    ("table2", "segmentation", "AMR", "val"): (78.77, 8.83, 11.53, 9.82),
+    ("table2", "segmentation", "AMR", "test"): (79.79, 6.86, 11.35, 8.02),
+    ("table2", "segmentation", "DRS", "val"): (84.98, 5.62, 7.17, 8.01),
+    ("table2", "segmentation", "DRS", "test"): (83.79, 7.81, 7.06, 5.13),
+    ("table2", "segmentation", "UM-CAM+SPL", "val"): (89.76, 5.09, 3.10, 2.61),
+    ("table2", "segmentation", "UM-CAM+SPL", "test"): (90.22, 3.75, 4.04, 4.26),
+    ("table2", "segmentation", "FullySup", "val"): (95.98, 3.17, 1.22, 0.65),
+    ("table2", "segmentation", "FullySup", "test"): (96.51, 2.67, 1.10, 0.40),
+}
+
+#: Display order of methods (others follow alphabetically).
+METHOD_ORDER = ["Grad-CAM", "Grad-CAM++", "Score-CAM", "Ablation-CAM", "Average-CAM", "UM-CAM",
+                "SPL", "AMR", "DRS", "UM-CAM+SPL", "FullySup"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def scores_dir(run_dir: str | Path) -> Path:
+    return resolve(run_dir) / "scores"
+
+
+def _check_key(table: str, section: str, split: str) -> None:
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+    if section not in SECTIONS:
+        raise ValueError(f"section must be one of {SECTIONS}, got {section!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def record_scores(run_dir: str | Path, table: str, section: str, method: str, split: str,
+                  ids: Sequence[int], dsc: Sequence[float], hd95: Sequence[float],
+                  hd95_mm: Sequence[float] | None = None) -> Path:
+    """Store per-item scores of one (table, section, method, split).
+
+    Parameters
+    ----------
+    ids : sequence of int, shape (n,)
+        Slice rows (pseudo masks) or volume indices (segmentation); pairs tests across methods.
+    dsc : sequence of float, shape (n,)
+        Dice in percent.
+    hd95 : sequence of float, shape (n,)
+        HD95 in pixels of the profile's grid.
+    hd95_mm : sequence of float, shape (n,), optional
+        HD95 in millimetres.
+    """
+    _check_key(table, section, split)
+    df = pd.DataFrame({"id": np.asarray(ids, dtype=np.int64), "dsc": np.asarray(dsc, dtype=float),
+                       "hd95": np.asarray(hd95, dtype=float)})
+    if hd95_mm is not None:
+        df["hd95_mm"] = np.asarray(hd95_mm, dtype=float)
+    if df[["dsc", "hd95"]].isna().any().any():
+        raise ValueError(f"{method} {split}: scores contain NaN; empty predictions must be scored with the metrics penalty")
+    if df.empty:
+        raise ValueError(f"{method} {split}: no items to record")
+    df.insert(0, "method", method)
+    path = scores_dir(run_dir) / f"{table}__{section}__{_slug(method)}__{split}.csv"
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def load_scores(run_dir: str | Path, table: str | None = None) -> pd.DataFrame:
+    """All recorded scores as one long DataFrame (columns table, section, split, method, id, ...)."""
+    frames = []
+    for p in sorted(scores_dir(run_dir).glob("*.csv")):
+        t, section, _, split = p.stem.split("__")
+        if table is not None and t != table:
+            continue
+        df = pd.read_csv(p)
+        df.insert(0, "split", split)
+        df.insert(0, "section", section)
+        df.insert(0, "table", t)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["table", "section", "split", "method", "id", "dsc", "hd95"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare(scores: pd.DataFrame, a: str, b: str, metric: str = "dsc") -> tuple[float, float, float, int]:
+    """Paired comparison of methods ``a`` and ``b`` within a frame of one section and split.
+
+    Returns
+    -------
+    mean_a, mean_b, p_value, n_pairs
+        Means over the items both methods scored, and the Wilcoxon p-value.
+    """
+    xa = scores[scores["method"] == a].set_index("id")[metric]
+    xb = scores[scores["method"] == b].set_index("id")[metric]
+    common = xa.index.intersection(xb.index)
+    if len(common) == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    va, vb = xa.loc[common].to_numpy(), xb.loc[common].to_numpy()
+    return float(va.mean()), float(vb.mean()), paired_test(va, vb), int(len(common))
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def _pixel_spacing(run_dir: str | Path) -> float | None:
+    p = resolve(run_dir) / "data" / "slices.npz"
+    if not p.is_file():
+        return None
+    with np.load(p) as z:
+        return float(z["spacing_mm"]) if "spacing_mm" in z.files else None
+
+
+def summarise(run_dir: str | Path, table: str) -> pd.DataFrame:
+    """Build one table (STUDY section 4 schema) from the recorded scores."""
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+    scores = load_scores(run_dir, table)
+    spacing = _pixel_spacing(run_dir)
+    rows = []
+    for (section, split), grp in scores.groupby(["section", "split"], sort=False):
+        if "hd95_mm" not in grp or grp["hd95_mm"].isna().any():
+            if section == "pseudo_mask" and spacing is not None:
+                grp = grp.assign(hd95_mm=grp["hd95"] * spacing)
+        means = grp.groupby("method")["dsc"].mean()
+        best = means.idxmax()
+        for method, m in grp.groupby("method"):
+            paper = PAPER.get((table, section, method, split))
+            row = {
+                "section": section, "method": method, "split": split, "n": len(m),
+                "dsc_mean": m["dsc"].mean(), "dsc_std": m["dsc"].std(ddof=1) if len(m) > 1 else 0.0,
+                "hd95_mean": m["hd95"].mean(), "hd95_std": m["hd95"].std(ddof=1) if len(m) > 1 else 0.0,
+                "p_value": np.nan if method == best else compare(grp, method, best)[2],
+                "paper_dsc_mean": paper[0] if paper else np.nan,
+                "paper_hd95_mean": paper[2] if paper else np.nan,
+            }
+            if "hd95_mm" in m and m["hd95_mm"].notna().all():
+                row["hd95_mm_mean"] = m["hd95_mm"].mean()
+                row["hd95_mm_std"] = m["hd95_mm"].std(ddof=1) if len(m) > 1 else 0.0
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    cols = list(COLUMNS)
+    if spacing is not None and abs(spacing - 1.0) > 1e-6:
+        cols += ["hd95_mm_mean", "hd95_mm_std"]
+    for c in cols:
+        if c not in df:
+            df[c] = np.nan
+    if df.empty:
+        return df[cols]
+    df["_s"] = df["section"].map(SECTIONS.index)
+    df["_m"] = df["method"].map(_method_rank)
+    df["_p"] = df["split"].map(SPLITS.index)
+    df = df.sort_values(["_s", "_m", "_p"]).reset_index(drop=True)
+    return df[cols]
+
+
+def write_table(run_dir: str | Path, figures_dir: str | Path, table: str) -> pd.DataFrame:
+    """Rebuild ``figures_dir/<table>.{csv,md,tex}`` from every recorded score; return it."""
+    df = summarise(run_dir, table)
+    save_table(df, figures_dir, table, caption=_caption(table))
+    return df
+
+
+def _caption(table: str) -> str:
+    return {
+        "table1": "Table 1: pseudo masks (2D, positive slices) and segmentation (3D, volumes). DSC in %, HD95 in pixels.",
+        "table2": "Table 2: CAM variants (pseudo masks) and weakly supervised methods (segmentation). DSC in %, HD95 in pixels.",
+    }.get(table, "")
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, (float, np.floating)):
+        if np.isnan(v):
+            return ""
+        if 0 < abs(v) < 1e-3:
+            return f"{v:.1e}"
+        return f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``df`` (numbers rounded for reading)."""
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(df: pd.DataFrame, caption: str = "") -> str:
+    """A LaTeX ``tabular`` (booktabs) of ``df``."""
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(r"\caption{" + _tex_escape(caption) + "}")
+    lines.append(r"\begin{tabular}{" + "l" * len(df.columns) + "}")
+    lines.append(r"\toprule")
+    lines.append(" & ".join(_tex_escape(str(c)) for c in df.columns) + r" \\")
+    lines.append(r"\midrule")
+    for row in df.itertuples(index=False):
+        lines.append(" & ".join(_tex_escape(_fmt(v)) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def save_table(df: pd.DataFrame, figures_dir: str | Path, name: str, caption: str = "") -> None:
+    """Write ``df`` as ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` under ``figures_dir``."""
+    out = resolve(figures_dir)
+    with atomic_path(out / f"{name}.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    md = (f"{caption}\n\n" if caption else "") + to_markdown(df)
+    write_text(out / f"{name}.md", md)
+    write_text(out / f"{name}.tex", to_latex(df, caption))

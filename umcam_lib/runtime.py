@@ -1,0 +1,69 @@
+"""Device, seeding, threads and mixed precision: the small pieces every training step shares."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """Return the torch device to use.
+
+    Parameters
+    ----------
+    preference : {"auto", "cpu", "cuda"}
+        ``auto`` picks CUDA when it is available, else the CPU. ``cuda`` fails clearly when no
+        GPU is present.
+    """
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was requested but torch sees no CUDA device; use device='auto' or 'cpu'")
+    if preference not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {preference!r}")
+    return torch.device(preference)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch; on the CPU, ask torch for deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def set_threads(n: int | None) -> None:
+    """Limit torch's intra-op threads (``None`` or 0 leaves torch's default)."""
+    if n:
+        torch.set_num_threads(int(n))
+        os.environ.setdefault("OMP_NUM_THREADS", str(int(n)))
+
+
+def use_amp(device: torch.device, amp: bool) -> bool:
+    """Mixed precision is used only on CUDA and only when asked for."""
+    return bool(amp) and device.type == "cuda"
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    """``torch.autocast`` to float16 on CUDA when ``enabled``; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.float16):
+            yield
+    else:
+        yield
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU torch generator seeded with ``seed`` (for DataLoader shuffling)."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

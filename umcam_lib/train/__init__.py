@@ -1,0 +1,1 @@
+"""Training stage: shared checkpointing (:mod:`.common`), the classifier and the segmenter."""

@@ -47,3 +47,10 @@ def test_mm_columns_when_spacing_is_not_one(tmp_path):
     df = report.summarise(tmp_path, "table2").set_index("method")
     assert df.loc["FullySup", "hd95_mm_mean"] == pytest.approx(5.0)
     assert df.loc["Score-CAM", "hd95_mm_mean"] == pytest.approx(12.0)   # pixels x 2 mm in-plane
+
+
+def test_method_names_do_not_collide(tmp_path):
+    _record(tmp_path, "Grad-CAM", "val", [70.0, 71.0], table="table2")
+    _record(tmp_path, "Grad-CAM++", "val", [60.0, 61.0], table="table2")
+    df = report.summarise(tmp_path, "table2")
+    assert set(df["method"]) == {"Grad-CAM", "Grad-CAM++"}

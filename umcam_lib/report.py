@@ -65,7 +65,8 @@ METHOD_ORDER = ["Grad-CAM", "Grad-CAM++", "Score-CAM", "Ablation-CAM", "Average-
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    """File-name form of a method name; ``+`` is kept distinct (Grad-CAM++ is not Grad-CAM)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text.replace("+", "plus")).strip("-").lower()
 
 
 def scores_dir(run_dir: str | Path) -> Path:

@@ -1,0 +1,82 @@
+"""Notebooks 03 (CAM variants) and 04 (UM-CAM): what the tiny pipeline run recorded and wrote."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from umcam_lib import maps, metrics, report
+from umcam_lib.data import load_slices
+
+pytestmark = pytest.mark.slow
+
+TABLE_METHODS = {
+    "table2": ["Grad-CAM", "Grad-CAM++", "Score-CAM", "Ablation-CAM"],
+    "table1": ["Grad-CAM", "Average-CAM", "UM-CAM"],
+}
+MAP_NAMES = ["gradcam", "gradcam_pp", "scorecam", "ablationcam", "average_cam", "umcam"]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run):
+    return tiny_run.run_dir, tiny_run.figures_dir, load_slices(tiny_run.run_dir)
+
+
+@pytest.mark.parametrize("table", sorted(TABLE_METHODS))
+def test_pseudo_mask_rows_for_val_and_test(run, table):
+    run_dir, fig_dir, s = run
+    df = pd.read_csv(fig_dir / f"{table}.csv")
+    pm = df[df["section"] == "pseudo_mask"]
+    n_pos = {split: len(s.indices(split, positive_only=True)) for split in ("val", "test")}
+    for method in TABLE_METHODS[table]:
+        for split in ("val", "test"):
+            row = pm[(pm["method"] == method) & (pm["split"] == split)]
+            assert len(row) == 1, f"{table}: no single pseudo_mask row for {method} / {split}"
+            row = row.iloc[0]
+            assert row["n"] == n_pos[split], f"{table} {method} {split}: n={row['n']}, positive slices {n_pos[split]}"
+            for col in ("dsc_mean", "dsc_std", "hd95_mean", "hd95_std"):
+                assert np.isfinite(row[col]), f"{table} {method} {split}: {col} is not finite"
+            assert 0 <= row["dsc_mean"] <= 100
+
+
+def test_thresholds_json(run):
+    run_dir, _, _ = run
+    th = json.loads((run_dir / "cams" / "thresholds.json").read_text())
+    assert set(MAP_NAMES) <= set(th)
+    grid = metrics.threshold_grid([0.05, 0.95, 0.05])
+    for name in MAP_NAMES:
+        assert np.isclose(grid, th[name]).any(), f"{name}: threshold {th[name]} not on the grid"
+
+
+@pytest.mark.parametrize("name", ["gradcam", "average_cam", "umcam"])
+def test_training_maps_cover_every_slice(run, name):
+    run_dir, _, s = run
+    index, m = maps.load_maps(run_dir, "cams", name)
+    assert np.array_equal(np.sort(index), np.arange(len(s))), f"cams/{name}.npz must cover every slice"
+    assert m.shape == (len(s), *s.images.shape[1:])
+    assert np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
+
+
+def test_recorded_scores_follow_from_saved_maps_and_threshold(run):
+    """The UM-CAM test scores equal the saved maps thresholded at the stored (validation) threshold."""
+    run_dir, _, s = run
+    index, m = maps.load_maps(run_dir, "cams", "umcam")
+    t = json.loads((run_dir / "cams" / "thresholds.json").read_text())["umcam"]
+    scores = report.load_scores(run_dir, "table1")
+    rec = scores[(scores["method"] == "UM-CAM") & (scores["split"] == "test")].sort_values("id")
+    rows = rec["id"].to_numpy()
+    assert np.array_equal(rows, s.indices("test", positive_only=True))
+    pos = {int(r): i for i, r in enumerate(index)}
+    dsc = [metrics.dice(m[pos[int(r)]] >= t, s.masks[r]) for r in rows]
+    np.testing.assert_allclose(rec["dsc"].to_numpy(), dsc, atol=1e-6)
+
+
+def test_figures_and_layer_ablation(run):
+    _, fig_dir, _ = run
+    for name in ("cam_variants.png", "per_block_cams.png", "entropy_weights.png"):
+        assert (fig_dir / name).stat().st_size > 0, name
+    ab = pd.read_csv(fig_dir / "layer_ablation.csv")
+    assert {"block1-5", "block5"} <= set(ab["layers"])
+    assert np.isfinite(ab[["val_dsc", "test_dsc", "val_hd95", "test_hd95"]].to_numpy()).all()

@@ -1,0 +1,38 @@
+"""Class activation maps: multi-layer Grad-CAM, the CAM baselines, Average-CAM and UM-CAM,
+and their evaluation as pseudo masks.
+
+- :mod:`.gradcam`      ``multi_layer_gradcam`` (METHOD Eq. 1-2, one forward + one backward pass),
+  ``compute_cams`` (a stack of slices, batch by batch)
+- :mod:`.baselines`    Grad-CAM++, Score-CAM, Ablation-CAM through pytorch-grad-cam
+- :mod:`.fusion`       ``average_cam``, ``umcam`` (Eq. 3-4), ``entropy_weights``
+- :mod:`.pseudo_mask`  validation-chosen threshold, Dice / HD95 of pseudo masks, thresholds.json
+- :mod:`.ablation`     fusing subsets of layers
+- :mod:`.figures`      CAM grids, entropy weights, threshold curves
+- :mod:`.study`        the steps of notebooks 03 and 04 from the ``cam`` parameter section
+
+Map names (``runs/<profile>/cams/<name>.npz`` and keys of ``cams/thresholds.json``) and the
+method names used in the tables are listed in :data:`METHOD_NAMES`.
+"""
+from .ablation import DEFAULT_SUBSETS, layer_ablation
+from .baselines import BASELINE_NAMES, baseline_cam, compute_baseline_cams
+from .fusion import average_cam, binary_entropy, entropy_weights, umcam
+from .gradcam import (CAM_LAYER, compute_cams, multi_layer_gradcam, resolve_layer_names, upsample_normalise,
+                      working_copy)
+from .pseudo_mask import (CamEvaluation, evaluate_and_record, evaluate_cam, eval_rows, load_threshold,
+                          load_thresholds, record_evaluation, save_threshold, score_pseudo_masks,
+                          select_threshold, summary_table, threshold_curves)
+from .study import STUDY_LAYERS, check_cam_config, compute_cam_variants, fuse_layers, study_layers
+
+#: Map name -> method name in Tables 1 and 2.
+METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
+                                "average_cam": "Average-CAM", "umcam": "UM-CAM"}
+
+__all__ = [
+    "BASELINE_NAMES", "CAM_LAYER", "CamEvaluation", "DEFAULT_SUBSETS", "METHOD_NAMES", "STUDY_LAYERS",
+    "average_cam", "baseline_cam", "binary_entropy", "check_cam_config", "compute_cam_variants", "fuse_layers",
+    "study_layers", "compute_baseline_cams", "compute_cams", "entropy_weights",
+    "eval_rows", "evaluate_and_record", "evaluate_cam", "layer_ablation", "load_threshold",
+    "load_thresholds", "multi_layer_gradcam", "record_evaluation", "resolve_layer_names",
+    "save_threshold", "score_pseudo_masks", "select_threshold", "summary_table", "threshold_curves",
+    "umcam", "upsample_normalise", "working_copy",
+]

@@ -1,0 +1,153 @@
+"""Figures of notebooks 03 and 04: CAM grids (paper Fig. 1a and 2), entropy weights, thresholds."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..data.artifacts import SliceSet
+from .fusion import entropy_weights
+
+
+def pick_examples(slices: SliceSet, split: str = "test", k: int = 4) -> np.ndarray:
+    """``k`` positive slices of ``split`` for figures: large brains, distinct volumes first.
+
+    Deterministic: rows are ranked by mask area; one slice per volume is taken before a second
+    one of the same volume. Returns the rows sorted.
+    """
+    rows = slices.indices(split, positive_only=True)
+    if len(rows) == 0:
+        raise ValueError(f"split {split!r} has no positive slice to show")
+    area = slices.masks[rows].reshape(len(rows), -1).sum(axis=1)
+    order = rows[np.argsort(-area, kind="stable")]
+    chosen: list[int] = []
+    used: set[int] = set()
+    for r in order:
+        if int(slices.volume[r]) not in used:
+            chosen.append(int(r))
+            used.add(int(slices.volume[r]))
+        if len(chosen) == k:
+            break
+    for r in order:
+        if len(chosen) == k:
+            break
+        if int(r) not in chosen:
+            chosen.append(int(r))
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def _outline(ax: plt.Axes, mask: np.ndarray, color: str, style: str = "solid") -> None:
+    if np.any(mask) and not np.all(mask):
+        ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=1.0, linestyles=style)
+
+
+def _show_cam(ax: plt.Axes, image: np.ndarray, cam: np.ndarray, mask: np.ndarray,
+              threshold: float | None = None) -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(cam, cmap="jet", vmin=0, vmax=1, alpha=0.5)
+    _outline(ax, mask > 0, "white")
+    if threshold is not None:
+        _outline(ax, cam >= threshold, "cyan", "dashed")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, np.ndarray],
+                  thresholds: Mapping[str, float] | None = None, row_labels: Sequence[str] | None = None,
+                  title: str = "") -> plt.Figure:
+    """One row per slice: the image with its ground-truth outline, then each CAM over it.
+
+    Parameters
+    ----------
+    images, masks : ndarray, shape (k, H, W)
+        Slices in [0, 1] and their ground truth (white outline).
+    columns : mapping
+        Column title -> CAMs [k, H, W] in [0, 1] (jet colour map over the image).
+    thresholds : mapping, optional
+        Column title -> threshold; its pseudo-mask outline is drawn dashed in cyan.
+    row_labels : sequence of str, optional
+        Label of each row (e.g. the slice row).
+    """
+    k = len(images)
+    n_cols = 1 + len(columns)
+    fig, axes = plt.subplots(k, n_cols, figsize=(1.9 * n_cols, 1.9 * k), squeeze=False)
+    for i in range(k):
+        ax = axes[i, 0]
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        _outline(ax, masks[i] > 0, "lime")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if row_labels is not None:
+            ax.set_ylabel(row_labels[i], fontsize=8)
+        for j, (name, cams) in enumerate(columns.items(), start=1):
+            t = None if thresholds is None else thresholds.get(name)
+            _show_cam(axes[i, j], images[i], np.asarray(cams[i], dtype=np.float32), masks[i], t)
+    axes[0, 0].set_title("image + truth", fontsize=9)
+    for j, name in enumerate(columns, start=1):
+        axes[0, j].set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_entropy_weights(images: np.ndarray, masks: np.ndarray, layer_maps: np.ndarray,
+                         layer_names: Sequence[str], fused: np.ndarray) -> plt.Figure:
+    """For each slice two rows: the per-layer CAMs M_n and their entropy weights W_n = exp(-H_n).
+
+    Parameters
+    ----------
+    images, masks : ndarray, shape (k, H, W)
+    layer_maps : ndarray, shape (L, k, H, W)
+        Per-layer CAMs in [0, 1].
+    layer_names : sequence of str, length L
+    fused : ndarray, shape (k, H, W)
+        The UM-CAM of the slices (last column of the CAM row).
+    """
+    layer_maps = np.asarray(layer_maps, dtype=np.float32)
+    weights = entropy_weights(layer_maps)
+    k, n_layers = layer_maps.shape[1], layer_maps.shape[0]
+    n_cols = n_layers + 2
+    fig, axes = plt.subplots(2 * k, n_cols, figsize=(1.8 * n_cols, 3.7 * k), squeeze=False)
+    for i in range(k):
+        top, bottom = axes[2 * i], axes[2 * i + 1]
+        top[0].imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        _outline(top[0], masks[i] > 0, "lime")
+        top[0].set_ylabel("CAM $M_n$", fontsize=8)
+        bottom[0].imshow(weights[:, i].mean(axis=0), cmap="viridis", vmin=0.5, vmax=1)
+        bottom[0].set_ylabel("weight $W_n$", fontsize=8)
+        bottom[0].set_title("mean $W$", fontsize=8)
+        for n in range(n_layers):
+            _show_cam(top[n + 1], images[i], layer_maps[n, i], masks[i])
+            im = bottom[n + 1].imshow(weights[n, i], cmap="viridis", vmin=0.5, vmax=1)
+            if i == 0:
+                top[n + 1].set_title(layer_names[n], fontsize=9)
+        _show_cam(top[-1], images[i], np.asarray(fused[i], dtype=np.float32), masks[i])
+        if i == 0:
+            top[-1].set_title("UM-CAM", fontsize=9)
+        bottom[-1].axis("off")
+        for ax in list(top) + list(bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    cax = axes[1, -1].inset_axes([0.1, 0.05, 0.12, 0.9])
+    fig.colorbar(im, cax=cax, label="W = exp(-H)")
+    return fig
+
+
+def plot_threshold_curves(curves: pd.DataFrame, chosen: Mapping[str, float] | None = None) -> plt.Figure:
+    """Mean validation Dice against threshold, one line per method (chosen thresholds marked)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for method in curves.columns:
+        line, = ax.plot(curves.index, curves[method], marker=".", label=method)
+        if chosen and method in chosen:
+            t = chosen[method]
+            ax.plot([t], [curves[method].loc[np.isclose(curves.index, t)].max()], "o",
+                    color=line.get_color(), markersize=8, markerfacecolor="none")
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("mean validation DSC (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

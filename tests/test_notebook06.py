@@ -1,0 +1,73 @@
+"""Notebook 06 on the tiny profile: Table 1 / Table 2 segmentation rows, sweep tables, figures."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from umcam_lib import config
+from umcam_lib.train import segmentation
+
+pytestmark = pytest.mark.slow
+
+
+def _volumes_per_split(run_dir) -> dict[str, int]:
+    vols = pd.read_csv(run_dir / "data" / "volumes.csv")
+    return vols.groupby("split").size().to_dict()
+
+
+def _segmentation_rows(fig_dir, table: str) -> pd.DataFrame:
+    df = pd.read_csv(fig_dir / f"{table}.csv")
+    return df[df["section"] == "segmentation"]
+
+
+def test_table1_has_the_four_weak_variants_on_every_volume(tiny_run):
+    n = _volumes_per_split(tiny_run.run_dir)
+    seg = _segmentation_rows(tiny_run.figures_dir, "table1")
+    for split in ("val", "test"):
+        rows = seg[seg["split"] == split]
+        assert sorted(rows["method"]) == sorted(["Grad-CAM", "UM-CAM", "SPL", "UM-CAM+SPL"]), split
+        assert (rows["n"] == n[split]).all(), f"{split}: every volume must be scored, got {rows['n'].tolist()}"
+        assert rows["dsc_mean"].between(0, 100).all() and np.isfinite(rows["hd95_mean"]).all()
+        assert np.isfinite(rows["hd95_mm_mean"]).all()
+
+
+def test_table2_has_umcam_spl_and_fully_supervised(tiny_run):
+    n = _volumes_per_split(tiny_run.run_dir)
+    seg = _segmentation_rows(tiny_run.figures_dir, "table2")
+    for split in ("val", "test"):
+        rows = seg[seg["split"] == split].set_index("method")
+        assert {"UM-CAM+SPL", "FullySup"} <= set(rows.index)
+        assert rows.loc["FullySup", "n"] == n[split]
+    # the UM-CAM+SPL model is the same in both tables
+    t1 = _segmentation_rows(tiny_run.figures_dir, "table1").set_index(["method", "split"])
+    t2 = seg.set_index(["method", "split"])
+    assert t1.loc[("UM-CAM+SPL", "test"), "dsc_mean"] == pytest.approx(t2.loc[("UM-CAM+SPL", "test"), "dsc_mean"])
+
+
+def test_predictions_cover_every_slice_of_the_test_volumes(tiny_run):
+    slices = pd.read_csv(tiny_run.run_dir / "data" / "volumes.csv")
+    n_test_slices = int(slices.loc[slices["split"] == "test", "n_slices"].sum())
+    for name in segmentation.VARIANTS:
+        index, probs = segmentation.load_predictions(tiny_run.run_dir, name, "test")
+        assert len(index) == n_test_slices and probs.min() >= 0 and probs.max() <= 1
+
+
+def test_sweep_tables_and_figures_exist(tiny_run):
+    fig = tiny_run.figures_dir
+    for name in ("segmentation_examples.png", "segmentation_labels.png", "sweep.png"):
+        assert (fig / name).stat().st_size > 1000, name
+    for name in ("sweep", "sweep_choice", "segmentation_oracle"):
+        for ext in ("csv", "md", "tex"):
+            assert (fig / f"{name}.{ext}").is_file(), f"{name}.{ext}"
+    sweep = pd.read_csv(fig / "sweep.csv")
+    params = config.load_params(config.profile_path("tiny"))["seg"]
+    assert len(sweep) == len(params["sweep_beta"]) * len(params["sweep_lambda"])
+    assert sweep["val_dsc_mean"].between(0, 100).all()
+    choice = pd.read_csv(fig / "sweep_choice.csv")
+    assert list(choice["point"]) == ["validation-chosen", "paper"]
+    paper = choice.set_index("point").loc["paper"]
+    assert (paper["beta"], paper["lambda"]) == (segmentation.PAPER_BETA, segmentation.PAPER_LAMBDA)
+    best = sweep.loc[sweep["val_dsc_mean"].idxmax()]
+    chosen = choice.set_index("point").loc["validation-chosen"]
+    assert (chosen["beta"], chosen["lambda"]) == (best["beta"], best["lambda"])

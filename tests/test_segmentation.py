@@ -1,0 +1,249 @@
+"""Stage 2: the Eq. 8 loss, training targets, 3D evaluation, and resumable deterministic training."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from umcam_lib import evaluate, report
+from umcam_lib.data import SliceSet, save_slices
+from umcam_lib.io import write_json
+from umcam_lib.maps import save_maps
+from umcam_lib.models.unet import build_unet, unet_features
+from umcam_lib.train import segmentation as seg
+
+SEG_CFG = dict(width=2, epochs=2, batch_size=6, lr=0.01, momentum=0.9, weight_decay=5e-4, lambda_spl=0.1,
+               soft_labels=True)
+
+
+def fake_slices(n_volumes: int = 4, n_slices: int = 6, size: int = 32, seed: int = 0) -> SliceSet:
+    """Discs that grow and shrink through each stack: two train volumes, one val, one test."""
+    rng = np.random.default_rng(seed)
+    splits = ["train"] * (n_volumes - 2) + ["val", "test"]
+    yy, xx = np.mgrid[:size, :size]
+    images, masks, volume, index, split, vols = [], [], [], [], [], []
+    for v in range(n_volumes):
+        cy, cx = rng.uniform(0.4, 0.6, 2) * size
+        for s in range(n_slices):
+            radius = [0, 2, 4, 5, 3, 0][s % 6] * size / 16
+            m = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
+            images.append(np.clip(0.3 + 0.5 * m + rng.normal(0, 0.05, m.shape), 0, 1))
+            masks.append(m)
+            volume.append(v)
+            index.append(s)
+            split.append(splits[v])
+        vols.append(dict(volume=v, subject=f"s{v}", split=splits[v], image_path="", n_slices=n_slices,
+                         thickness_mm=5.0, native_spacing_mm=1.0, shape=""))
+    masks = np.array(masks, dtype=np.uint8)
+    return SliceSet(np.array(images, np.float32), masks, masks.reshape(len(masks), -1).max(1).astype(np.uint8),
+                    np.array(volume, np.int32), np.array(index, np.int32), np.array(split), 2.0, pd.DataFrame(vols))
+
+
+# ----------------------------------------------------------------------------- model
+def test_unet_width_scales_features_and_keeps_shape():
+    assert unet_features(8) == (8, 8, 16, 32, 64, 8)
+    out = build_unet(2)(torch.zeros(3, 1, 32, 32))
+    assert out.shape == (3, 2, 32, 32)
+    with pytest.raises(ValueError, match="seg.width"):
+        unet_features(0)
+
+
+# ----------------------------------------------------------------------------- loss
+def test_eq8_loss_matches_hand_computation_on_a_2x2_image():
+    # logits of background / foreground at the four pixels
+    bg, fg = [[0.0, 1.0], [2.0, -1.0]], [[1.0, 0.0], [0.5, 1.0]]
+    logits = torch.tensor([[bg, fg]])
+    y_um = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    y_spl = torch.tensor([[[0.8, 0.3], [0.6, 0.1]]])
+
+    def ce(target):
+        total = 0.0
+        for i in range(2):
+            for j in range(2):
+                p_fg = math.exp(fg[i][j]) / (math.exp(fg[i][j]) + math.exp(bg[i][j]))
+                y = target[i][j]
+                total += -(y * math.log(p_fg) + (1 - y) * math.log(1 - p_fg))
+        return total / 4
+
+    expected = ce([[1, 0], [1, 0]]) + 0.1 * ce([[0.8, 0.3], [0.6, 0.1]])
+    assert seg.eq8_loss(logits, y_um, y_spl, lamb=0.1).item() == pytest.approx(expected, rel=1e-6)
+    assert seg.eq8_loss(logits, y_um, None, lamb=0.1).item() == pytest.approx(ce([[1, 0], [1, 0]]), rel=1e-6)
+
+
+def test_hard_label_option_thresholds_at_one_half():
+    logits = torch.randn(2, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    soft = torch.tensor([0.2, 0.5, 0.7]).repeat(2, 3, 1)
+    hard = (soft >= 0.5).float()
+    assert seg.eq8_loss(logits, soft, soft, 0.5, soft=False).item() == pytest.approx(
+        seg.eq8_loss(logits, hard, hard, 0.5, soft=True).item(), rel=1e-6)
+    assert seg.eq8_loss(logits, soft, soft, 0.5, soft=False).item() != pytest.approx(
+        seg.eq8_loss(logits, soft, soft, 0.5, soft=True).item(), rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- targets
+def test_training_set_uses_background_for_negatives_and_rejects_missing_positives():
+    s = fake_slices()
+    rows = s.indices("train")
+    pos = s.indices("train", positive_only=True)
+    # targets on ALL training rows, with ones everywhere: negatives must still become background
+    targets = {"index": rows, "maps": np.ones((len(rows), 32, 32), np.float32),
+               "spl": np.full((len(rows), 32, 32), 0.4, np.float32)}
+    out_rows, y, y_spl = seg.training_set(s, targets, soft=True)
+    assert np.array_equal(out_rows, rows)
+    neg = s.labels[rows] == 0
+    assert neg.any() and y[neg].max() == 0 and y[~neg].min() == 1
+    assert np.allclose(y_spl[~neg], 0.4) and y_spl[neg].max() == 0
+    _, _, hard_spl = seg.training_set(s, targets, soft=False)
+    assert hard_spl.max() == 0  # 0.4 < 0.5
+    with pytest.raises(ValueError, match="positive training slices"):
+        seg.training_set(s, {"index": pos[1:], "maps": np.ones((len(pos) - 1, 32, 32))})
+
+
+def _write_upstream(run_dir, s: SliceSet) -> None:
+    save_slices(run_dir, s)
+    idx = np.arange(len(s))
+    save_maps(run_dir, "cams", "gradcam", idx, np.where(s.masks > 0, 0.6, 0.2))
+    save_maps(run_dir, "cams", "umcam", idx, np.where(s.masks > 0, 0.9, 0.1))
+    write_json(run_dir / "cams" / "thresholds.json", {"gradcam": 0.5, "umcam": 0.5})
+    pos = s.indices("train", positive_only=True)
+    save_maps(run_dir, "spl", "spl", pos[1:], np.full((len(pos) - 1, 32, 32), 0.25))
+
+
+def test_variant_targets_threshold_cams_and_fall_back_to_umcam_without_spl(tmp_path):
+    s = fake_slices()
+    _write_upstream(tmp_path, s)
+    pos = s.indices("train", positive_only=True)
+    um = seg.variant_targets("UM-CAM", s, tmp_path, SEG_CFG)
+    assert np.array_equal(um["maps"], s.masks[pos].astype(np.float32))
+    both = seg.variant_targets("UM-CAM+SPL", s, tmp_path, SEG_CFG)
+    assert both["lambda"] == 0.1 and both["n_fallback"] == 1
+    assert np.array_equal(both["spl"][0], s.masks[pos[0]].astype(np.float32))  # the stand-in
+    assert np.allclose(both["spl"][1:], 0.25)
+    full = seg.variant_targets("FullySup", s, tmp_path, SEG_CFG)
+    assert np.array_equal(full["maps"], s.masks[pos])
+    with pytest.raises(ValueError, match="unknown segmentation variant"):
+        seg.variant_targets("UMCAM", s, tmp_path, SEG_CFG)
+
+
+# ----------------------------------------------------------------------------- 3D evaluation
+def test_score_volume_on_offset_cubes_uses_slice_thickness_through_plane():
+    gt = np.zeros((8, 10, 10), bool)
+    gt[2:6, 2:6, 2:6] = True
+    in_plane = np.roll(gt, 1, axis=2)
+    through = np.roll(gt, 1, axis=0)
+    a = evaluate.score_volume(in_plane, gt, spacing_mm=2.0, thickness_mm=5.0)
+    b = evaluate.score_volume(through, gt, spacing_mm=2.0, thickness_mm=5.0)
+    assert a["dsc"] == pytest.approx(75.0) and b["dsc"] == pytest.approx(75.0)
+    assert a["hd95"] == pytest.approx(1.0) and b["hd95"] == pytest.approx(1.0)
+    assert a["hd95_mm"] == pytest.approx(2.0) and b["hd95_mm"] == pytest.approx(5.0)
+
+
+def test_evaluate_volumes_scores_empty_predictions_and_requires_every_slice():
+    s = fake_slices()
+    rows = evaluate.split_rows(s, "test")
+    empty = np.zeros((len(rows), 32, 32), bool)
+    df = evaluate.evaluate_volumes(s, "test", rows, empty)
+    assert len(df) == 1 and df["dsc"].iloc[0] == 0.0
+    n = len(rows)
+    assert df["hd95"].iloc[0] == pytest.approx(math.sqrt(n * n + 32 * 32 + 32 * 32))
+    assert df["hd95_mm"].iloc[0] == pytest.approx(math.sqrt((5 * n) ** 2 + 2 * 64 ** 2))
+    # a volume with no brain at all, predicted empty: perfect, not dropped
+    s.masks[rows] = 0
+    df = evaluate.evaluate_volumes(s, "test", rows, empty)
+    assert df["dsc"].iloc[0] == 100.0 and df["hd95"].iloc[0] == 0.0
+    with pytest.raises(ValueError, match="every slice must be predicted"):
+        evaluate.evaluate_volumes(s, "test", rows[1:], empty[1:])
+
+
+def test_evaluate_volumes_stacks_slices_in_stack_order():
+    s = fake_slices()
+    rows = evaluate.split_rows(s, "val")
+    assert list(s.slice_index[rows]) == sorted(s.slice_index[rows])
+    shuffled = rows[::-1]
+    df = evaluate.evaluate_volumes(s, "val", shuffled, s.masks[shuffled])
+    assert df["dsc"].iloc[0] == 100.0
+
+
+# ----------------------------------------------------------------------------- training
+def _targets(s: SliceSet) -> dict:
+    pos = s.indices("train", positive_only=True)
+    return {"index": pos, "maps": s.masks[pos].astype(np.float32)}
+
+
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().cpu().clone() for p in model.state_dict().values()]
+
+
+def test_training_is_deterministic_and_resumes_after_interruption(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    a = seg.train_variant("A", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
+    b = seg.train_variant("B", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    hist = pd.read_csv(tmp_path / "seg" / "A" / "history.csv")
+    assert list(hist["epoch"]) == [1, 2] and hist["val_dsc"].notna().all()
+
+    real_save = seg.save_last
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(seg, "save_last", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        seg.train_variant("C", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
+    monkeypatch.setattr(seg, "save_last", real_save)
+    assert len(pd.read_csv(tmp_path / "seg" / "C" / "history.csv")) == 1
+    c = seg.train_variant("C", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
+    assert len(pd.read_csv(tmp_path / "seg" / "C" / "history.csv")) == 2
+    # best.pt of C was chosen over both epochs, exactly as for the uninterrupted run A
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(c)))
+
+
+def test_train_evaluate_record_writes_table_rows(tmp_path):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    cfg = {**SEG_CFG, "epochs": 1}
+    scores = seg.train_evaluate_record("UM-CAM+SPL", s, {**_targets(s), "spl": _targets(s)["maps"]}, cfg,
+                                       tmp_path, device="cpu", seed=0, progress=False)
+    assert set(scores["split"]) == {"val", "test"} and len(scores) == 2
+    assert (tmp_path / "seg" / "UM-CAM+SPL" / "pred_test.npz").is_file()
+    rows, probs = seg.load_predictions(tmp_path, "UM-CAM+SPL", "test")
+    assert np.array_equal(rows, evaluate.split_rows(s, "test")) and probs.shape == (len(rows), 32, 32)
+    recorded = report.load_scores(tmp_path)
+    got = set(map(tuple, recorded[["table", "section", "method", "split"]].to_numpy()))
+    assert got == {(t, "segmentation", "UM-CAM+SPL", sp) for t in ("table1", "table2") for sp in ("val", "test")}
+    assert np.allclose(sorted(recorded["dsc"]), sorted(np.repeat(scores["dsc"].to_numpy(), 2)))
+
+
+def test_check_seg_config_names_missing_and_bad_keys():
+    with pytest.raises(KeyError, match="lambda_spl"):
+        seg.check_seg_config({k: v for k, v in SEG_CFG.items() if k != "lambda_spl"})
+    with pytest.raises(ValueError, match="seg.epochs"):
+        seg.check_seg_config({**SEG_CFG, "epochs": 0})
+
+
+def test_epoch_order_is_seeded_and_balances_positives_when_asked():
+    labels = np.array([1, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    full = seg.epoch_order(labels, seed=0, epoch=0)
+    assert sorted(full) == list(range(10))
+    assert np.array_equal(full, seg.epoch_order(labels, seed=0, epoch=0))
+    assert not np.array_equal(full, seg.epoch_order(labels, seed=0, epoch=1))
+    draw = seg.epoch_order(labels, seed=0, epoch=0, take=8, positive_fraction=0.5)
+    assert len(draw) == 8 and labels[draw].sum() == 4
+    assert set(draw[labels[draw] == 1]) == {0, 8}  # each positive twice: round-robin, not one repeated
+
+
+def test_oracle_selection_blanks_slices_without_ground_truth():
+    s = fake_slices()
+    rows = evaluate.split_rows(s, "test")
+    pred = np.ones((len(rows), 32, 32), bool)
+    out = evaluate.oracle_selection(s, rows, pred)
+    empty = s.masks[rows].reshape(len(rows), -1).max(1) == 0
+    assert empty.any() and not out[empty].any() and out[~empty].all()
+    full = evaluate.evaluate_volumes(s, "test", rows, pred)
+    oracle = evaluate.evaluate_volumes(s, "test", rows, out)
+    assert oracle["dsc"].iloc[0] > full["dsc"].iloc[0]

@@ -189,8 +189,9 @@ class DRSClassifier(VGGClassifier):
 
     def __init__(self, width: float = 1.0, in_channels: int = 1, dilated: bool = False,
                  num_classes: int = 2, delta: float = DEFAULT_DELTA, learnable: bool = False,
-                 extra_layers: int = 3, warm_start: bool = False) -> None:
-        super().__init__(width=width, in_channels=in_channels, dilated=dilated, num_classes=num_classes)
+                 extra_layers: int = 3, warm_start: bool = False, batch_norm: bool = False) -> None:
+        super().__init__(width=width, in_channels=in_channels, dilated=dilated, num_classes=num_classes,
+                         batch_norm=batch_norm)
         if int(extra_layers) < 0:
             raise ValueError(f"baselines.drs_extra_layers must be >= 0, got {extra_layers!r}")
         self.delta = float(delta)
@@ -253,7 +254,8 @@ def suppression_disabled(model: nn.Module) -> Iterator[nn.Module]:
 
 def drs_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = False,
                    pretrained: Any = False, delta: float = DEFAULT_DELTA, learnable: bool = False,
-                   extra_layers: int = 3, init: VGGClassifier | None = None) -> DRSClassifier:
+                   extra_layers: int = 3, init: VGGClassifier | None = None,
+                   batch_norm: bool = False) -> DRSClassifier:
     """Build a :class:`DRSClassifier`.
 
     Parameters
@@ -268,7 +270,8 @@ def drs_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = Fal
         copied (a warm start; the DRS modules have no weights when ``delta`` is fixed).
     """
     model = DRSClassifier(width=width, in_channels=in_channels, dilated=dilated, delta=delta,
-                          learnable=learnable, extra_layers=extra_layers, warm_start=init is not None)
+                          learnable=learnable, extra_layers=extra_layers, warm_start=init is not None,
+                          batch_norm=batch_norm)
     if init is not None:
         copy_plain_weights(init, model)
         model.init_fingerprint = weights_fingerprint(init)
@@ -365,7 +368,8 @@ def build_drs(classifier: Mapping[str, Any], baselines: Mapping[str, Any], in_ch
     return drs_classifier(width=float(classifier["width"]), in_channels=in_channels,
                           dilated=bool(classifier["dilated"]), pretrained=classifier.get("pretrained", False),
                           delta=float(opts["drs_delta"]), learnable=bool(opts["drs_learnable"]),
-                          extra_layers=int(opts["drs_extra_layers"]), init=init)
+                          extra_layers=int(opts["drs_extra_layers"]), init=init,
+                          batch_norm=bool(classifier.get("batch_norm", False)))
 
 
 def drs_cams(model: DRSClassifier, images: np.ndarray, layer: str = "block5", batch_size: int = 64,

@@ -65,7 +65,7 @@ def test_recorded_scores_follow_from_saved_maps_and_threshold(run):
     index, m = maps.load_maps(run_dir, "cams", "umcam")
     t = json.loads((run_dir / "cams" / "thresholds.json").read_text())["umcam"]
     scores = report.load_scores(run_dir, "table1")
-    rec = scores[(scores["method"] == "UM-CAM") & (scores["split"] == "test")].sort_values("id")
+    rec = scores[(scores["section"] == "pseudo_mask") & (scores["method"] == "UM-CAM") & (scores["split"] == "test")].sort_values("id")
     rows = rec["id"].to_numpy()
     assert np.array_equal(rows, s.indices("test", positive_only=True))
     pos = {int(r): i for i, r in enumerate(index)}

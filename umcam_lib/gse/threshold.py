@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..metrics import threshold_grid
 from ..paths import resolve
 
 RULES = ("grid", "variance")
@@ -30,13 +31,7 @@ DEFAULT_GRID = (0.05, 0.95, 0.05)
 
 def grid_values(spec: Sequence[float] = DEFAULT_GRID) -> np.ndarray:
     """Inclusive threshold grid ``[start, stop, step]`` as float64 (0.05, 0.10, ..., 0.95)."""
-    if len(spec) != 3:
-        raise ValueError(f"threshold grid must be [start, stop, step], got {spec!r}")
-    start, stop, step = (float(x) for x in spec)
-    if step <= 0 or stop < start:
-        raise ValueError(f"threshold grid {spec!r}: need step > 0 and stop >= start")
-    n = int(np.floor((stop - start) / step + 1e-9)) + 1
-    return np.round(start + step * np.arange(n), 10)
+    return threshold_grid(spec)
 
 
 def binarise(cam: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:

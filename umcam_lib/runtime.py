@@ -67,3 +67,8 @@ def generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def worker_count(threads: int | None) -> int:
+    """Worker processes for CPU-parallel steps: ``threads``, or every core when it is null / 0."""
+    return max(1, int(threads)) if threads else max(1, os.cpu_count() or 1)

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
-from .. import io
+from .. import io, runtime
 from ..config import fingerprint as _hash
 from ..paths import resolve
 from .artifacts import SPLITS, SliceSet, load_slices, save_slices, slices_path, volumes_path
@@ -296,7 +296,7 @@ def _cohort_refs(data: Mapping[str, Any], run_dir: Path, seed: int, progress: bo
     if source == "synthetic":
         cohort_dir = run_dir / "cohort"
         paths = _generate_cohort(cohort_dir, n_volumes=int(data["n_volumes"]), seed=seed,
-                                matrix=int(data.get("phantom_matrix", 512)), workers=max(1, int(workers)),
+                                matrix=int(data.get("phantom_matrix", 512)), workers=runtime.worker_count(workers),
                                 progress=progress)
         refs: list[StackRef] = []
         for p in map(Path, paths):

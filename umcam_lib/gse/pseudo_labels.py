@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from .. import runtime
 from .geodesic import geodesic_batch, geodesic_batch_points, geodesic_geodistk, zscore
 from .seed_points import largest_component, seed_mask, seeds, seeds_batch
 from .threshold import DEFAULT_GRID, binarise, variance_thresholds
@@ -281,8 +282,9 @@ def spl_batch(images: np.ndarray, cams: np.ndarray, threshold: float | str | Seq
     rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
     if rows.shape != (n,):
         raise ValueError(f"rows has shape {rows.shape}, expected ({n},)")
-    if int(chunk_size) < 1 or int(workers) < 1:
-        raise ValueError(f"chunk_size and workers must be >= 1, got {chunk_size}, {workers}")
+    workers = runtime.worker_count(workers)
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
     if isinstance(threshold, str):
         if threshold != "variance":

@@ -54,3 +54,42 @@ def test_method_names_do_not_collide(tmp_path):
     _record(tmp_path, "Grad-CAM++", "val", [60.0, 61.0], table="table2")
     df = report.summarise(tmp_path, "table2")
     assert set(df["method"]) == {"Grad-CAM", "Grad-CAM++"}
+
+
+def test_seeded_scores_give_a_seed_spread_and_replace_unseeded_rows(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.normal(60, 5, 20)
+    _record(tmp_path, "UM-CAM", "val", base)                        # an unseeded row ...
+    for seed, shift in ((0, 0.0), (1, 2.0), (2, 4.0)):
+        report.record_scores(tmp_path, "table1", "pseudo_mask", "UM-CAM", "val", np.arange(20),
+                             base + shift, np.full(20, 10.0), seed=seed)
+    files = sorted(p.name for p in report.scores_dir(tmp_path).glob("*.csv"))
+    assert files == [f"table1__pseudo_mask__um-cam__val__s{s}.csv" for s in (0, 1, 2)]  # ... is replaced
+    row = report.summarise(tmp_path, "table1").set_index("method").loc["UM-CAM"]
+    assert row["n_seeds"] == 3 and row["n"] == 20
+    assert row["dsc_mean"] == pytest.approx(base.mean() + 2.0)
+    assert row["dsc_seed_sd"] == pytest.approx(2.0)
+    assert row["dsc_seed_range"] == pytest.approx(4.0)
+    assert row["dsc_std"] == pytest.approx(base.std(ddof=1))          # spread between slices, per seed
+    _record(tmp_path, "UM-CAM", "val", base)                          # unseeded again replaces the seeds
+    assert len(list(report.scores_dir(tmp_path).glob("*.csv"))) == 1
+    with pytest.raises(ValueError, match="seed"):
+        report.record_scores(tmp_path, "table1", "pseudo_mask", "UM-CAM", "val", [0], [1.0], [1.0], seed=-2)
+
+
+def test_orderings_say_when_a_link_does_not_hold_in_every_seed(tmp_path):
+    from umcam_lib import findings
+
+    rng = np.random.default_rng(2)
+    base = rng.normal(60, 5, 30)
+    for seed, gap in ((0, 3.0), (1, 3.0), (2, -1.0)):                 # UM-CAM above Average-CAM in 2 of 3 seeds
+        for method, d in (("Grad-CAM", -10.0), ("Average-CAM", 0.0), ("UM-CAM", gap)):
+            report.record_scores(tmp_path, "table1", "pseudo_mask", method, "val", np.arange(30),
+                                 base + d + rng.normal(0, 0.1, 30), np.full(30, 5.0), seed=seed)
+    links = findings.check_orderings(tmp_path, splits=("val",))
+    pm = links[links["claim"] == "pseudo masks"].set_index("right")
+    assert pm.loc["Average-CAM", "verdict"] == "holds" and pm.loc["Average-CAM", "seeds_agreeing"] == 3
+    assert pm.loc["UM-CAM", "verdict"] == "holds in the mean, not in every seed"
+    assert pm.loc["UM-CAM", "n_seeds"] == 3 and pm.loc["UM-CAM", "seeds_agreeing"] == 2
+    text = findings.describe_section(report.summarise(tmp_path, "table1"), "pseudo_mask", "val")
+    assert "UM-CAM over Average-CAM" in text and "does not exceed" in text

@@ -12,6 +12,14 @@ Table schema (STUDY section 4)::
 ``p_value`` is a paired two-sided Wilcoxon signed-rank test of each row's DSC against the row
 with the best mean DSC of the same section and split (over the items both share); it is empty
 for that best row.
+
+Seeds. Rows whose scores were recorded for several seeds of the classifier-and-CAM stage
+(``record_scores(..., seed=s)``, notebooks 03-04 with the ``seeds`` parameter) are averaged
+over seeds: ``dsc_mean`` is the mean over seeds and items, ``dsc_std`` the mean over seeds of
+the per-seed item SD (the spread between slices, comparable with the paper's), ``n_seeds`` the
+number of seeds and ``dsc_seed_sd`` / ``dsc_seed_range`` the SD and max - min of the per-seed
+mean DSC: the spread a rerun with another seed, or on another machine, should stay within.
+Paired tests use each item's DSC averaged over seeds.
 """
 from __future__ import annotations
 
@@ -30,7 +38,9 @@ TABLES = ("table1", "table2")
 SECTIONS = ("pseudo_mask", "segmentation")
 SPLITS = ("val", "test")
 COLUMNS = ["section", "method", "split", "n", "dsc_mean", "dsc_std", "hd95_mean", "hd95_std",
-           "p_value", "paper_dsc_mean", "paper_hd95_mean"]
+           "p_value", "paper_dsc_mean", "paper_hd95_mean", "n_seeds", "dsc_seed_sd", "dsc_seed_range"]
+#: ``seed`` value of scores recorded without a seed.
+NO_SEED = -1
 
 #: The paper's numbers: (table, section, method, split) -> (dsc mean, dsc std, hd95 mean, hd95 std).
 #: Table 1 reports one split; its UM-CAM+SPL row equals Table 2's validation row, so Table 1 is
@@ -60,7 +70,7 @@ PAPER: dict[tuple[str, str, str, str], tuple[float, float, float, float]] = {
 }
 
 #: Display order of methods (others follow alphabetically).
-METHOD_ORDER = ["Grad-CAM", "Grad-CAM++", "Score-CAM", "Ablation-CAM", "Average-CAM", "UM-CAM",
+METHOD_ORDER = ["All-foreground", "Grad-CAM", "Grad-CAM++", "Score-CAM", "Ablation-CAM", "Average-CAM", "UM-CAM",
                 "SPL", "AMR", "DRS", "UM-CAM+SPL", "FullySup"]
 
 
@@ -84,8 +94,8 @@ def _check_key(table: str, section: str, split: str) -> None:
 
 def record_scores(run_dir: str | Path, table: str, section: str, method: str, split: str,
                   ids: Sequence[int], dsc: Sequence[float], hd95: Sequence[float],
-                  hd95_mm: Sequence[float] | None = None) -> Path:
-    """Store per-item scores of one (table, section, method, split).
+                  hd95_mm: Sequence[float] | None = None, seed: int | None = None) -> Path:
+    """Store per-item scores of one (table, section, method, split[, seed]).
 
     Parameters
     ----------
@@ -97,8 +107,13 @@ def record_scores(run_dir: str | Path, table: str, section: str, method: str, sp
         HD95 in pixels of the profile's grid.
     hd95_mm : sequence of float, shape (n,), optional
         HD95 in millimetres.
+    seed : int, optional
+        Seed of the classifier-and-CAM stage that produced these scores; rows recorded for
+        several seeds are averaged and get a seed spread in :func:`summarise`.
     """
     _check_key(table, section, split)
+    if seed is not None and int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed!r}")
     df = pd.DataFrame({"id": np.asarray(ids, dtype=np.int64), "dsc": np.asarray(dsc, dtype=float),
                        "hd95": np.asarray(hd95, dtype=float)})
     if hd95_mm is not None:
@@ -108,27 +123,70 @@ def record_scores(run_dir: str | Path, table: str, section: str, method: str, sp
     if df.empty:
         raise ValueError(f"{method} {split}: no items to record")
     df.insert(0, "method", method)
-    path = scores_dir(run_dir) / f"{table}__{section}__{_slug(method)}__{split}.csv"
+    stem = f"{table}__{section}__{_slug(method)}__{split}"
+    folder = scores_dir(run_dir)
+    if seed is not None:
+        # a seeded file replaces an unseeded one of the same row (and vice versa)
+        (folder / f"{stem}.csv").unlink(missing_ok=True)
+        stem += f"__s{int(seed)}"
+    else:
+        for old in folder.glob(f"{stem}__s*.csv"):
+            old.unlink()
+    path = folder / f"{stem}.csv"
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return path
 
 
 def load_scores(run_dir: str | Path, table: str | None = None) -> pd.DataFrame:
-    """All recorded scores as one long DataFrame (columns table, section, split, method, id, ...)."""
+    """All recorded scores as one long DataFrame (columns table, section, split, method, id, dsc,
+    hd95, seed, ...); ``seed`` is :data:`NO_SEED` for scores recorded without one."""
     frames = []
     for p in sorted(scores_dir(run_dir).glob("*.csv")):
-        t, section, _, split = p.stem.split("__")
+        parts = p.stem.split("__")
+        if len(parts) not in (4, 5):
+            raise ValueError(f"{p}: not a score file name (table__section__method__split[__sN].csv)")
+        t, section, _, split = parts[:4]
         if table is not None and t != table:
             continue
         df = pd.read_csv(p)
+        df["seed"] = int(parts[4][1:]) if len(parts) == 5 else NO_SEED
         df.insert(0, "split", split)
         df.insert(0, "section", section)
         df.insert(0, "table", t)
         frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=["table", "section", "split", "method", "id", "dsc", "hd95"])
+        return pd.DataFrame(columns=["table", "section", "split", "method", "id", "dsc", "hd95", "seed"])
     return pd.concat(frames, ignore_index=True)
+
+
+def seed_average(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores with each (table, section, split, method, id) averaged over its seeds.
+
+    Returns one row per item; numeric score columns are means over seeds and ``n_seeds`` counts
+    them. Frames without a ``seed`` column pass through with ``n_seeds`` = 1.
+    """
+    keys = [k for k in ("table", "section", "split", "method", "id") if k in scores.columns]
+    if "seed" not in scores.columns or scores.empty:
+        return scores.assign(n_seeds=1)
+    values = [c for c in ("dsc", "hd95", "hd95_mm") if c in scores.columns]
+    out = scores.groupby(keys, sort=False)[values].mean().reset_index()
+    out["n_seeds"] = scores.groupby(keys, sort=False)["seed"].nunique().to_numpy()
+    return out
+
+
+def seed_spread(scores: pd.DataFrame, metric: str = "dsc") -> pd.DataFrame:
+    """Per-seed mean of ``metric`` for every (section, split, method): one row per seed.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``section, split, method, seed, mean, std, n``.
+    """
+    if scores.empty:
+        return pd.DataFrame(columns=["section", "split", "method", "seed", "mean", "std", "n"])
+    g = scores.groupby(["section", "split", "method", "seed"], sort=False)[metric]
+    return g.agg(mean="mean", std=lambda x: x.std(ddof=1) if len(x) > 1 else 0.0, n="size").reset_index()
 
 
 def compare(scores: pd.DataFrame, a: str, b: str, metric: str = "dsc") -> tuple[float, float, float, int]:
@@ -164,28 +222,35 @@ def summarise(run_dir: str | Path, table: str) -> pd.DataFrame:
     """Build one table (STUDY section 4 schema) from the recorded scores."""
     if table not in TABLES:
         raise ValueError(f"table must be one of {TABLES}, got {table!r}")
-    scores = load_scores(run_dir, table)
+    raw = load_scores(run_dir, table)
     spacing = _pixel_spacing(run_dir)
     rows = []
-    for (section, split), grp in scores.groupby(["section", "split"], sort=False):
-        if "hd95_mm" not in grp or grp["hd95_mm"].isna().any():
+    for (section, split), by_seed in raw.groupby(["section", "split"], sort=False):
+        if "hd95_mm" not in by_seed or by_seed["hd95_mm"].isna().any():
             if section == "pseudo_mask" and spacing is not None:
-                grp = grp.assign(hd95_mm=grp["hd95"] * spacing)
+                by_seed = by_seed.assign(hd95_mm=by_seed["hd95"] * spacing)
+        grp = seed_average(by_seed)
         means = grp.groupby("method")["dsc"].mean()
         best = means.idxmax()
         for method, m in grp.groupby("method"):
+            per_seed = {k: seed_spread(by_seed[by_seed["method"] == method], k) for k in ("dsc", "hd95")}
             paper = PAPER.get((table, section, method, split))
+            seed_means = per_seed["dsc"]["mean"]
             row = {
                 "section": section, "method": method, "split": split, "n": len(m),
-                "dsc_mean": m["dsc"].mean(), "dsc_std": m["dsc"].std(ddof=1) if len(m) > 1 else 0.0,
-                "hd95_mean": m["hd95"].mean(), "hd95_std": m["hd95"].std(ddof=1) if len(m) > 1 else 0.0,
+                "dsc_mean": m["dsc"].mean(), "dsc_std": per_seed["dsc"]["std"].mean(),
+                "hd95_mean": m["hd95"].mean(), "hd95_std": per_seed["hd95"]["std"].mean(),
                 "p_value": np.nan if method == best else compare(grp, method, best)[2],
                 "paper_dsc_mean": paper[0] if paper else np.nan,
                 "paper_hd95_mean": paper[2] if paper else np.nan,
+                "n_seeds": len(seed_means),
+                "dsc_seed_sd": seed_means.std(ddof=1) if len(seed_means) > 1 else np.nan,
+                "dsc_seed_range": seed_means.max() - seed_means.min() if len(seed_means) > 1 else np.nan,
             }
             if "hd95_mm" in m and m["hd95_mm"].notna().all():
+                mm = seed_spread(by_seed[by_seed["method"] == method], "hd95_mm")
                 row["hd95_mm_mean"] = m["hd95_mm"].mean()
-                row["hd95_mm_std"] = m["hd95_mm"].std(ddof=1) if len(m) > 1 else 0.0
+                row["hd95_mm_std"] = mm["std"].mean()
             rows.append(row)
     df = pd.DataFrame(rows)
     cols = list(COLUMNS)

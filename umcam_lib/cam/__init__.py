@@ -8,7 +8,9 @@ and their evaluation as pseudo masks.
 - :mod:`.pseudo_mask`  validation-chosen threshold, Dice / HD95 of pseudo masks, thresholds.json
 - :mod:`.ablation`     fusing subsets of layers
 - :mod:`.figures`      CAM grids, entropy weights, threshold curves
-- :mod:`.study`        the steps of notebooks 03 and 04 from the ``cam`` parameter section
+- :mod:`.study`        the steps of notebooks 03 and 04 from the ``cam`` parameter section, per seed
+- :mod:`.diagnostics`  does the classifier / each layer's CAM look at the brain (pointing game,
+  per-layer Dice, erase-the-brain test)
 
 Map names (``runs/<profile>/cams/<name>.npz`` and keys of ``cams/thresholds.json``) and the
 method names used in the tables are listed in :data:`METHOD_NAMES`.
@@ -18,17 +20,19 @@ from .baselines import BASELINE_NAMES, baseline_cam, compute_baseline_cams
 from .fusion import average_cam, binary_entropy, entropy_weights, umcam
 from .gradcam import (CAM_LAYER, compute_cams, multi_layer_gradcam, resolve_layer_names, upsample_normalise,
                       working_copy)
-from .pseudo_mask import (CamEvaluation, evaluate_and_record, evaluate_cam, eval_rows, load_threshold,
-                          load_thresholds, record_evaluation, save_threshold, score_pseudo_masks,
+from .pseudo_mask import (FLOOR_METHOD, CamEvaluation, evaluate_and_record, evaluate_cam, eval_rows, load_threshold,
+                          load_thresholds, record_evaluation, record_floor, save_threshold, score_pseudo_masks,
                           select_threshold, summary_table, threshold_curves)
-from .study import STUDY_LAYERS, check_cam_config, compute_cam_variants, fuse_layers, study_layers
+from .study import (STUDY_LAYERS, check_cam_config, compute_cam_variants, evaluate_extra_seeds, evaluate_seed,
+                    fuse_layers, study_layers)
 
 #: Map name -> method name in Tables 1 and 2.
 METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
                                 "average_cam": "Average-CAM", "umcam": "UM-CAM"}
 
 __all__ = [
-    "BASELINE_NAMES", "CAM_LAYER", "CamEvaluation", "DEFAULT_SUBSETS", "METHOD_NAMES", "STUDY_LAYERS",
+    "BASELINE_NAMES", "CAM_LAYER", "CamEvaluation", "FLOOR_METHOD", "evaluate_extra_seeds", "evaluate_seed",
+    "record_floor", "DEFAULT_SUBSETS", "METHOD_NAMES", "STUDY_LAYERS",
     "average_cam", "baseline_cam", "binary_entropy", "check_cam_config", "compute_cam_variants", "fuse_layers",
     "study_layers", "compute_baseline_cams", "compute_cams", "entropy_weights",
     "eval_rows", "evaluate_and_record", "evaluate_cam", "layer_ablation", "load_threshold",

@@ -149,6 +149,26 @@ def _quiet() -> contextlib.AbstractContextManager:
     return contextlib.redirect_stderr(io.StringIO())
 
 
+class LogitMarginTarget:
+    """pytorch-grad-cam target: brain logit minus background logit (``cam.target: margin``)."""
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        if model_output.ndim == 1:
+            return model_output[1] - model_output[0]
+        return model_output[:, 1] - model_output[:, 0]
+
+
+def make_target(target: int | str) -> Any:
+    """pytorch-grad-cam target object for a class index, ``"logit"`` (class 1) or ``"margin"``."""
+    if target == "margin":
+        return LogitMarginTarget()
+    if target == "logit":
+        return ClassifierOutputTarget(1)
+    if isinstance(target, str):
+        raise ValueError(f"cam.target must be a class index, 'logit' or 'margin', got {target!r}")
+    return ClassifierOutputTarget(int(target))
+
+
 def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: str, layer: str = CAM_LAYER,
                  target: int = 1, batch_size: int = 128, max_channels: int | None = None,
                  fast_ablation: bool = True) -> torch.Tensor:
@@ -164,8 +184,8 @@ def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: st
         The CAM method (``gradcam``: pytorch-grad-cam's own Grad-CAM, for comparisons).
     layer : str
         Module or block name of the explained layer.
-    target : int
-        Class whose logit is explained.
+    target : int or {"logit", "margin"}
+        What is explained (see :func:`umcam_lib.cam.gradcam.target_score`).
     batch_size : int
         Perturbed images (Score-CAM) or ablated copies (Ablation-CAM) per forward pass.
     max_channels : int, optional
@@ -184,7 +204,7 @@ def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: st
     x = _as_batch(images).to(device)
     if _is_channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
-    targets = [ClassifierOutputTarget(int(target)) for _ in range(x.shape[0])]
+    targets = [make_target(target) for _ in range(x.shape[0])]
     was_training = model.training
     model.eval()
     try:

@@ -151,3 +151,29 @@ def plot_threshold_curves(curves: pd.DataFrame, chosen: Mapping[str, float] | No
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_layer_localisation(summary: pd.DataFrame) -> Any:
+    """Bar chart of :func:`umcam_lib.cam.diagnostics.summarise_localisation`: best-threshold
+    DSC (left) and pointing game (right) per layer, error bars = SD over seeds, the
+    all-foreground floor as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    s = summary[summary["layer"] != "all_foreground"]
+    floor = summary.loc[summary["layer"] == "all_foreground", "dsc_mean"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    x = np.arange(len(s))
+    axes[0].bar(x, s["dsc_mean"], yerr=s["dsc_sd"].fillna(0), color="tab:blue", capsize=3)
+    if len(floor):
+        axes[0].axhline(float(floor.iloc[0]), ls="--", color="k", lw=1, label="all-foreground mask")
+        axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].set_ylabel("best-threshold DSC (%)")
+    axes[1].bar(x, s["pointing_mean"], yerr=s["pointing_sd"].fillna(0), color="tab:orange", capsize=3)
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("pointing game")
+    for ax in axes:
+        ax.set_xticks(x, s["layer"], rotation=30, ha="right")
+    n = int(summary["n_seeds"].max())
+    fig.suptitle(f"Does each layer's Grad-CAM point at the brain? (validation positives, {n} seed{'s' * (n > 1)})")
+    fig.tight_layout()
+    return fig

@@ -210,7 +210,7 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
             if changed:
                 raise ValueError(f"the outputs of {changed} were modified in place after the layer; "
                                  f"use non-in-place activations (ReLU(inplace=False)) for Grad-CAM")
-            score = logits[:, int(target)].float().sum()
+            score = target_score(logits, target)
             grads = torch.autograd.grad(score, [acts[n] for n in unique], allow_unused=True)
     finally:
         for h in handles:
@@ -220,6 +220,36 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
     per_layer = {n: upsample_normalise(gradcam_from(acts[n].detach(), None if g is None else g.detach()), size)
                  for n, g in zip(unique, grads)}
     return torch.stack([per_layer[n] for n in names])
+
+
+#: Grad-CAM targets besides a class index (``cam.target``).
+TARGETS = ("logit", "margin")
+
+
+def target_score(logits: torch.Tensor, target: int | str) -> torch.Tensor:
+    """The scalar whose gradient Grad-CAM reads, summed over the batch.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (B, 2)
+        (background, brain) logits.
+    target : int or {"logit", "margin"}
+        A class index, ``"logit"`` (the brain logit, class 1: the usual Grad-CAM target) or
+        ``"margin"`` (brain minus background logit: the log-odds of "brain", the only quantity
+        a two-class softmax decides with; with two logits the brain logit alone may stay flat
+        while the background logit does the work, and its gradient then points anywhere).
+
+    Returns
+    -------
+    Tensor, float32, scalar
+    """
+    if target == "logit":
+        target = 1
+    if target == "margin":
+        return (logits[:, 1] - logits[:, 0]).float().sum()
+    if isinstance(target, str):
+        raise ValueError(f"cam.target must be a class index or one of {TARGETS}, got {target!r}")
+    return logits[:, int(target)].float().sum()
 
 
 def working_copy(model: nn.Module, device: str | torch.device | None = None,

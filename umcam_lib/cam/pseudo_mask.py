@@ -242,7 +242,8 @@ def evaluate_cam(slices: SliceSet, index: np.ndarray, maps: np.ndarray, grid: Se
 
 
 def record_evaluation(run_dir: str | Path, table: str, result: CamEvaluation,
-                      save_threshold_as: str | None = None) -> None:
+                      save_threshold_as: str | None = None, seed: int | None = None,
+                      keep_threshold: bool = True) -> None:
     """Record a :class:`CamEvaluation` in ``table``'s pseudo-mask section and store its threshold.
 
     Parameters
@@ -251,16 +252,23 @@ def record_evaluation(run_dir: str | Path, table: str, result: CamEvaluation,
         Which table's ``pseudo_mask`` section the rows belong to.
     save_threshold_as : str, optional
         Key in ``thresholds.json`` (default: ``result.name``).
+    seed : int, optional
+        Seed of the classifier the maps came from (rows of several seeds get a seed spread).
+    keep_threshold : bool
+        Store the threshold in ``thresholds.json`` (the maps later notebooks read: only the
+        primary seed's).
     """
     for split, df in result.scores.items():
         report.record_scores(run_dir, table, "pseudo_mask", result.method, split,
-                             df["id"].to_numpy(), df["dsc"].to_numpy(), df["hd95"].to_numpy())
-    save_threshold(run_dir, save_threshold_as or result.name, result.threshold)
+                             df["id"].to_numpy(), df["dsc"].to_numpy(), df["hd95"].to_numpy(), seed=seed)
+    if keep_threshold:
+        save_threshold(run_dir, save_threshold_as or result.name, result.threshold)
 
 
 def evaluate_and_record(run_dir: str | Path, slices: SliceSet, table: str,
                         maps_by_name: Mapping[str, tuple[np.ndarray, np.ndarray]], grid: Sequence[float],
-                        method_names: Mapping[str, str]) -> dict[str, CamEvaluation]:
+                        method_names: Mapping[str, str], seed: int | None = None,
+                        keep_thresholds: bool = True) -> dict[str, CamEvaluation]:
     """Evaluate several CAMs, record their Table rows and thresholds.
 
     Parameters
@@ -269,6 +277,8 @@ def evaluate_and_record(run_dir: str | Path, slices: SliceSet, table: str,
         map name -> ``(index [n], maps [n, H, W])``.
     method_names : mapping
         map name -> name in the table (e.g. ``{"umcam": "UM-CAM"}``).
+    seed, keep_thresholds
+        See :func:`record_evaluation`.
 
     Returns
     -------
@@ -278,9 +288,37 @@ def evaluate_and_record(run_dir: str | Path, slices: SliceSet, table: str,
     out = {}
     for name, (index, maps) in maps_by_name.items():
         res = evaluate_cam(slices, index, maps, grid, name, method_names.get(name, name))
-        record_evaluation(run_dir, table, res)
+        record_evaluation(run_dir, table, res, seed=seed, keep_threshold=keep_thresholds)
         out[name] = res
     return out
+
+
+#: Table name of the floor row: a pseudo mask covering the whole slice.
+FLOOR_METHOD = "All-foreground"
+
+
+def record_floor(run_dir: str | Path, slices: SliceSet, tables: Sequence[str] = ("table1", "table2")) -> pd.DataFrame:
+    """Record the all-foreground pseudo mask (every pixel "brain") as a row of ``tables``.
+
+    Every pseudo-mask row must beat this floor: a CAM that does not localise at all, thresholded
+    low enough, gives it. Scored on the positive validation and test slices like the CAMs.
+
+    Returns
+    -------
+    DataFrame
+        ``split, n, dsc, hd95`` (means).
+    """
+    out = []
+    for split in EVAL_SPLITS:
+        rows = slices.indices(split, positive_only=True)
+        if rows.size == 0:
+            continue
+        ones = np.ones((rows.size, *slices.images.shape[1:]), dtype=np.float32)
+        dsc, hd = score_pseudo_masks(ones, slices.masks[rows], 0.5)
+        for table in tables:
+            report.record_scores(run_dir, table, "pseudo_mask", FLOOR_METHOD, split, rows, dsc, hd)
+        out.append({"split": split, "n": int(rows.size), "dsc": float(np.mean(dsc)), "hd95": float(np.mean(hd))})
+    return pd.DataFrame(out)
 
 
 def summary_table(results: Mapping[str, CamEvaluation]) -> pd.DataFrame:

@@ -136,7 +136,7 @@ class Conv2dBN(nn.Conv2d):
 
 
 def _make_features(width: float, in_channels: int, dilated: bool,
-                   batch_norm: bool = False) -> tuple[nn.Sequential, int]:
+                   batch_norm: bool = False, padding_mode: str = "zeros") -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     c_in = in_channels
     conv_type = Conv2dBN if batch_norm else nn.Conv2d
@@ -144,7 +144,7 @@ def _make_features(width: float, in_channels: int, dilated: bool,
         if kind in ("conv", "conv_dil"):
             c_out = scaled_channels(c, width)
             d = 2 if kind == "conv_dil" else 1
-            layers.append(conv_type(c_in, c_out, kernel_size=3, padding=d, dilation=d))
+            layers.append(conv_type(c_in, c_out, kernel_size=3, padding=d, dilation=d, padding_mode=padding_mode))
             c_in = c_out
         elif kind == "relu":
             layers.append(nn.ReLU(inplace=False))
@@ -155,6 +155,51 @@ def _make_features(width: float, in_channels: int, dilated: bool,
         else:
             layers.append(nn.Identity())
     return nn.Sequential(*layers), c_in
+
+
+#: Global pooling of the class map into logits (``classifier.pooling``).
+POOLINGS = ("avg", "max", "lse")
+#: Input normalisations (``classifier.input_norm``).
+INPUT_NORMS = ("imagenet", "zero_background")
+#: Padding of the 3x3 convolutions (``classifier.padding``), as ``nn.Conv2d``'s ``padding_mode``.
+PADDINGS = ("zeros", "reflect", "replicate")
+
+
+class LogSumExpPool(nn.Module):
+    """Log-sum-exp pooling of a map ``[B, C, h, w] -> [B, C, 1, 1]``.
+
+    ``(1/r) log( (1/Z) sum_i exp(r x_i) )`` moves from global average pooling (``r -> 0``) to
+    global max pooling (``r -> inf``). A pooled score that a few locations dominate makes the
+    class map itself, and so the Grad-CAM of the deep layers, peak where the evidence is,
+    while every location still receives a gradient.
+
+    Parameters
+    ----------
+    r : float
+        Sharpness (> 0).
+    """
+
+    def __init__(self, r: float = 5.0) -> None:
+        super().__init__()
+        if not r > 0:
+            raise ValueError(f"log-sum-exp pooling needs r > 0, got {r!r}")
+        self.r = float(r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2).float() * self.r
+        z = torch.logsumexp(flat, dim=2) - torch.log(torch.tensor(float(flat.shape[2]), device=x.device))
+        return (z / self.r).to(x.dtype)[..., None, None]
+
+
+def make_pooling(pooling: str, lse_r: float = 5.0) -> nn.Module:
+    """Global pooling module named by ``pooling`` (one of :data:`POOLINGS`)."""
+    if pooling == "avg":
+        return nn.AdaptiveAvgPool2d(1)
+    if pooling == "max":
+        return nn.AdaptiveMaxPool2d(1)
+    if pooling == "lse":
+        return LogSumExpPool(lse_r)
+    raise ValueError(f"classifier.pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
 class VGGClassifier(nn.Module):
@@ -174,10 +219,26 @@ class VGGClassifier(nn.Module):
         Batch normalisation after every convolution (inside the convolution's module, see
         :class:`Conv2dBN`). Not in the paper; it lets a thin network trained from scratch
         learn within a few epochs.
+    pooling : {"avg", "max", "lse"}
+        Global pooling of the class map into logits: average (the paper), max, or
+        log-sum-exp with sharpness ``lse_r`` (see :class:`LogSumExpPool`).
+    lse_r : float
+        Sharpness of log-sum-exp pooling.
+    input_norm : {"imagenet", "zero_background"}
+        ``imagenet``: ``(x - 0.449) / 0.226`` (what ImageNet weights expect; the air around the
+        mother, 0 in the slices, becomes -2, so the convolutions' zero padding draws an edge
+        along the image border). ``zero_background``: ``x / 0.226``, air stays 0 and the
+        padding looks like more air.
+    padding : {"zeros", "reflect", "replicate"}
+        Padding of every 3x3 convolution. Zero padding (VGG-16, the paper) marks the image
+        border in every layer, which lets a network trained from scratch learn *where* in the
+        frame it is (Kayhan and van Gemert, CVPR 2020) and answer from position-specific
+        features; reflection or replication padding hides the border.
     """
 
     def __init__(self, width: float = 1.0, in_channels: int = 1, dilated: bool = False,
-                 num_classes: int = 2, batch_norm: bool = False) -> None:
+                 num_classes: int = 2, batch_norm: bool = False, pooling: str = "avg",
+                 lse_r: float = 5.0, input_norm: str = "imagenet", padding: str = "zeros") -> None:
         super().__init__()
         if not width > 0:
             raise ValueError(f"width must be > 0, got {width!r}")
@@ -188,9 +249,18 @@ class VGGClassifier(nn.Module):
         self.dilated = bool(dilated)
         self.num_classes = int(num_classes)
         self.batch_norm = bool(batch_norm)
-        self.features, c5 = _make_features(self.width, self.in_channels, self.dilated, self.batch_norm)
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"classifier.input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+        self.pooling = str(pooling)
+        self.lse_r = float(lse_r)
+        self.input_norm = str(input_norm)
+        if padding not in PADDINGS:
+            raise ValueError(f"classifier.padding must be one of {PADDINGS}, got {padding!r}")
+        self.padding = str(padding)
+        self.features, c5 = _make_features(self.width, self.in_channels, self.dilated, self.batch_norm,
+                                           self.padding)
         self.classifier = nn.Conv2d(c5, self.num_classes, kernel_size=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = make_pooling(self.pooling, self.lse_r)
         self._init_weights()
 
     @property
@@ -201,7 +271,9 @@ class VGGClassifier(nn.Module):
     def config(self) -> dict[str, Any]:
         """Arguments that rebuild this architecture."""
         return {"width": self.width, "in_channels": self.in_channels, "dilated": self.dilated,
-                "num_classes": self.num_classes, "batch_norm": self.batch_norm}
+                "num_classes": self.num_classes, "batch_norm": self.batch_norm,
+                "pooling": self.pooling, "lse_r": self.lse_r, "input_norm": self.input_norm,
+                "padding": self.padding}
 
     def _init_weights(self) -> None:
         for m in self.features.modules():
@@ -215,9 +287,12 @@ class VGGClassifier(nn.Module):
         nn.init.zeros_(self.classifier.bias)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> network input, ``(x - 0.449) / 0.226``."""
+        """Images in [0, 1] -> network input: ``(x - 0.449) / 0.226`` or ``x / 0.226``
+        (``input_norm``)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected images [B, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
+        if self.input_norm == "zero_background":
+            return x / GREY_STD
         return (x - GREY_MEAN) / GREY_STD
 
     def class_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,7 +305,9 @@ class VGGClassifier(nn.Module):
 
 
 def vgg16_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = False,
-                     pretrained: bool | str | os.PathLike = False, batch_norm: bool = False) -> VGGClassifier:
+                     pretrained: bool | str | os.PathLike = False, batch_norm: bool = False,
+                     pooling: str = "avg", lse_r: float = 5.0, input_norm: str = "imagenet",
+                     padding: str = "zeros") -> VGGClassifier:
     """Build the slice classifier (see module docstring).
 
     Parameters
@@ -250,6 +327,8 @@ def vgg16_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = F
     batch_norm : bool
         Batch normalisation after every convolution (see :class:`VGGClassifier`); module
         names and the ``features.N.weight`` / ``bias`` shapes stay those of VGG-16.
+    pooling, lse_r, input_norm, padding
+        Global pooling, input normalisation and convolution padding (see :class:`VGGClassifier`).
 
     Returns
     -------
@@ -264,7 +343,8 @@ def vgg16_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = F
             raise ValueError("pretrained weights are those of VGG-16 without batch normalisation: "
                              "use batch_norm=false with pretrained")
         state = imagenet_state_dict() if pretrained is True else _read_state_dict(pretrained)
-    model = VGGClassifier(width=width, in_channels=in_channels, dilated=dilated, batch_norm=batch_norm)
+    model = VGGClassifier(width=width, in_channels=in_channels, dilated=dilated, batch_norm=batch_norm,
+                          pooling=pooling, lse_r=lse_r, input_norm=input_norm, padding=padding)
     if state is not None:
         load_vgg_features(model, state)
     return model

@@ -46,7 +46,9 @@ from .augment import augment_options, build_augmentation
 REQUIRED_KEYS = ("width", "dilated", "pretrained", "epochs", "batch_size", "lr", "momentum",
                  "weight_decay", "augment")
 #: Optional keys and their defaults.
-OPTIONAL_KEYS: dict[str, Any] = {"batch_norm": False, "optimizer": "sgd", "balance": False, "num_workers": 0}
+OPTIONAL_KEYS: dict[str, Any] = {"batch_norm": False, "optimizer": "sgd", "balance": False, "num_workers": 0,
+                                  "pooling": "avg", "lse_r": 5.0, "input_norm": "imagenet", "padding": "zeros",
+                                  "equivariance": 0.0}
 #: Keys that do not change the result of an epoch (a run may be extended or resumed with others).
 _RESUME_FREE_KEYS = ("epochs",)
 
@@ -81,7 +83,10 @@ def build_classifier(cfg: Mapping[str, Any], seed: int | None = None, in_channel
         runtime.seed_everything(seed)
     return vgg16_classifier(width=float(cfg["width"]), in_channels=in_channels,
                             dilated=bool(cfg["dilated"]), pretrained=cfg.get("pretrained", False),
-                            batch_norm=bool(cfg.get("batch_norm", False)))
+                            batch_norm=bool(cfg.get("batch_norm", False)),
+                            pooling=str(cfg.get("pooling", "avg")), lse_r=float(cfg.get("lse_r", 5.0)),
+                            input_norm=str(cfg.get("input_norm", "imagenet")),
+                            padding=str(cfg.get("padding", "zeros")))
 
 
 # ----------------------------------------------------------------------------- data
@@ -222,19 +227,83 @@ def _class_weights(labels: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32, device=device)
 
 
+#: Exact symmetries of a square class map used by the equivariance loss (``k`` of ``rot90``, flip).
+_SYMMETRIES = ((1, False), (2, False), (3, False), (0, True), (1, True), (2, True), (3, True))
+
+
+def _transform(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Rotate ``x`` [..., H, W] by ``k`` quarter turns, then optionally flip it left-right."""
+    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def class_maps(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class map and the same 1x1 head applied before the last pooling.
+
+    Returns
+    -------
+    class_map : Tensor, shape (B, 2, H / 32, W / 32)
+        What global pooling turns into the logits.
+    fine_map : Tensor, shape (B, 2, H / 16, W / 16)
+        The head applied to the fifth block's last ReLU (the ``block5`` Grad-CAM layer), twice
+        as fine.
+    """
+    pre = model.features[:-1](model.normalise(images))
+    return model.classifier(model.features[-1](pre)), model.classifier(pre)
+
+
+def equivariance_loss(model: nn.Module, images: torch.Tensor, fine_map: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """How far the class evidence is from following a rotation / flip of the input.
+
+    SEAM's equivariant regularisation (Wang et al., CVPR 2020) on the classifier's head: for
+    one random symmetry ``T`` of the square (quarter turns and/or a flip, exact on the map's
+    grid), the mean absolute difference between ``M(T(x))`` and ``T(M(x))``, where ``M`` is the
+    brain-minus-background map of :func:`class_maps`' ``fine_map``. A network trained from
+    scratch with global pooling is free to put its evidence at a fixed offset from the brain (a
+    unit whose receptive field is larger than the slice can answer "brain below me"); an offset
+    that does not turn with the image is penalised, which pulls the deep maps onto the object.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A :class:`umcam_lib.models.vgg.VGGClassifier`.
+    images : Tensor, shape (B, C, H, W)
+        The (augmented) batch, H == W.
+    fine_map : Tensor, shape (B, 2, h, w)
+        ``class_maps(model, images)[1]``, already computed for the classification loss.
+
+    Returns
+    -------
+    Tensor, scalar
+    """
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"the equivariance loss needs square slices, got {tuple(images.shape[-2:])}")
+    i = int(torch.randint(len(_SYMMETRIES), (1,), generator=generator))
+    k, flip = _SYMMETRIES[i]
+    turned = class_maps(model, _transform(images, k, flip))[1]
+    margin = lambda m: (m[:, 1] - m[:, 0]).float()  # noqa: E731 - brain log-odds map
+    return (margin(turned) - _transform(margin(fine_map), k, flip)).abs().mean()
+
+
 def _batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                weight: torch.Tensor | None, equivariance: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Loss of one batch and the logits (``None`` when the model brings its own loss)."""
     custom = getattr(model, "training_loss", None)
     if callable(custom):
         return custom(images, labels), None
+    if equivariance > 0:
+        cmap, fine = class_maps(model, images)
+        logits = model.pool(cmap).flatten(1)
+        loss = nn.functional.cross_entropy(logits.float(), labels, weight=weight)
+        return loss + float(equivariance) * equivariance_loss(model, images, fine), logits
     logits = model(images)
     return nn.functional.cross_entropy(logits.float(), labels, weight=weight), logits
 
 
 def _run_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, device: torch.device, amp: bool,
-               weight: torch.Tensor | None, bar: tqdm) -> tuple[float, float]:
+               weight: torch.Tensor | None, bar: tqdm, equivariance: float = 0.0) -> tuple[float, float]:
     """One pass over ``loader``; returns (mean loss, accuracy or NaN)."""
     model.train()
     total, n, correct, counted = 0.0, 0, 0, 0
@@ -242,7 +311,7 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
         with runtime.autocast(device, amp):
-            loss, logits = _batch_loss(model, images, labels, weight)
+            loss, logits = _batch_loss(model, images, labels, weight, equivariance)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"classifier training loss became {float(loss)}: lower classifier.lr")
         optimizer.zero_grad(set_to_none=True)
@@ -337,7 +406,8 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
                             pin_memory=dev.type == "cuda", persistent_workers=False)
         with tqdm(total=batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not progress,
                   mininterval=3.0, dynamic_ncols=True) as bar:
-            train_loss, train_acc = _run_epoch(model, loader, optimizer, scaler, dev, use_amp, weight, bar)
+            train_loss, train_acc = _run_epoch(model, loader, optimizer, scaler, dev, use_amp, weight, bar,
+                                               float(cfg["equivariance"]))
             val = (evaluate(model, slices.images[val_idx], slices.labels[val_idx], 2 * int(cfg["batch_size"]), dev, use_amp)
                    if val_idx.size else {k: float("nan") for k in ("loss", "accuracy", "precision", "recall", "f1")})
             bar.set_postfix(loss=f"{train_loss:.4f}", val_f1=f"{val['f1']:.3f}", val_loss=f"{val['loss']:.4f}")
@@ -420,3 +490,47 @@ def training_curves_figure(history: pd.DataFrame, best_epoch: int | None = None)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- seeds
+def stage_seeds(seed: int, seeds: int) -> list[int]:
+    """Seeds of the classifier-and-CAM stage: ``seed, seed + 1, ..., seed + seeds - 1``.
+
+    The first is the *primary* seed: its classifier (``run_dir/classifier``) and CAMs feed
+    notebooks 05-07; the others are trained and scored only to give Tables 1 and 2 a seed
+    spread (``run_dir/seeds/seed-<s>/classifier``).
+    """
+    if int(seeds) < 1:
+        raise ValueError(f"seeds must be >= 1 (the number of classifier seeds), got {seeds!r}")
+    return [int(seed) + i for i in range(int(seeds))]
+
+
+def classifier_dir(run_dir: str | Path, seed: int, primary_seed: int) -> Path:
+    """Folder of the classifier trained with ``seed`` (see :func:`stage_seeds`)."""
+    root = resolve(run_dir)
+    return root / "classifier" if int(seed) == int(primary_seed) else root / "seeds" / f"seed-{int(seed)}" / "classifier"
+
+
+def train_seeds(slices: SliceSet, cfg: Mapping[str, Any], run_dir: str | Path, seeds: list[int],
+                device: str | torch.device = "auto", amp: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Train one classifier per seed (the first is the primary, see :func:`stage_seeds`).
+
+    Returns
+    -------
+    DataFrame
+        One row per seed and split (val, test): ``seed, split, n, positives, accuracy,
+        precision, recall, f1, best_epoch, train_seconds``.
+    """
+    rows = []
+    for i, s in enumerate(seeds):
+        out = classifier_dir(run_dir, s, seeds[0])
+        if progress:
+            print(f"classifier seed {s} ({i + 1}/{len(seeds)}) -> {out}", flush=True)
+        model = build_classifier(cfg, seed=s)
+        history = train_classifier(model, slices, cfg, out, device=device, amp=amp, seed=s, progress=progress)
+        best = load_classifier(out, cfg, device=device)
+        table = metrics_table(best, slices, ("val", "test"), device=device, amp=amp)
+        best_epoch = int(history.loc[history["val_f1"].idxmax(), "epoch"]) if history["val_f1"].notna().any() else -1
+        for r in table.to_dict("records"):
+            rows.append({"seed": s, **r, "best_epoch": best_epoch, "train_seconds": float(history["seconds"].sum())})
+    return pd.DataFrame(rows)

@@ -183,15 +183,19 @@ class DRSClassifier(VGGClassifier):
     warm_start : bool
         The weights will be copied from a trained plain classifier (:func:`build_drs` ``init``):
         the extra layers start as identities (Dirac kernels) instead of a random initialisation.
+    **vgg_options
+        ``pooling``, ``lse_r``, ``input_norm``, ``padding`` of :class:`VGGClassifier` (those of
+        the classifier it is warm-started from).
 
     ``forward(images [B, in_channels, H, W] in [0, 1]) -> logits [B, 2]``.
     """
 
     def __init__(self, width: float = 1.0, in_channels: int = 1, dilated: bool = False,
                  num_classes: int = 2, delta: float = DEFAULT_DELTA, learnable: bool = False,
-                 extra_layers: int = 3, warm_start: bool = False, batch_norm: bool = False) -> None:
+                 extra_layers: int = 3, warm_start: bool = False, batch_norm: bool = False,
+                 **vgg_options: Any) -> None:
         super().__init__(width=width, in_channels=in_channels, dilated=dilated, num_classes=num_classes,
-                         batch_norm=batch_norm)
+                         batch_norm=batch_norm, **vgg_options)
         if int(extra_layers) < 0:
             raise ValueError(f"baselines.drs_extra_layers must be >= 0, got {extra_layers!r}")
         self.delta = float(delta)
@@ -210,7 +214,7 @@ class DRSClassifier(VGGClassifier):
         c5 = self.classifier.in_channels
         extra: list[nn.Module] = []
         for _ in range(self.extra_layers):
-            conv = nn.Conv2d(c5, c5, kernel_size=3, padding=1)
+            conv = nn.Conv2d(c5, c5, kernel_size=3, padding=1, padding_mode=self.padding)
             if self.warm_start:   # identity: the warm-started backbone's features reach the head unchanged
                 nn.init.dirac_(conv.weight)
             else:
@@ -255,7 +259,7 @@ def suppression_disabled(model: nn.Module) -> Iterator[nn.Module]:
 def drs_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = False,
                    pretrained: Any = False, delta: float = DEFAULT_DELTA, learnable: bool = False,
                    extra_layers: int = 3, init: VGGClassifier | None = None,
-                   batch_norm: bool = False) -> DRSClassifier:
+                   batch_norm: bool = False, **vgg_options: Any) -> DRSClassifier:
     """Build a :class:`DRSClassifier`.
 
     Parameters
@@ -271,7 +275,7 @@ def drs_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = Fal
     """
     model = DRSClassifier(width=width, in_channels=in_channels, dilated=dilated, delta=delta,
                           learnable=learnable, extra_layers=extra_layers, warm_start=init is not None,
-                          batch_norm=batch_norm)
+                          batch_norm=batch_norm, **vgg_options)
     if init is not None:
         copy_plain_weights(init, model)
         model.init_fingerprint = weights_fingerprint(init)
@@ -369,7 +373,10 @@ def build_drs(classifier: Mapping[str, Any], baselines: Mapping[str, Any], in_ch
                           dilated=bool(classifier["dilated"]), pretrained=classifier.get("pretrained", False),
                           delta=float(opts["drs_delta"]), learnable=bool(opts["drs_learnable"]),
                           extra_layers=int(opts["drs_extra_layers"]), init=init,
-                          batch_norm=bool(classifier.get("batch_norm", False)))
+                          batch_norm=bool(classifier.get("batch_norm", False)),
+                          pooling=str(classifier.get("pooling", "avg")), lse_r=float(classifier.get("lse_r", 5.0)),
+                          input_norm=str(classifier.get("input_norm", "imagenet")),
+                          padding=str(classifier.get("padding", "zeros")))
 
 
 def drs_cams(model: DRSClassifier, images: np.ndarray, layer: str = "block5", batch_size: int = 64,

@@ -12,6 +12,12 @@ section of the profile::
     optimizer    (optional, "sgd")    "sgd" (the paper) or "adam" (AdamW; ``momentum`` is beta1)
     balance      (optional, false)    weight the cross-entropy by inverse class frequency
     num_workers  (optional, 0)        DataLoader worker processes
+    pooling      (optional, "avg")    global pooling of the class map: avg (the paper), max, lse
+    lse_r        (optional, 5.0)      sharpness of lse pooling
+    input_norm   (optional, "imagenet")  or "zero_background" (see umcam_lib.models.vgg)
+    padding      (optional, "zeros")  padding of the 3x3 convolutions: zeros (VGG-16), reflect, replicate
+    equivariance (optional, 0.0)      weight of :func:`equivariance_loss` (0 = the paper's plain
+                                      cross-entropy; the DRS / AMR baselines never use it)
 
 The best epoch is the one with the highest validation F1 (of the "brain" class at p >= 0.5),
 as in the authors' code. After every epoch ``last.pt`` and ``history.csv`` are rewritten
@@ -37,7 +43,7 @@ from tqdm import tqdm
 
 from .. import runtime
 from ..data.artifacts import SliceSet
-from ..models.vgg import vgg16_classifier
+from ..models.vgg import VGGClassifier, vgg16_classifier
 from ..paths import resolve
 from . import common
 from .augment import augment_options, build_augmentation
@@ -292,7 +298,7 @@ def _batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     custom = getattr(model, "training_loss", None)
     if callable(custom):
         return custom(images, labels), None
-    if equivariance > 0:
+    if equivariance > 0 and type(model) is VGGClassifier:  # baselines (DRS) keep their own recipe
         cmap, fine = class_maps(model, images)
         logits = model.pool(cmap).flatten(1)
         loss = nn.functional.cross_entropy(logits.float(), labels, weight=weight)

@@ -182,7 +182,7 @@ def default_cache() -> Path:
     return Path(pooch.os_cache("umcam-study")) / DATASET
 
 
-def _download(cache: Path, downloader: Downloader | None, progress: bool) -> Path:
+def _download(cache: Path, downloader: Downloader | None, progress: bool, looked: list[Path]) -> Path:
     """Fetch every registry file into ``cache`` with pooch (hash-checked); raise DataError."""
     try:
         import pooch
@@ -197,7 +197,7 @@ def _download(cache: Path, downloader: Downloader | None, progress: bool) -> Pat
             raise DataError(
                 f"cannot fetch {src.file} of the {DATASET} stacks from {src.url} into {cache} "
                 f"({type(exc).__name__}: {exc}). No complete local copy was found either (looked in "
-                f"{', '.join(str(p) for p in local_candidates())}). Connect to the network, or put a copy of "
+                f"{', '.join(str(p) for p in looked)}). Connect to the network, or put a copy of "
                 f"the folder there (or pass its path as data.root / ${LOCAL_ENV})"
             ) from exc
         if progress:
@@ -252,7 +252,7 @@ def fetch_cc0(local: str | Path | None = None, cache: str | Path | None = None, 
         raise DataError(f"the {DATASET} stacks are not available offline: no complete local copy (looked in "
                         f"{', '.join(str(p) for p in local_candidates(local))}) and {len(missing)} file(s) missing "
                         f"from the cache {cache} (e.g. {missing[0]})")
-    return _download(cache, downloader, progress)  # re-checks (and re-fetches) corrupt cached files too
+    return _download(cache, downloader, progress, local_candidates(local))  # re-checks (and re-fetches) corrupt cached files too
 
 
 def resolve_root(root: str | Path | None, **kwargs) -> Path:

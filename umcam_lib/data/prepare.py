@@ -304,9 +304,9 @@ def _cohort_refs(data: Mapping[str, Any], run_dir: Path, seed: int, progress: bo
                         if p.is_dir() else [stack_ref(p, mask_suffix)])
         return sorted(refs, key=lambda r: str(r.image))
     if source == "nifti":
-        if not data.get("root"):
-            raise DataError("data.root must name a folder of NIfTI stacks when data.source is 'nifti'")
-        return find_stacks(resolve(data["root"]), data.get("image_glob", "**/*_T2w.nii.gz"), mask_suffix)
+        from .fetch import resolve_root  # a folder, or "fetal-mri-cc0": the public stacks (local copy or fetched)
+
+        return find_stacks(resolve_root(data.get("root")), data.get("image_glob", "**/*_T2w.nii.gz"), mask_suffix)
     raise DataError(f"data.source must be 'synthetic' or 'nifti', got {source!r}")
 
 

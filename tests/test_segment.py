@@ -1,0 +1,256 @@
+"""python -m umcam_lib.segment: masks in each input's own grid, the inverse of the preparation,
+reference scores, the run folder's models, and bad input."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+from umcam_lib import metrics
+from umcam_lib import segment as sg
+from umcam_lib.data.nifti import DataError, StackRef, read_stack
+from umcam_lib.data.prepare import center_fit, prepare_stack
+from umcam_lib.models.unet import build_unet
+from umcam_lib.train.common import TrainState, save_best
+
+
+# --------------------------------------------------------------------------- synthetic stacks
+def oblique_affine(spacing, angles=(0.35, -0.5, 0.8), origin=(-40.0, 25.0, 12.0)) -> np.ndarray:
+    """Voxel-to-world affine: a rotation about all three axes times an anisotropic scaling."""
+    a, b, c = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    aff = np.eye(4)
+    aff[:3, :3] = rz @ ry @ rx @ np.diag(spacing)
+    aff[:3, 3] = origin
+    return aff
+
+
+def make_stack(folder, name="sub-01_run-1_T2w", shape=(70, 9, 54), spacing=(0.9, 4.5, 1.1), ext=".nii.gz",
+               centre=(0.55, 0.5, 0.45), radii_mm=(22.0, 16.0, 19.0), seed=0):
+    """An oblique, anisotropic stack whose slice axis is the middle one: a bright ellipsoid
+    'brain' inside a darker 'body', uint16, and its brain mask beside it (BIDS names)."""
+    rng = np.random.default_rng(seed)
+    idx = np.indices(shape).astype(float)
+    mm = [(idx[i] - centre[i] * (shape[i] - 1)) * spacing[i] for i in range(3)]
+    brain = sum((mm[i] / radii_mm[i]) ** 2 for i in range(3)) <= 1
+    body = sum((mm[i] / (2.2 * radii_mm[i])) ** 2 for i in range(3)) <= 1
+    image = np.where(brain, 800.0, np.where(body, 200.0, 0.0)) + rng.normal(0, 15, shape)
+    image = np.clip(image, 0, None).astype(np.uint16)
+    aff = oblique_affine(spacing)
+    folder.mkdir(parents=True, exist_ok=True)
+    img_path, mask_path = folder / f"{name}{ext}", folder / f"{name}_desc-brain_mask{ext}"
+    nib.save(nib.Nifti1Image(image, aff), str(img_path))
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), aff), str(mask_path))
+    return img_path, mask_path, brain.astype(np.uint8)
+
+
+class Bright(nn.Module):
+    """A stand-in segmenter: brain where the normalised intensity exceeds 0.6 (logits, 2 classes)."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), 40.0 * (x - 0.6)], dim=1)
+
+
+PREP = sg.Preprocessing(spacing_mm=2.0, image_size=48)  # crops one in-plane axis, pads the other
+
+
+def fake_run(tmp_path, methods=("UM-CAM+SPL", "FullySup"), prep=PREP):
+    """A run folder as the pipeline leaves it: data/fingerprint.json and seg/<method>/best.pt."""
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "fingerprint.json").write_text(json.dumps(
+        {"data": {"spacing_mm": prep.spacing_mm, "image_size": prep.image_size}, "seed": 0, "version": 1}))
+    for i, m in enumerate(methods):
+        torch.manual_seed(i)
+        save_best(run / "seg" / m, build_unet(4), TrainState(best_score=50.0 + i, best_epoch=3),
+                  {"variant": m, "width": 4, "epochs": 3})
+    return run
+
+
+# --------------------------------------------------------------------------- geometry
+def test_uncenter_fit_inverts_center_fit():
+    rng = np.random.default_rng(0)
+    for shape in [(30, 50, 3), (64, 64, 2), (71, 20, 1), (100, 101, 2)]:
+        v = rng.random(shape)
+        fitted = center_fit(v, 64)
+        back = sg.uncenter_fit(fitted, shape)
+        assert back.shape == shape
+        keep = tuple(slice((n - 64) // 2, (n - 64) // 2 + 64) if n > 64 else slice(None) for n in shape[:2])
+        np.testing.assert_array_equal(back[keep], v[keep])  # what the crop kept comes back unchanged
+        np.testing.assert_array_equal(sg.uncenter_fit(center_fit(back, 64), shape), back)
+
+
+def test_prediction_roundtrip_of_a_known_mask_is_close_to_identity(tmp_path):
+    """A 'prediction' equal to the prepared true mask, inverted, gives back the native mask."""
+    img, mask, truth = make_stack(tmp_path)
+    stack = read_stack(StackRef(img, mask, "sub-01", "x"))
+    assert stack.slice_axis == 1 and stack.image.shape == (70, 54, 9)
+    for prep, min_dsc in [(PREP, 95.0), (sg.Preprocessing(1.5, 40), 95.0)]:
+        _, prepared_mask, lost = prepare_stack(stack, prep.spacing_mm, prep.image_size)
+        assert lost == 0  # the brain is inside the kept field of view
+        back = sg.invert(prepared_mask.astype(np.float32), stack.image.shape, stack.spacing, prep.spacing_mm) >= 0.5
+        assert back.shape == stack.mask.shape
+        assert metrics.dice(back, stack.mask) >= min_dsc
+        assert metrics.hd95(back, stack.mask, spacing=(*stack.spacing, stack.thickness)) <= prep.spacing_mm
+    # on the native grid (no resampling; padding only) the round trip is exact
+    native = sg.Preprocessing(spacing_mm=0.9, image_size=96)
+    st = read_stack(StackRef(*make_stack(tmp_path / "iso", spacing=(0.9, 4.5, 0.9))[:2], "sub-01", "y"))
+    _, m, _ = prepare_stack(st, native.spacing_mm, native.image_size)
+    np.testing.assert_array_equal(sg.invert(m.astype(np.float32), st.image.shape, st.spacing, 0.9) >= 0.5,
+                                  st.mask.astype(bool))
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii"])
+def test_masks_overlay_their_input_exactly(tmp_path, ext):
+    """Oblique, anisotropic stack, slice axis in the middle: the written mask has the input's shape,
+    affine, qform and sform, is uint8 0/1, and (stand-in segmenter) lands on the brain."""
+    img, mask, truth = make_stack(tmp_path / "in", ext=ext)
+    scores = sg.segment(tmp_path / "run", [img], tmp_path / "out", method="bright", model=Bright(), prep=PREP,
+                        device="cpu", progress=False)
+    out = tmp_path / "out" / "sub-01_run-1_T2w_desc-bright_mask.nii.gz"
+    assert out.is_file() and scores["mask"].tolist() == [str(out)]
+    a, b = nib.load(str(img)), nib.load(str(out))
+    assert b.shape == a.shape
+    np.testing.assert_array_equal(b.affine, a.affine)
+    np.testing.assert_array_equal(b.get_qform(), a.get_qform())
+    np.testing.assert_array_equal(b.get_sform(), a.get_sform())
+    assert int(b.header["qform_code"]) == int(a.header["qform_code"])
+    assert int(b.header["sform_code"]) == int(a.header["sform_code"])
+    assert b.get_data_dtype() == np.uint8
+    data = np.asanyarray(b.dataobj)
+    assert data.dtype == np.uint8 and set(np.unique(data)) <= {0, 1}
+    assert metrics.dice(data, truth) > 90  # in the file's own axis order: nothing transposed or flipped
+    row = scores.iloc[0]
+    assert row.dsc == pytest.approx(metrics.dice(data, truth))
+    assert row.reference == str(mask) and row["slice_axis"] == 1 and row["shape"] == "70x9x54"
+    assert 0 < row.hd95_mm < 10
+    csv = pd.read_csv(tmp_path / "out" / "scores_desc-bright.csv")
+    assert list(csv.columns) == sg.SCORE_COLUMNS and len(csv) == 1
+
+
+# --------------------------------------------------------------------------- run folder and command line
+def test_command_line_with_run_folder(tmp_path, capsys):
+    run = fake_run(tmp_path)
+    make_stack(tmp_path / "data" / "sub-01" / "anat")
+    make_stack(tmp_path / "data" / "sub-02" / "anat", name="sub-02_run-1_T2w", shape=(60, 50, 8),
+               spacing=(1.0, 1.2, 3.5), seed=1)
+    (tmp_path / "data" / "sub-02" / "anat" / "sub-02_run-1_T2w_desc-brain_mask.nii.gz").unlink()  # no reference
+
+    assert sg.main([str(run), "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "UM-CAM+SPL" in listed and "FullySup" in listed and "2 mm, 48 px" in listed
+
+    rc = sg.main([str(run), str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"])
+    assert rc == 0
+    m1 = tmp_path / "out" / "sub-01" / "anat" / "sub-01_run-1_T2w_desc-umcamspl_mask.nii.gz"
+    m2 = tmp_path / "out" / "sub-02" / "anat" / "sub-02_run-1_T2w_desc-umcamspl_mask.nii.gz"
+    assert m1.is_file() and m2.is_file()
+    assert nib.load(str(m2)).shape == (60, 50, 8)
+    scores = pd.read_csv(tmp_path / "out" / "scores_desc-umcamspl.csv")
+    assert len(scores) == 2 and scores.dsc.notna().sum() == 1  # only sub-01 has a reference
+    rec = json.loads((tmp_path / "out" / "segment_desc-umcamspl.json").read_text())
+    assert rec["method"] == "UM-CAM+SPL" and rec["epoch"] == 3 and rec["image_size"] == 48
+
+    # another method by its desc label, case-insensitive
+    sub01 = tmp_path / "data" / "sub-01" / "anat"
+    assert sg.main([str(run), str(sub01), "--method", "fullysup", "--out", str(tmp_path / "o2"), "--quiet"]) == 0
+    assert (tmp_path / "o2" / "sub-01_run-1_T2w_desc-fullysup_mask.nii.gz").is_file()
+
+    # an unknown method names what the run has
+    capsys.readouterr()
+    assert sg.main([str(run), str(sub01), "--method", "SPL", "--out", str(tmp_path / "o3")]) == 1
+    err = capsys.readouterr().err
+    assert "no trained UNet for method 'SPL'" in err and "UM-CAM+SPL" in err
+    assert not (tmp_path / "o3").exists()
+
+
+def test_model_and_preprocessing_come_from_the_run(tmp_path):
+    run = fake_run(tmp_path, prep=sg.Preprocessing(3.0, 64))
+    assert sg.run_preprocessing(run) == sg.Preprocessing(3.0, 64)
+    assert set(sg.available_methods(run)) == {"UM-CAM+SPL", "FullySup"}
+    model, info = sg.load_model(run, "UM-CAM+SPL", "cpu")
+    torch.manual_seed(0)  # fake_run's first method was built right after this seed
+    ref = build_unet(4)
+    for (k, v), (_, w) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert info["epoch"] == 3 and info["score"] == 50.0
+    with pytest.raises(FileNotFoundError, match="notebook 01"):
+        sg.run_preprocessing(tmp_path / "nothing")
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_input_is_named_and_nothing_is_written(tmp_path):
+    folder = tmp_path / "data"
+    make_stack(folder / "sub-01" / "anat")  # a good stack, segmented first if nothing were checked
+    bad = folder / "sub-02" / "anat" / "sub-02_T2w.nii.gz"
+    bad.parent.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.full((20, 20, 5), np.nan, np.float32), np.diag([1, 1, 4, 1])), str(bad))
+    with pytest.raises(DataError, match=r"sub-02_T2w.nii.gz: image has 2000 NaN"):
+        sg.segment(tmp_path, [folder], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+
+    bad.write_bytes(b"not a nifti file")
+    with pytest.raises(DataError, match="sub-02_T2w.nii.gz: cannot read image"):
+        sg.segment(tmp_path, [folder], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+    bad.unlink()
+
+    # a reference on another grid is an error naming the mask
+    img, mask, _ = make_stack(tmp_path / "m")
+    nib.save(nib.Nifti1Image(np.zeros((70, 9, 54), np.uint8), np.eye(4)), str(mask))
+    with pytest.raises(DataError, match="desc-brain_mask.nii.gz: mask affine differs"):
+        sg.segment(tmp_path, [img], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+
+    for args, msg in [([tmp_path / "missing.nii.gz"], "no such file"), ([tmp_path / "empty"], "no NIfTI stack")]:
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(DataError, match=msg):
+            sg.segment(tmp_path, args, tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="notes.txt: not a NIfTI file"):
+        sg.segment(tmp_path, [tmp_path / "notes.txt"], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+    # a mask must never overwrite a reference
+    img2, mask2, _ = make_stack(tmp_path / "same")
+    with pytest.raises(DataError, match="would overwrite an input or reference"):
+        sg.segment(tmp_path, [img2], tmp_path / "same", desc="brain", model=Bright(), prep=PREP, progress=False)
+    assert not any((tmp_path / "out").rglob("*.nii*")) if (tmp_path / "out").exists() else True
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+    img, _, _ = make_stack(tmp_path / "in")
+
+    def boom(img_, path):
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sg.nib, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        sg.segment(tmp_path, [img], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- a real run (tiny profile)
+@pytest.mark.slow
+def test_segment_tiny_run_test_stacks(tiny_run, tmp_path):
+    """The tiny run's UM-CAM+SPL UNet on its test stacks: masks on each stack's grid, and native-grid
+    DSC near the notebook's slice-grid DSC of the same model (the same predictions, other grid)."""
+    run = tiny_run.run_dir
+    vols = pd.read_csv(run / "data" / "volumes.csv")
+    test = vols[vols.split == "test"]
+    scores = sg.segment(run, test.image_path.tolist(), tmp_path / "out", method="UM-CAM+SPL", device="cpu",
+                        progress=False)
+    assert len(scores) == len(test) and scores.dsc.notna().all()
+    for image, mask in zip(scores.image, scores["mask"]):
+        a, b = nib.load(image), nib.load(mask)
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a.affine, b.affine)
+    recorded = sorted((run / "scores").glob("*segmentation__um-camplusspl__test.csv"))
+    if recorded:  # the notebook's per-volume scores (slice grid), paired by volume
+        rec = pd.read_csv(recorded[0]).set_index("id").loc[test.volume.to_numpy()]
+        assert np.all(np.abs(rec.dsc.to_numpy() - scores.dsc.to_numpy()) < 10)

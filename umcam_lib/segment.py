@@ -1,0 +1,496 @@
+"""Segment new stacks with a trained UNet of a run: one brain mask per stack, in its own grid.
+
+::
+
+    python -m umcam_lib.segment RUN_DIR INPUT [INPUT ...] --out OUT [--method UM-CAM+SPL]
+    python -m umcam_lib.segment RUN_DIR --list
+
+``RUN_DIR`` is a pipeline run folder (``runs/<profile>``); ``--method`` names any UNet it
+trained (``seg/<method>/best.pt``: ``UM-CAM+SPL``, ``SPL``, ``UM-CAM``, ``Grad-CAM``,
+``FullySup``, ``DRS``, ``AMR``, or a sweep point ``sweep/beta4_lambda0.1``); ``--list`` shows
+them. ``INPUT`` is a NIfTI file (``.nii`` or ``.nii.gz``) or a folder searched recursively
+(files whose name ends in ``_mask`` or holds ``--mask-suffix`` are masks, not inputs).
+
+What happens to each stack (the model was trained on slices prepared by
+:func:`umcam_lib.data.prepare.prepare_stack`, and sees exactly the same here):
+
+1. read and check it (:mod:`umcam_lib.data.nifti`); the slice axis is the axis with the largest
+   spacing; it is moved last;
+2. :func:`~umcam_lib.data.prepare.prepare_stack` with the run's ``data.spacing_mm`` and
+   ``data.image_size`` (in-plane resampling, robust intensity normalisation, centre pad/crop);
+3. the UNet's foreground probability on every slice;
+4. the inverse geometry (:func:`invert`): un-crop / un-pad, resample each slice's probabilities
+   back to the native in-plane grid (the same edge-aligned linear interpolation), threshold at
+   ``--threshold``, move the slice axis back;
+5. write ``<stem>_desc-<label>_mask.nii.gz`` (uint8 0/1) with the input's header, so shape,
+   affine, qform and sform equal the input's; ``<label>`` is the method in lower-case letters
+   and digits (``umcamspl``) unless ``--desc``. Folders keep their layout under ``OUT``.
+
+A reference mask beside an input (``X_T2w.nii.gz`` -> ``X_T2w_desc-brain_mask.nii.gz``, the
+rule of ``--mask-suffix``) is checked like the pipeline's masks and scored in 3D in the native
+grid: ``OUT/scores_desc-<label>.csv`` holds one row per stack (``dsc`` in %, ``hd95_mm`` in mm,
+:mod:`umcam_lib.metrics`; empty for stacks without a reference). ``OUT/segment_desc-<label>.json``
+records the run, method, checkpoint and preprocessing.
+
+Bad input: every input (and reference) is read and checked before the first mask is written; an
+error names the file (:class:`~umcam_lib.data.nifti.DataError`). Each file is written atomically
+(:mod:`umcam_lib.io`), so an interrupted call leaves no half-written mask.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from . import io, metrics, runtime
+from .data import nifti
+from .data.nifti import DataError, Stack, StackRef
+from .data.prepare import center_fit, prepare_stack, resample_inplane
+from .models.unet import build_unet
+from .paths import resolve
+from .train.segmentation import predict_probs, variant_dir
+
+DEFAULT_METHOD = "UM-CAM+SPL"
+SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", "slice_axis", "n_slices",
+                 "gt_voxels", "pred_voxels", "dsc", "hd95_mm"]
+
+
+# --------------------------------------------------------------------------- the run's model
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the run's slices were prepared with (``data.spacing_mm``, ``data.image_size``)."""
+
+    spacing_mm: float
+    image_size: int
+
+
+def run_preprocessing(run_dir: str | Path) -> Preprocessing:
+    """The ``data`` parameters a run prepared its slices with.
+
+    Read from ``data/fingerprint.json`` (written by notebook 01 with the slice set), else from
+    ``provenance/01.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither file exists (notebook 01 never finished in this run folder).
+    """
+    run = resolve(run_dir)
+    for path, keys in ((run / "data" / "fingerprint.json", ("data",)),
+                       (run / "provenance" / "01.json", ("params", "data"))):
+        if path.is_file():
+            d: Any = json.loads(path.read_text())
+            for k in keys:
+                d = d.get(k, {}) if isinstance(d, dict) else {}
+            if "spacing_mm" in d and "image_size" in d:
+                return Preprocessing(float(d["spacing_mm"]), int(d["image_size"]))
+    raise FileNotFoundError(f"{run}: no data/fingerprint.json or provenance/01.json with data.spacing_mm and "
+                            f"data.image_size; is this a pipeline run folder (notebook 01 finished)?")
+
+
+def available_methods(run_dir: str | Path) -> dict[str, Path]:
+    """Trained UNets of a run: ``{method: folder holding best.pt}``.
+
+    ``seg/<name>/best.pt`` gives ``<name>`` (notebooks 06 and 07); the beta/lambda sweep's
+    points ``seg/sweep/<point>/best.pt`` give ``sweep/<point>``.
+    """
+    seg = resolve(run_dir) / "seg"
+    out: dict[str, Path] = {}
+    for ckpt in sorted(seg.glob("*/best.pt")):
+        out[ckpt.parent.name] = ckpt.parent
+    for ckpt in sorted(seg.glob("sweep/*/best.pt")):
+        out[f"sweep/{ckpt.parent.name}"] = ckpt.parent
+    return out
+
+
+def desc_label(method: str) -> str:
+    """A BIDS ``desc`` label (letters and digits) for a method: ``UM-CAM+SPL`` -> ``umcamspl``."""
+    label = re.sub(r"[^a-z0-9]", "", method.lower())
+    return label or "seg"
+
+
+def method_dir(run_dir: str | Path, method: str) -> Path:
+    """The folder of ``method``'s ``best.pt`` (exact name, the folder name notebook 06 makes of it,
+    or its desc label, case-insensitive); a clear error listing the run's methods otherwise."""
+    methods = available_methods(run_dir)
+    if method in methods:
+        return methods[method]
+    d = variant_dir(run_dir, method)
+    if (d / "best.pt").is_file():
+        return d
+    for name, folder in methods.items():
+        if method.lower() in (name.lower(), desc_label(name)):
+            return folder
+    have = ", ".join(methods) or "none (run notebooks 06/07 first)"
+    raise FileNotFoundError(f"{resolve(run_dir)}: no trained UNet for method {method!r}; this run has: {have}")
+
+
+def load_model(run_dir: str | Path, method: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a run's UNet from ``best.pt`` (weights only; the width is read from it).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, on ``device``.
+    info : dict
+        ``method``, ``checkpoint`` (path), ``epoch`` and ``score`` (best validation DSC) and the
+        checkpoint's ``config``.
+    """
+    folder = method_dir(run_dir, method)
+    path = folder / "best.pt"
+    dev = runtime.select_device(device) if isinstance(device, str) else device
+    try:
+        ckpt = torch.load(path, map_location=dev, weights_only=True)
+        config = dict(ckpt.get("config") or {})
+        width = config.get("width")
+        if width is None:  # older checkpoints: the run's seg.width
+            prov = resolve(run_dir) / "provenance" / "06.json"
+            width = json.loads(prov.read_text())["params"]["seg"]["width"] if prov.is_file() else None
+        if width is None:
+            raise ValueError("the checkpoint does not record the UNet width (seg.width)")
+        model = build_unet(int(width)).to(dev)
+        model.load_state_dict(ckpt["model"])
+    except Exception as exc:
+        raise RuntimeError(f"{path}: cannot load the {method} UNet ({type(exc).__name__}: {exc})") from exc
+    info = {"method": method, "checkpoint": str(path), "epoch": ckpt.get("epoch"), "score": ckpt.get("score"),
+            "config": config}
+    return model.eval(), info
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Job:
+    """One stack to segment: its image, its reference mask (or None) and the mask to write."""
+
+    image: Path
+    reference: Path | None
+    out: Path
+
+
+def _is_nifti(p: Path) -> bool:
+    return p.is_file() and p.name.endswith(nifti.NIFTI_EXTENSIONS)
+
+
+def _is_mask_name(p: Path, mask_suffix: str) -> bool:
+    stem = nifti._strip_nifti_ext(p.name)
+    return stem.endswith("_mask") or (bool(mask_suffix) and mask_suffix in stem)
+
+
+def output_path(image: Path, out_dir: Path, desc: str) -> Path:
+    """``out_dir/<stem>_desc-<desc>_mask.nii.gz`` (the ``_T2w`` rule of
+    :func:`umcam_lib.data.nifti.mask_path_for`), always gzip-compressed."""
+    name = nifti.mask_path_for(image, f"_desc-{desc}_mask").name
+    return out_dir / (nifti._strip_nifti_ext(name) + ".nii.gz")
+
+
+def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str,
+              mask_suffix: str = "_desc-brain_mask") -> list[Job]:
+    """Expand files and folders into :class:`Job` s (folders keep their layout under ``out_dir``).
+
+    Raises
+    ------
+    DataError
+        An input does not exist or is not NIfTI, a folder holds no stack, two stacks would
+        write one mask, or a mask would overwrite an input or a reference.
+    """
+    out_dir = resolve(out_dir)
+    jobs: list[Job] = []
+    for item in inputs:
+        p = resolve(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if _is_nifti(f) and not _is_mask_name(f, mask_suffix)
+                           and out_dir not in f.parents)
+            if not found:
+                raise DataError(f"{p}: no NIfTI stack (*.nii, *.nii.gz, not *_mask) in this folder")
+            jobs += [Job(f, None, output_path(f, out_dir / f.parent.relative_to(p), desc)) for f in found]
+        elif p.is_file():
+            if not p.name.endswith(nifti.NIFTI_EXTENSIONS):
+                raise DataError(f"{p}: not a NIfTI file (expected .nii or .nii.gz)")
+            jobs.append(Job(p, None, output_path(p, out_dir, desc)))
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    jobs = [Job(j.image, r if (r := nifti.mask_path_for(j.image, mask_suffix)).is_file() else None, j.out)
+            for j in jobs]
+    seen: dict[Path, Path] = {}
+    protected = {j.image.resolve() for j in jobs} | {j.reference.resolve() for j in jobs if j.reference}
+    for j in jobs:
+        if j.out in seen:
+            raise DataError(f"{j.image}: its mask {j.out} would also be written for {seen[j.out]}; "
+                            f"segment them into different --out folders")
+        if j.out.resolve() in protected:
+            raise DataError(f"{j.image}: the mask {j.out} would overwrite an input or reference file; "
+                            f"choose another --out or --desc")
+        seen[j.out] = j.image
+    return jobs
+
+
+def read_input(job: Job) -> tuple[Stack, nib.Nifti1Image]:
+    """Read and check one stack (and its reference mask, as the pipeline checks masks).
+
+    Returns
+    -------
+    stack : Stack
+        Slice axis last; ``mask`` is the reference, or all zeros without one.
+    header_image : nibabel image
+        The input as nibabel opened it (header and shape for writing; data not loaded).
+
+    Raises
+    ------
+    DataError
+        Unreadable file, 2D/4D image, NaN or constant image; a reference of another shape or
+        affine, non-binary or empty. The message names the file.
+    """
+    ref = nifti.stack_ref(job.image)
+    if job.reference is not None:
+        stack = nifti.read_stack(StackRef(job.image, job.reference, ref.subject, ref.name))
+    else:
+        data, affine = nifti._load(job.image, "image")
+        data = nifti._as_3d(data, job.image, "image")
+        if not np.all(np.isfinite(data)):
+            raise DataError(f"{job.image}: image has {int(data.size - np.isfinite(data).sum())} NaN or infinite voxels")
+        if float(data.max()) == float(data.min()):
+            raise DataError(f"{job.image}: image is constant (every voxel = {float(data.min()):g})")
+        spacing = nifti.voxel_spacing(affine)
+        axis = nifti.slice_axis_of(spacing)
+        in_plane = [float(spacing[i]) for i in range(3) if i != axis]
+        image = np.ascontiguousarray(np.moveaxis(data, axis, -1), dtype=np.float32)
+        stack = Stack(image=image, mask=np.zeros(image.shape, np.uint8), spacing=(in_plane[0], in_plane[1]),
+                      thickness=float(spacing[axis]), slice_axis=axis, affine=affine, ref=ref)
+    return stack, nib.load(str(job.image))
+
+
+# --------------------------------------------------------------------------- geometry
+def resampled_shape(shape: Sequence[int], spacing: Sequence[float], spacing_mm: float) -> tuple[int, int]:
+    """In-plane shape of a slice of ``shape[:2]`` pixels after :func:`resample_inplane`."""
+    probe = resample_inplane(np.zeros((int(shape[0]), int(shape[1]), 1), np.uint8), spacing, spacing_mm,
+                             is_mask=True)
+    return int(probe.shape[0]), int(probe.shape[1])
+
+
+def uncenter_fit(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Inverse of :func:`~umcam_lib.data.prepare.center_fit`: the first two axes of ``volume``
+    (``image_size`` pixels) back to ``shape[:2]``: what the crop removed comes back as 0, the
+    padding is cut away."""
+    out = volume
+    for axis in (0, 1):
+        n, size = int(shape[axis]), out.shape[axis]
+        if n > size:  # center_fit cropped from (n - size) // 2
+            pad = [(0, 0)] * out.ndim
+            start = (n - size) // 2
+            pad[axis] = (start, n - size - start)
+            out = np.pad(out, pad, mode="constant", constant_values=0)
+        elif n < size:  # center_fit padded (size - n) // 2 in front
+            start = (size - n) // 2
+            out = np.take(out, np.arange(start, start + n), axis=axis)
+    return out
+
+
+def invert(probs: np.ndarray, native_shape: Sequence[int], spacing: Sequence[float], spacing_mm: float) -> np.ndarray:
+    """Slice-wise probabilities of the prepared grid back to the stack's native grid.
+
+    Parameters
+    ----------
+    probs : ndarray, float, shape (S, image_size, image_size)
+        As predicted on the output of :func:`~umcam_lib.data.prepare.prepare_stack`.
+    native_shape : (H, W, S)
+        The stack's shape, slice axis last.
+    spacing : (float, float)
+        Native in-plane spacing (mm).
+    spacing_mm : float
+        The run's in-plane spacing.
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W, S)
+        Probabilities on the native grid: un-padded / un-cropped to the resampled shape, then
+        resampled with :func:`resample_inplane` from pixels of ``H / h`` to pixels of 1 (so that
+        exactly ``H`` x ``W`` pixels come back, edges aligned as in the forward resampling;
+        anti-aliased where the native grid is coarser).
+    """
+    h, w = resampled_shape(native_shape, spacing, spacing_mm)
+    vol = uncenter_fit(np.moveaxis(np.asarray(probs, np.float32), 0, -1), (h, w))
+    H, W = int(native_shape[0]), int(native_shape[1])
+    out = resample_inplane(vol, (H / h, W / w), 1.0)
+    if out.shape[:2] != (H, W):  # cannot happen (round(h * H / h) == H); guard the contract
+        raise AssertionError(f"inverse resampling gave {out.shape[:2]}, expected {(H, W)}")
+    return out
+
+
+def preprocess(stack: Stack, prep: Preprocessing) -> np.ndarray:
+    """The model's input slices [S, image_size, image_size] (:func:`prepare_stack`)."""
+    images, _, _ = prepare_stack(stack, prep.spacing_mm, prep.image_size)
+    return images
+
+
+def segment_stack(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
+                  amp: bool = False, threshold: float = 0.5, batch_size: int = 32) -> np.ndarray:
+    """Predict one stack; the mask on the stack's native grid, slice axis last.
+
+    Returns
+    -------
+    ndarray, uint8, shape (H, W, S)
+        0/1, the shape of ``stack.image``.
+    """
+    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size)
+    native = invert(probs, stack.image.shape, stack.spacing, prep.spacing_mm)
+    return (native >= threshold).astype(np.uint8)
+
+
+def to_file_axes(mask: np.ndarray, stack: Stack, like: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Slice axis back to where the file has it, and the file's exact shape (trailing 1s)."""
+    return np.moveaxis(mask, -1, stack.slice_axis).reshape(like.shape)
+
+
+def write_mask(mask: np.ndarray, like: nib.spatialimages.SpatialImage, path: str | Path, descrip: str = "") -> Path:
+    """Write a uint8 mask with ``like``'s header (shape, affine, qform and sform with their codes),
+    atomically."""
+    hdr = like.header.copy()
+    hdr.set_data_dtype(np.uint8)
+    img = type(like)(np.asarray(mask, dtype=np.uint8), None, hdr)  # affine None: the header's, untouched
+    img.header["cal_min"], img.header["cal_max"] = 0, 1
+    if descrip and "descrip" in img.header:
+        img.header["descrip"] = descrip.encode()[:79]
+    with io.atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- the command
+def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, method: str = DEFAULT_METHOD,
+            desc: str | None = None, mask_suffix: str = "_desc-brain_mask", device: str = "auto",
+            amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
+            model: nn.Module | None = None, prep: Preprocessing | None = None) -> pd.DataFrame:
+    """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
+
+    Parameters
+    ----------
+    run_dir : path
+        Pipeline run folder (the model and the preprocessing come from it).
+    inputs : sequence of paths
+        NIfTI files and/or folders.
+    out_dir : path
+        Where masks (and ``scores_desc-<label>.csv``, ``segment_desc-<label>.json``) go.
+    method : str
+        A trained UNet of the run (:func:`available_methods`).
+    desc : str, optional
+        The ``desc`` label of the written names (default :func:`desc_label` of ``method``).
+    mask_suffix : str
+        Reference-mask naming rule (:func:`umcam_lib.data.nifti.mask_path_for`).
+    device, amp, batch_size : prediction settings (``amp``: float16 on CUDA only).
+    threshold : float
+        Foreground probability at or above which a voxel is brain.
+    model, prep : optional
+        A model and preprocessing to use instead of the run's (tests; ``run_dir`` then only
+        names the source in the records).
+
+    Returns
+    -------
+    DataFrame
+        One row per stack (:data:`SCORE_COLUMNS`); ``dsc`` / ``hd95_mm`` are NaN without a
+        reference.
+    """
+    t0 = time.perf_counter()
+    label = desc_label(desc) if desc else desc_label(method)
+    out_dir = resolve(out_dir)
+    jobs = find_jobs(inputs, out_dir, label, mask_suffix)
+    dev = runtime.select_device(device)
+    info: dict[str, Any] = {"method": method}
+    if model is None:
+        model, info = load_model(run_dir, method, dev)
+    prep = prep or run_preprocessing(run_dir)
+    # every input is read and checked before the first mask is written
+    for job in tqdm(jobs, desc="checking stacks", unit="stack", disable=not progress or len(jobs) < 2, leave=False):
+        read_input(job)
+
+    rows = []
+    for job in tqdm(jobs, desc=f"segmenting ({method})", unit="stack", disable=not progress):
+        stack, like = read_input(job)
+        mask = segment_stack(model, stack, prep, dev, amp, threshold, batch_size)
+        file_mask = to_file_axes(mask, stack, like)
+        write_mask(file_mask, like, job.out, descrip=f"umcam_lib.segment {method}")
+        spacing = nifti.voxel_spacing(stack.affine)
+        row = {"image": str(job.image), "mask": str(job.out), "reference": str(job.reference or ""),
+               "method": method, "shape": "x".join(str(d) for d in like.shape),
+               "spacing_mm": "x".join(f"{s:.4g}" for s in spacing), "slice_axis": stack.slice_axis,
+               "n_slices": stack.n_slices, "gt_voxels": np.nan, "pred_voxels": int(mask.sum()),
+               "dsc": np.nan, "hd95_mm": np.nan}
+        if job.reference is not None:
+            gt = np.moveaxis(stack.mask, -1, stack.slice_axis)
+            pred = np.moveaxis(mask, -1, stack.slice_axis)
+            row.update(gt_voxels=int(gt.sum()), dsc=metrics.dice(pred, gt),
+                       hd95_mm=metrics.hd95(pred, gt, spacing=spacing))
+        rows.append(row)
+    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    if scores["reference"].astype(bool).any():
+        with io.atomic_path(out_dir / f"scores_desc-{label}.csv") as tmp:
+            scores.to_csv(tmp, index=False, float_format="%.4f")
+    io.write_json(out_dir / f"segment_desc-{label}.json", {
+        "run_dir": str(resolve(run_dir)), **{k: v for k, v in info.items() if k != "config"},
+        "unet": info.get("config", {}), "spacing_mm": prep.spacing_mm, "image_size": prep.image_size,
+        "threshold": float(threshold), "device": str(dev), "amp": bool(amp), "n_stacks": len(jobs),
+        "seconds": round(time.perf_counter() - t0, 2), "masks": [str(j.out) for j in jobs]})
+    return scores
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m umcam_lib.segment",
+                                 description="Write a brain mask for each NIfTI stack with a trained UNet of a run.")
+    ap.add_argument("run_dir", help="pipeline run folder, e.g. runs/real")
+    ap.add_argument("inputs", nargs="*", help="NIfTI files (.nii, .nii.gz) and/or folders")
+    ap.add_argument("--out", help="output folder (required unless --list)")
+    ap.add_argument("--method", default=DEFAULT_METHOD, help=f"trained UNet of the run (default {DEFAULT_METHOD}; --list)")
+    ap.add_argument("--list", action="store_true", help="list the run's trained UNets and exit")
+    ap.add_argument("--desc", help="desc label of the mask names (default: from the method, e.g. umcamspl)")
+    ap.add_argument("--mask-suffix", default="_desc-brain_mask", help="reference mask naming rule")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
+    ap.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        if args.list:
+            methods = available_methods(args.run_dir)
+            if not methods:
+                print(f"{resolve(args.run_dir)}: no trained UNet (seg/*/best.pt)")
+                return 1
+            prep = run_preprocessing(args.run_dir)
+            print(f"{resolve(args.run_dir)}: slices at {prep.spacing_mm:g} mm, {prep.image_size} px")
+            for name, folder in methods.items():
+                ck = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+                print(f"  {name:28s} best epoch {ck.get('epoch')}, validation DSC {ck.get('score', float('nan')):.2f}"
+                      f"  (--desc {desc_label(name)})")
+            return 0
+        if not args.inputs or not args.out:
+            ap.error("give INPUT file(s) or folder(s) and --out (or --list)")
+        scores = segment(args.run_dir, args.inputs, args.out, args.method, args.desc, args.mask_suffix, args.device,
+                         args.amp, args.threshold, args.batch_size, progress=not args.quiet)
+    except (DataError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(scores)} mask(s) written to {resolve(args.out)}")
+    scored = scores.dropna(subset=["dsc"])
+    if len(scored):
+        with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+            print(scored.assign(image=scored.image.map(lambda s: Path(s).name))[["image", "dsc", "hd95_mm"]]
+                  .to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        print(f"mean DSC {scored.dsc.mean():.2f} %, mean HD95 {scored.hd95_mm.mean():.2f} mm "
+              f"({len(scored)} stacks with a reference; {Path(args.out) / f'scores_desc-{desc_label(args.desc or args.method)}.csv'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ def test_slices_follow_the_tiny_profile(tiny):
 def test_dataset_csv_matches_slices(tiny):
     run, s, _ = tiny
     table = pd.read_csv(run.figures_dir / "dataset.csv")
-    assert list(table.columns) == ["split", "volumes", "positive_slices", "negative_slices"]
+    assert list(table.columns) == ["split", "volumes", "positive_slices", "negative_slices", "notes"]
     assert table.split.tolist() == ["train", "val", "test", "total"]
     rows = table.set_index("split")
     for sp in ("train", "val", "test"):

@@ -31,6 +31,7 @@ def fake_study(tmp_path, monkeypatch):
               "pathlib.Path(figures_dir, 'b.txt').write_text('ok')")
     monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
     monkeypatch.setattr(pipeline, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
+    monkeypatch.setattr(pipeline, "SCHEMA_CHECK", False)  # stand-in parameters, not the study's
     params = tmp_path / "p.yaml"
     params.write_text("profile: fake\nseed: 3\ndata:\n  n_volumes: 2\nfail: false\n")
     return tmp_path, params

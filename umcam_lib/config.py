@@ -10,7 +10,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -49,18 +49,24 @@ def profile_path(profile: str) -> Path:
     return PARAMS_DIR / f"{profile}.yaml"
 
 
-def load_params(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_params(path: str | Path, _seen: tuple[Path, ...] = (),
+                check: Callable[[Path, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Load a parameter file, resolving its ``base:`` chain.
 
     Parameters
     ----------
     path : str or Path
         A YAML file. Relative ``base:`` names refer to profiles in ``params/``.
+    check : callable, optional
+        ``check(path, data)`` is called with every file of the chain (its own keys, before
+        merging), e.g. to refuse unknown keys naming the file that holds them.
     """
     path = resolve(path).resolve()
     if path in _seen:
         raise ParameterError(f"{path}: 'base' chain loops: {' -> '.join(map(str, _seen))}")
     data = _read_yaml(path)
+    if check is not None:
+        check(path, {k: v for k, v in data.items() if k != "base"})
     base = data.pop("base", None)
     if base:
         base_path = Path(base) if str(base).endswith((".yaml", ".yml")) else profile_path(str(base))
@@ -68,7 +74,7 @@ def load_params(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
             base_path = profile_path(str(base))
         elif not base_path.is_absolute():
             base_path = path.parent / base_path
-        data = deep_merge(load_params(base_path, _seen + (path,)), data)
+        data = deep_merge(load_params(base_path, _seen + (path,), check), data)
     return data
 
 
@@ -122,3 +128,357 @@ def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-serialisable object (for caching decisions)."""
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# =========================================================================== the schema
+# One dataclass per section. A field is a parameter: its type hint is the accepted type, its
+# default equals params/quick.yaml (tests/test_params_validation.py checks both ways), and
+# ``param(...)`` adds the allowed values or range. Adding a parameter is one line here (plus its
+# value in params/quick.yaml and, for a notebook to see it, in that notebook's parameters cell).
+import dataclasses as _dc
+import difflib as _difflib
+import types as _types
+import typing as _typing
+from dataclasses import dataclass as _dataclass
+from typing import Callable as _Callable
+
+
+def param(default: Any, *, choices: tuple[Any, ...] | None = None, ge: float | None = None,
+          gt: float | None = None, le: float | None = None, lt: float | None = None,
+          length: int | None = None, nonempty: bool = False,
+          check: _Callable[[Any], str | None] | None = None) -> Any:
+    """A schema field: a default and the allowed values.
+
+    Parameters
+    ----------
+    default : any
+        The value of ``params/quick.yaml`` (copied for every use).
+    choices : tuple, optional
+        The only allowed values.
+    ge, gt, le, lt : float, optional
+        Bounds of a number, or of every number of a list of numbers.
+    length : int, optional
+        Exact length of a list.
+    nonempty : bool
+        A list must have at least one element.
+    check : callable, optional
+        ``check(value) -> message or None`` for anything else (the message says what is wrong).
+    """
+    meta = dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt, length=length, nonempty=nonempty, check=check)
+    return _dc.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+
+
+def _check_split_ratio(v: Any) -> str | None:
+    return None if sum(v) > 0 else "the three numbers must not all be 0"
+
+
+def _check_threshold_grid(v: Any) -> str | None:
+    start, stop, step = v
+    if not (0 <= start <= stop <= 1):
+        return f"need 0 <= start <= stop <= 1, got start {start}, stop {stop}"
+    return None if step > 0 else f"step must be > 0, got {step}"
+
+
+def _check_augment(v: Any) -> str | None:
+    if isinstance(v, Mapping):
+        from .train.augment import DEFAULT_AUGMENT  # torch only when a mapping is given
+
+        unknown = sorted(set(v) - set(DEFAULT_AUGMENT))
+        if unknown:
+            return f"unknown key(s) {unknown}; allowed: {', '.join(sorted(DEFAULT_AUGMENT))}"
+    return None
+
+
+@_dataclass
+class DataParams:
+    """``data``: the cohort, its preparation and its split (see ``umcam_lib.data.prepare``)."""
+
+    source: str = param("synthetic", choices=("synthetic", "nifti"))
+    root: str | None = param(None)
+    image_glob: str = param("**/*_T2w.nii*", check=lambda v: None if v.strip() else "must not be empty")
+    mask_suffix: str = param("_desc-brain_mask", check=lambda v: None if v else "must not be empty")
+    n_volumes: int = param(40, ge=3)
+    phantom_matrix: int = param(256, ge=32)
+    spacing_mm: float = param(2.0, gt=0)
+    image_size: int = param(128, ge=32)
+    split_ratio: list[float] = param([80, 10, 25], ge=0, length=3, check=_check_split_ratio)
+    test_subjects: list[str] = param([])
+    val_subjects: list[str] = param([])
+
+
+@_dataclass
+class ClassifierParams:
+    """``classifier``: the VGG-16 slice classifier of notebook 02."""
+
+    width: float = param(0.125, gt=0)
+    dilated: bool = param(False)
+    pretrained: bool | str = param(False)
+    batch_norm: bool = param(True)
+    epochs: int = param(6, ge=1)
+    batch_size: int = param(32, ge=1)
+    optimizer: str = param("adam", choices=("adam", "sgd"))
+    lr: float = param(0.001, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(0.0005, ge=0)
+    augment: bool | dict = param(True, check=_check_augment)
+    balance: bool = param(False)
+    num_workers: int = param(0, ge=0)
+
+
+@_dataclass
+class CamParams:
+    """``cam``: class activation maps (notebooks 03, 04)."""
+
+    layers: list[str] = param(["block1", "block2", "block3", "block4", "block5"], nonempty=True)
+    threshold_grid: list[float] = param([0.05, 0.95, 0.05], length=3, check=_check_threshold_grid)
+    batch_size: int = param(64, ge=1)
+    scorecam_batch_size: int = param(128, ge=1)
+    scorecam_max_channels: int | None = param(16, ge=1)
+
+
+@_dataclass
+class GseParams:
+    """``gse``: seeds and geodesic seed expansion (notebook 05)."""
+
+    threshold_rule: str = param("grid", choices=("grid", "variance"))
+    beta: float = param(4.0, gt=0)
+    lamb: float = param(1.0, ge=0, le=1)
+    iterations: int = param(2, ge=1)
+    margin: int = param(5, ge=0)
+    spl_rule: str = param("ratio", choices=("ratio", "authors"))
+
+
+@_dataclass
+class SegParams:
+    """``seg``: the UNets of notebooks 06 and 07 and the beta / lambda sweep."""
+
+    width: int = param(8, ge=1)
+    optimizer: str = param("adamw", choices=("adamw", "sgd"))
+    epochs: int = param(8, ge=1)
+    epoch_slices: int | None = param(192, ge=1)
+    positive_fraction: float | None = param(0.5, ge=0, le=1)
+    val_every: int = param(2, ge=1)
+    eval_batch_size: int = param(64, ge=1)
+    batch_size: int = param(12, ge=1)
+    lr: float = param(0.001, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(0.0005, ge=0)
+    lambda_spl: float = param(0.1, ge=0)
+    soft_labels: bool = param(True)
+    sweep_beta: list[float] = param([2.0, 4.0, 8.0], gt=0, nonempty=True)
+    sweep_lambda: list[float] = param([0.1, 1.0], ge=0, nonempty=True)
+    sweep_epochs: int = param(3, ge=1)
+
+
+@_dataclass
+class BaselinesParams:
+    """``baselines``: DRS and AMR (notebook 07)."""
+
+    drs_delta: float = param(0.55, gt=0, le=1)
+    drs_learnable: bool = param(False)
+    drs_extra_layers: int = param(3, ge=0)
+    drs_readout: str = param("auto", choices=("auto", "suppressed", "unsuppressed"))
+    amr_consistency: float = param(1.0, ge=0)
+    amr_reduction: int = param(4, ge=1)
+    epochs: int = param(2, ge=1)
+
+
+@_dataclass
+class StudyParams:
+    """Every parameter of a profile: the top-level keys and one section per stage."""
+
+    profile: str = param("quick", check=lambda v: None if v.strip() else "must not be empty")
+    seed: int = param(0, ge=0)
+    device: str = param("auto", choices=("auto", "cpu", "cuda"))
+    amp: bool = param(True)
+    threads: int | None = param(2, ge=1)
+    data: DataParams = _dc.field(default_factory=DataParams)
+    classifier: ClassifierParams = _dc.field(default_factory=ClassifierParams)
+    cam: CamParams = _dc.field(default_factory=CamParams)
+    gse: GseParams = _dc.field(default_factory=GseParams)
+    seg: SegParams = _dc.field(default_factory=SegParams)
+    baselines: BaselinesParams = _dc.field(default_factory=BaselinesParams)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return _typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and _dc.is_dataclass(tp)
+
+
+def schema_defaults(cls: type = StudyParams) -> dict[str, Any]:
+    """The schema's defaults as a nested dict (equal to ``params/quick.yaml``)."""
+    return _dc.asdict(cls())
+
+
+def schema_keys(cls: type = StudyParams, prefix: str = "") -> list[str]:
+    """Every dotted key the schema knows (sections expanded)."""
+    out = []
+    for name, tp in _hints(cls).items():
+        out.extend(schema_keys(tp, f"{prefix}{name}.") if _is_section(tp) else [f"{prefix}{name}"])
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null", dict: "a mapping"}
+    if tp in names:
+        return names[tp]
+    origin = _typing.get_origin(tp)
+    if origin in (_typing.Union, _types.UnionType):
+        return " or ".join(_type_name(a) for a in _typing.get_args(tp))
+    if origin is list:
+        (arg,) = _typing.get_args(tp)
+        return f"a list of {_type_name(arg).replace('an integer', 'integers').replace('a number', 'numbers').replace('a string', 'strings')}"
+    if _is_section(tp):
+        return f"a section (mapping) with keys {', '.join(_hints(tp))}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is type(None):
+        return value is None
+    if tp is dict:
+        return isinstance(value, Mapping)
+    origin = _typing.get_origin(tp)
+    if origin in (_typing.Union, _types.UnionType):
+        return any(_matches(value, a) for a in _typing.get_args(tp))
+    if origin is list:
+        (arg,) = _typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and all(_matches(v, arg) for v in value)
+    raise TypeError(f"schema type {tp!r} is not supported")
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"{value!r} ({kind})"
+
+
+def _bounds_problem(value: Any, meta: Mapping[str, Any]) -> str | None:
+    nums = value if isinstance(value, (list, tuple)) else [value]
+    for v in nums:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        for op, bound, text in (("ge", meta["ge"], ">="), ("gt", meta["gt"], ">"),
+                                ("le", meta["le"], "<="), ("lt", meta["lt"], "<")):
+            if bound is None:
+                continue
+            ok = {"ge": v >= bound, "gt": v > bound, "le": v <= bound, "lt": v < bound}[op]
+            if not ok:
+                what = "every element must be" if nums is value else "must be"
+                return f"{what} {text} {bound:g}, got {value!r}"
+    return None
+
+
+def _unknown_message(where: str, key: str, known: list[str]) -> str:
+    near = _difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return (f"{where}{key}: unknown parameter{hint} (known{' in ' + where.rstrip('.') if where else ''}: "
+            f"{', '.join(known)}; a new parameter is declared in umcam_lib/config.py)")
+
+
+def unknown_keys(params: Mapping[str, Any], cls: type = StudyParams, prefix: str = "") -> list[str]:
+    """Messages for every key of ``params`` (at any depth) that the schema does not know."""
+    hints = _hints(cls)
+    out = []
+    for key, value in params.items():
+        if key not in hints:
+            if not (prefix == "" and key == "base"):
+                out.append(_unknown_message(prefix, str(key), list(hints)))
+        elif _is_section(hints[key]) and isinstance(value, Mapping):
+            out.extend(unknown_keys(value, hints[key], f"{prefix}{key}."))
+    return out
+
+
+def _validate_section(values: Mapping[str, Any], cls: type, prefix: str, problems: list[str]) -> dict[str, Any]:
+    hints = _hints(cls)
+    fields = {f.name: f for f in _dc.fields(cls)}
+    defaults = cls()
+    out: dict[str, Any] = {}
+    problems.extend(unknown_keys({k: v for k, v in values.items() if k not in hints}, cls, prefix))
+    for name, tp in hints.items():
+        key = f"{prefix}{name}"
+        value = values.get(name, getattr(defaults, name)) if name in values else getattr(defaults, name)
+        if _is_section(tp):
+            if _dc.is_dataclass(value) and not isinstance(value, type):
+                value = _dc.asdict(value)
+            if not isinstance(value, Mapping):
+                problems.append(f"{key}: expected {_type_name(tp)}, got {_describe(value)}")
+                continue
+            out[name] = _validate_section(value, tp, key + ".", problems)
+            continue
+        meta = fields[name].metadata
+        if not _matches(value, tp):
+            extra = ""
+            if isinstance(value, str) and _typing.get_origin(tp) is list:
+                extra = f" (a single entry is written as a list: {key}=[{value}])"
+            problems.append(f"{key}: expected {_type_name(tp)}, got {_describe(value)}{extra}")
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        if meta.get("choices") and value not in meta["choices"]:
+            problems.append(f"{key}: must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
+            continue
+        if isinstance(value, list):
+            if meta.get("length") is not None and len(value) != meta["length"]:
+                problems.append(f"{key}: expected {meta['length']} elements, got {len(value)}: {value!r}")
+                continue
+            if meta.get("nonempty") and not value:
+                problems.append(f"{key}: must list at least one value")
+                continue
+        bad = _bounds_problem(value, meta)
+        if bad:
+            problems.append(f"{key}: {bad}")
+            continue
+        if meta.get("check") is not None:
+            msg = meta["check"](value)
+            if msg:
+                problems.append(f"{key}: {msg}")
+                continue
+        out[name] = copy.deepcopy(value)
+    return out
+
+
+def validate_params(params: Mapping[str, Any], where: str = "parameters") -> dict[str, Any]:
+    """Check every parameter against the schema; return them with missing keys at their defaults.
+
+    Parameters
+    ----------
+    params : mapping
+        Merged parameters (a profile plus overrides).
+    where : str
+        What to call them in the error (e.g. the file or the command).
+
+    Returns
+    -------
+    dict
+        The parameters, every key of the schema present.
+
+    Raises
+    ------
+    ParameterError
+        Listing every problem: unknown keys at any depth (with the nearest known name), wrong
+        types (a string where a list is expected included), values out of range or not among
+        the allowed ones, and cross-parameter conflicts. Each line names the dotted key.
+    """
+    problems: list[str] = []
+    if not isinstance(params, Mapping):
+        raise ParameterError(f"{where}: expected a mapping, got {_describe(params)}")
+    out = _validate_section(params, StudyParams, "", problems)
+    data = out.get("data") or {}
+    if not problems and data.get("source") == "nifti" and not data.get("root"):
+        problems.append("data.root: must name a folder of NIfTI stacks when data.source is 'nifti'")
+    if problems:
+        raise ParameterError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return out

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
 import importlib.metadata as md
 import json
 import platform
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import write_json
-from .paths import REPO_ROOT, resolve
+from .paths import PACKAGE_DIR, REPO_ROOT, resolve
 
 PACKAGES = ("numpy", "scipy", "torch", "torchvision", "monai", "grad-cam", "GeodisTK", "nibabel",
             "scikit-image", "pandas", "matplotlib", "papermill")
@@ -28,6 +30,21 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
     commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+@functools.lru_cache(maxsize=None)
+def library_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
+    """Short hash of the library's source: every ``*.py`` file under ``umcam_lib`` (path and bytes).
+
+    The pipeline's reuse decisions and the training checkpoints' resume check include it, so a
+    result or a half-finished training run is never carried over an edit of the library. It is
+    computed once per process (a running notebook does not see later edits).
+    """
+    h = hashlib.sha256()
+    for path in sorted(Path(package_dir).rglob("*.py")):
+        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def package_versions() -> dict[str, str | None]:
@@ -68,6 +85,7 @@ def record(run_dir: str | Path, notebook: str, params: dict[str, Any]) -> dict[s
         "notebook": notebook,
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(),
+        "library": library_fingerprint(),
         "python": platform.python_version(),
         "packages": package_versions(),
         "device": device_info(),

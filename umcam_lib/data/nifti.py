@@ -16,6 +16,7 @@ so that ``stack.image[..., k]`` is slice ``k``. Every check that can fail raises
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,38 +127,132 @@ def mask_path_for(image: str | Path, mask_suffix: str = "_desc-brain_mask") -> P
     return image.with_name(stem + ext)
 
 
-def subject_of(image: str | Path) -> str:
-    """Subject id of an image: its ``sub-<label>`` BIDS entity, else its parent folder's name."""
+_SUBJECT_RE = re.compile(r"sub-[^\W_]+")
+"""A BIDS subject entity: ``sub-`` and a label of letters and digits (any alphabet: ``sub-Ä``)."""
+
+
+def subject_of(image: str | Path, root: str | Path | None = None) -> str:
+    """Subject id of an image.
+
+    Parameters
+    ----------
+    image : str or Path
+        The image file.
+    root : str or Path, optional
+        The data folder the image was found under.
+
+    Returns
+    -------
+    str
+        The ``sub-<label>`` BIDS entity of the file name or of a folder on its path (labels of
+        letters and digits in any alphabet); else the first folder under ``root``
+        (``root/patientA/anat/x_T2w.nii.gz`` -> ``patientA``); else, for a file directly in
+        ``root``, its own name without extension (one stack, one subject). Without ``root``
+        the parent folder's name is the fallback.
+    """
     image = Path(image)
-    m = re.match(r"(sub-[A-Za-z0-9]+)", image.name)
+    m = _SUBJECT_RE.match(image.name)
     if m:
-        return m.group(1)
+        return m.group(0)
     for part in reversed(image.parent.parts):
-        if re.fullmatch(r"sub-[A-Za-z0-9]+", part):
+        if _SUBJECT_RE.fullmatch(part):
             return part
+    if root is not None:
+        try:
+            rel = image.relative_to(Path(root))
+        except ValueError:
+            rel = None
+        if rel is not None:
+            return rel.parts[0] if len(rel.parts) > 1 else _strip_nifti_ext(image.name)
     return image.parent.name
 
 
-def stack_ref(image: str | Path, mask_suffix: str = "_desc-brain_mask") -> StackRef:
+def stack_ref(image: str | Path, mask_suffix: str = "_desc-brain_mask", root: str | Path | None = None) -> StackRef:
     """Build the :class:`StackRef` of one image file (its mask, subject and name)."""
     image = Path(image)
-    return StackRef(image=image, mask=mask_path_for(image, mask_suffix), subject=subject_of(image),
+    return StackRef(image=image, mask=mask_path_for(image, mask_suffix), subject=subject_of(image, root),
                     name=_strip_nifti_ext(image.name))
 
 
-def find_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii.gz",
-                mask_suffix: str = "_desc-brain_mask") -> list[StackRef]:
-    """Find every image under ``root`` and pair it with its mask.
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(NIFTI_EXTENSIONS)
+
+
+def scan_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii*",
+                mask_suffix: str = "_desc-brain_mask") -> tuple[list[StackRef], list[tuple[Path, str]], list[str]]:
+    """Find every image under ``root``, pair it with its mask, and say what was left out.
 
     Parameters
     ----------
     root : str or Path
         Folder to search.
     image_glob : str
-        Glob pattern of the images, relative to ``root``. Files whose name contains
-        ``mask_suffix`` are never images.
+        Glob pattern of the images, relative to ``root`` (default: ``.nii`` and ``.nii.gz``).
+        Files whose name contains ``mask_suffix`` are never images; files that match but do not
+        end in ``.nii`` or ``.nii.gz`` are skipped.
     mask_suffix : str
         Mask naming rule, see :func:`mask_path_for`.
+
+    Returns
+    -------
+    refs : list of StackRef
+        Sorted by image path.
+    skipped : list of (Path, str)
+        Every file under ``root`` that is not read, with the reason: matched the glob but is
+        not NIfTI, a NIfTI file that the glob does not match, a mask without its image.
+    notes : list of str
+        How subjects were formed when a folder (not a ``sub-`` entity) names them.
+
+    Raises
+    ------
+    DataError
+        When ``root`` is not a folder, nothing matches, a mask is missing, or two images share
+        a name.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist or is not a folder")
+    matched = sorted(p for p in root.glob(image_glob) if p.is_file() and mask_suffix not in p.name)
+    images = [p for p in matched if _is_nifti(p)]
+    skipped: list[tuple[Path, str]] = [(p, f"matches {image_glob!r} but is not a .nii or .nii.gz file")
+                                       for p in matched if not _is_nifti(p)]
+    if not images:
+        raise DataError(f"no image (.nii or .nii.gz) matches {image_glob!r} in {root}"
+                        + (f"; matched but not NIfTI: {', '.join(str(p) for p, _ in skipped[:5])}" if skipped else ""))
+    refs = [stack_ref(p, mask_suffix, root) for p in images]
+    for ref in refs:
+        if not ref.mask.is_file():
+            raise DataError(f"{ref.image}: brain mask missing (expected {ref.mask})")
+    seen: dict[str, Path] = {}
+    for ref in refs:
+        if ref.name in seen:
+            raise DataError(f"{ref.image}: stack name {ref.name!r} also used by {seen[ref.name]}")
+        seen[ref.name] = ref.image
+    used = {p.resolve() for r in refs for p in (r.image, r.mask)}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or not _is_nifti(p) or p.resolve() in used or p in matched:
+            continue
+        if mask_suffix in p.name:
+            skipped.append((p, f"a mask ({mask_suffix!r} in its name) whose image is not among the images read"))
+        else:
+            skipped.append((p, f"a NIfTI file that {image_glob!r} does not match"))
+    notes = []
+    by_folder: dict[str, list[str]] = {}
+    for ref in refs:
+        if not _SUBJECT_RE.search(str(ref.image.relative_to(root))):
+            by_folder.setdefault(ref.subject, []).append(ref.name)
+    for subject, names in sorted(by_folder.items()):
+        notes.append(f"no sub- entity: subject {subject!r} is named by its folder and groups "
+                     f"{len(names)} stack(s): {', '.join(names)}")
+    return refs, sorted(skipped), notes
+
+
+def find_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii*",
+                mask_suffix: str = "_desc-brain_mask") -> list[StackRef]:
+    """Find every image under ``root`` and pair it with its mask (:func:`scan_stacks`).
+
+    Every file left out, and every subject formed from a folder name, is reported with
+    :func:`warnings.warn` (the pipeline prints notebooks' warnings on the console).
 
     Returns
     -------
@@ -170,21 +265,11 @@ def find_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii.gz",
         When ``root`` is not a folder, nothing matches, a mask is missing, or two images share
         a name.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist or is not a folder")
-    images = sorted(p for p in root.glob(image_glob) if p.is_file() and mask_suffix not in p.name)
-    if not images:
-        raise DataError(f"no image matches {image_glob!r} in {root}")
-    refs = [stack_ref(p, mask_suffix) for p in images]
-    for ref in refs:
-        if not ref.mask.is_file():
-            raise DataError(f"{ref.image}: brain mask missing (expected {ref.mask})")
-    seen: dict[str, Path] = {}
-    for ref in refs:
-        if ref.name in seen:
-            raise DataError(f"{ref.image}: stack name {ref.name!r} also used by {seen[ref.name]}")
-        seen[ref.name] = ref.image
+    refs, skipped, notes = scan_stacks(root, image_glob, mask_suffix)
+    for path, why in skipped:
+        warnings.warn(f"skipped {path}: {why}", stacklevel=2)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     return refs
 
 

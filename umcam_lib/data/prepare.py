@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,10 +33,20 @@ from .. import io, runtime
 from ..config import fingerprint as _hash
 from ..paths import resolve
 from .artifacts import SPLITS, SliceSet, load_slices, save_slices, slices_path, volumes_path
-from .nifti import DataError, Stack, StackRef, find_stacks, read_stack, stack_ref
+from .nifti import DataError, Stack, StackRef, find_stacks, read_stack, scan_stacks, stack_ref
 
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2
 """Bump when the preparation changes, so that cached slice sets are rebuilt."""
+
+DEFAULT_GLOB = "**/*_T2w.nii*"
+"""Images: ``.nii`` and ``.nii.gz`` stacks named ``*_T2w``."""
+
+MIN_SPLIT_SLICES = {"val": 5, "test": 1}
+"""Fewest slices the validation and test splits may have: the validation split chooses the best
+epochs, thresholds and the beta/lambda point, so it must hold more than a slice or two."""
+
+FORCE_ENV = "UMCAM_FORCE"
+"""Environment variable set by ``python -m umcam_lib.pipeline --force``: caches are not trusted."""
 
 PAPER_DATASET = pd.DataFrame(
     {"split": ["train", "val", "test"], "volumes": [80, 10, 25],
@@ -288,25 +299,66 @@ def _generate_cohort(out_dir: Path, **kwargs: Any) -> list[Path]:
     return generate_cohort(out_dir, **kwargs)
 
 
+def _generator_source() -> str:
+    """Hash of the phantom generator's source files (``umcam_lib/data/phantom*.py``)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("phantom*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _drop_stale_cohort(cohort_dir: Path) -> None:
+    """Delete a cached synthetic cohort made by other generator code, or any under ``--force``.
+
+    The phantom module reuses volumes whose parameters and version match; this also catches an
+    edit of the generator that did not bump its version. ``cohort/.generator_source`` records
+    the source hash the cohort was made with.
+    """
+    import shutil
+
+    stamp = cohort_dir / ".generator_source"
+    src = _generator_source()
+    force = os.environ.get(FORCE_ENV) == "1"
+    if cohort_dir.is_dir() and (force or not stamp.is_file() or stamp.read_text().strip() != src):
+        print(f"regenerating {cohort_dir} ({'--force' if force else 'the generator code changed'})")
+        shutil.rmtree(cohort_dir)
+    if not stamp.is_file():
+        io.write_text(stamp, src + "\n")
+
+
 def _cohort_refs(data: Mapping[str, Any], run_dir: Path, seed: int, progress: bool,
-                 workers: int = 1) -> list[StackRef]:
-    """The stacks to read: the synthetic cohort (generated or cached) or a NIfTI folder."""
+                 workers: int = 1, notes: list[str] | None = None) -> list[StackRef]:
+    """The stacks to read: the synthetic cohort (generated or cached) or a NIfTI folder.
+
+    ``notes`` (when given) receives one line per input file left out and per subject formed
+    from a folder name; each is also printed and warned.
+    """
     source = data.get("source", "synthetic")
     mask_suffix = data.get("mask_suffix", "_desc-brain_mask")
     if source == "synthetic":
         cohort_dir = run_dir / "cohort"
+        _drop_stale_cohort(cohort_dir)
         paths = _generate_cohort(cohort_dir, n_volumes=int(data["n_volumes"]), seed=seed,
                                 matrix=int(data.get("phantom_matrix", 512)), workers=runtime.worker_count(workers),
                                 progress=progress)
         refs: list[StackRef] = []
         for p in map(Path, paths):
-            refs.extend(find_stacks(p, data.get("image_glob", "**/*_T2w.nii.gz"), mask_suffix)
+            refs.extend(find_stacks(p, data.get("image_glob", DEFAULT_GLOB), mask_suffix)
                         if p.is_dir() else [stack_ref(p, mask_suffix)])
         return sorted(refs, key=lambda r: str(r.image))
     if source == "nifti":
         from .fetch import resolve_root  # a folder, or "fetal-mri-cc0": the public stacks (local copy or fetched)
 
-        return find_stacks(resolve_root(data.get("root")), data.get("image_glob", "**/*_T2w.nii.gz"), mask_suffix)
+        refs, skipped, grouped = scan_stacks(resolve_root(data.get("root")), data.get("image_glob", DEFAULT_GLOB),
+                                             mask_suffix)
+        lines = [f"skipped {path}: {why}" for path, why in skipped] + grouped
+        for line in lines:
+            warnings.warn(line, stacklevel=2)
+        if notes is not None:
+            notes.extend(lines)
+        return refs
     raise DataError(f"data.source must be 'synthetic' or 'nifti', got {source!r}")
 
 
@@ -349,7 +401,7 @@ def _cached(run_dir: Path, fp: dict[str, Any]) -> SliceSet | None:
 
 
 def build_slice_set(refs: Sequence[StackRef], spacing_mm: float, image_size: int, splits: Sequence[str],
-                    progress: bool = True) -> SliceSet:
+                    progress: bool = True, notes: list[str] | None = None) -> SliceSet:
     """Read, validate and prepare every stack, and assemble the :class:`SliceSet`.
 
     Parameters
@@ -358,6 +410,8 @@ def build_slice_set(refs: Sequence[StackRef], spacing_mm: float, image_size: int
     spacing_mm, image_size : see :func:`prepare_stack`
     splits : sequence of str, length V
         Split of each stack (from :func:`split_subjects`).
+    notes : list of str, optional
+        Receives a line per stack whose brain the centre crop cut (also warned).
     """
     images, masks, volume, slice_index, split, rows = [], [], [], [], [], []
     for v, (ref, sp) in enumerate(tqdm(list(zip(refs, splits)), desc="preparing stacks", unit="stack",
@@ -365,8 +419,11 @@ def build_slice_set(refs: Sequence[StackRef], spacing_mm: float, image_size: int
         stack = read_stack(ref)
         im, mk, lost = prepare_stack(stack, spacing_mm, image_size)
         if lost > 0:
-            warnings.warn(f"{ref.image}: the centre crop to {image_size} px at {spacing_mm} mm cut away "
-                          f"{100 * lost:.1f}% of the brain mask; raise data.image_size", stacklevel=2)
+            msg = (f"{ref.image}: the centre crop to {image_size} px at {spacing_mm} mm cut away "
+                   f"{100 * lost:.1f}% of the brain mask; raise data.image_size")
+            warnings.warn(msg, stacklevel=2)
+            if notes is not None:
+                notes.append(msg)
         n = im.shape[0]
         images.append(im)
         masks.append(mk)
@@ -426,35 +483,91 @@ def prepare_dataset(data: Mapping[str, Any], run_dir: str | Path, seed: int, pro
     run_dir = resolve(run_dir)
     # the synthetic cohort is cached by the phantom module (regenerated when its parameters or
     # generator change); the fingerprint covers the parameters and the files it produced
-    refs = _cohort_refs(data, run_dir, seed, progress, workers)
+    notes: list[str] = []
+    refs = _cohort_refs(data, run_dir, seed, progress, workers, notes=notes)
     fp = _params_fingerprint(data, seed, refs)
-    cached = _cached(run_dir, fp)
+    cached = None if os.environ.get(FORCE_ENV) == "1" else _cached(run_dir, fp)
     if cached is not None:
         if progress:
             print(f"reusing {slices_path(run_dir)} (data parameters and input files unchanged)")
+        cached.notes = _read_notes(run_dir)
         return cached
+    for name in ("val_subjects", "test_subjects"):
+        if isinstance(data.get(name), str):
+            raise DataError(f"data.{name} must be a list of subject ids or stack names, got the string "
+                            f"{data[name]!r}; write [{data[name]}]")
     splits = split_subjects(
         [r.subject for r in refs], ratio=data.get("split_ratio", (80, 10, 25)), seed=seed,
         val_subjects=data.get("val_subjects") or (), test_subjects=data.get("test_subjects") or (),
         names=[r.name for r in refs],
     )
-    s = build_slice_set(refs, float(data["spacing_mm"]), int(data["image_size"]), splits, progress)
+    s = build_slice_set(refs, float(data["spacing_mm"]), int(data["image_size"]), splits, progress, notes=notes)
+    check_splits(s)
     with contextlib.suppress(FileNotFoundError):
         fingerprint_path(run_dir).unlink()  # the old slice set is no longer trusted
     save_slices(run_dir, s)
+    io.write_json(notes_path(run_dir), notes)
     io.write_json(fingerprint_path(run_dir), fp)
+    s.notes = notes
+    for line in notes:
+        print(f"note: {line}")
     return s
 
 
+def notes_path(run_dir: str | Path) -> Path:
+    """``data/notes.json``: inputs skipped or grouped, and crop losses, of the last preparation."""
+    return resolve(run_dir) / "data" / "notes.json"
+
+
+def _read_notes(run_dir: Path) -> list[str]:
+    import json
+
+    p = notes_path(run_dir)
+    return list(json.loads(p.read_text())) if p.is_file() else []
+
+
+def check_splits(s: SliceSet) -> None:
+    """Refuse a slice set whose validation or test split is too small to decide anything on.
+
+    Raises
+    ------
+    DataError
+        When a split has fewer slices than :data:`MIN_SPLIT_SLICES` or no positive slice; the
+        message names the split's stacks and how to give it more.
+    """
+    for sp, least in MIN_SPLIT_SLICES.items():
+        keep = s.split == sp
+        n, pos = int(keep.sum()), int(s.labels[keep].sum())
+        if n >= least and pos > 0:
+            continue
+        stacks = s.volumes.loc[s.volumes.split == sp, "name"].astype(str).tolist()
+        raise DataError(
+            f"the {sp} split has {n} slice(s), {pos} of them positive (stacks: {', '.join(stacks) or 'none'}); "
+            f"it needs at least {least} slice(s) and one positive slice, because "
+            f"{'the best epochs, thresholds and sweep point are chosen on it' if sp == 'val' else 'the scores are computed on it'}. "
+            f"Give it more stacks (data.{sp}_subjects or data.split_ratio)"
+        )
+
+
 # --------------------------------------------------------------------------- summaries
-def dataset_table(s: SliceSet, total: bool = True) -> pd.DataFrame:
+def dataset_table(s: SliceSet, total: bool = True, notes: Sequence[str] | None = None) -> pd.DataFrame:
     """Volumes and positive / negative slices per split (paper Sec. 3.1.1).
+
+    Parameters
+    ----------
+    s : SliceSet
+    total : bool
+        Add a last row ``total``.
+    notes : sequence of str, optional
+        Lines for the ``notes`` column (default: ``s.notes`` as set by :func:`prepare_dataset`:
+        input files skipped and why, subjects formed from folder names, crop losses).
 
     Returns
     -------
     DataFrame
-        Columns ``split, volumes, positive_slices, negative_slices``; rows train, val, test
-        and, with ``total``, a last row ``total``.
+        Columns ``split, volumes, positive_slices, negative_slices, notes``; rows train, val,
+        test and, with ``total``, a last row ``total``. ``notes`` is empty but on the first row,
+        which joins every note with ``"; "``.
     """
     rows = []
     for sp in SPLITS:
@@ -467,6 +580,9 @@ def dataset_table(s: SliceSet, total: bool = True) -> pd.DataFrame:
         df.loc[len(df)] = dict(split="total", volumes=int(df.volumes.sum()),
                                positive_slices=int(df.positive_slices.sum()),
                                negative_slices=int(df.negative_slices.sum()))
+    lines = list(getattr(s, "notes", []) if notes is None else notes)
+    df["notes"] = ""
+    df.loc[0, "notes"] = "; ".join(lines)
     return df
 
 

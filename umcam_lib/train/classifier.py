@@ -353,7 +353,8 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
         The ``classifier`` section (see module docstring).
     out_dir : path
         Run folder: ``best.pt``, ``last.pt``, ``history.csv``. A ``last.pt`` written with the
-        same settings (all of ``cfg`` but ``epochs``, the seed and the same slices) is resumed.
+        same settings (all of ``cfg`` but ``epochs``, the seed, the same slices and library code)
+        is resumed, unless it ran more epochs than ``cfg["epochs"]``.
     device : {"auto", "cpu", "cuda"} or torch.device
     amp : bool
         Mixed precision (float16 autocast and gradient scaling), used on CUDA only.
@@ -394,7 +395,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
     # (and are what tensor cores want on CUDA); the model is converted back at the end
     model.to(dev, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    state = common.resume(out_dir, model, optimizer, config=run_config)
+    state = common.resume(out_dir, model, optimizer, config=run_config, epochs=int(cfg["epochs"]))
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
 
     images = slices.images[train_idx]

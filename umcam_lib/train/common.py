@@ -3,18 +3,34 @@
 A run folder holds ``last.pt`` (model, optimiser, epoch, history, best score: everything needed
 to resume) and ``best.pt`` (model weights of the best validation epoch plus that score). Both
 are written atomically, so an interrupted run resumes from the last finished epoch.
+
+A run is resumed only when it was made from the same data, code and recipe: the caller's
+``config`` (recipe and data fingerprint) and the library's source fingerprint
+(:func:`umcam_lib.provenance.library_fingerprint`) must match, and it must not have run more
+epochs than asked for. ``python -m umcam_lib.pipeline --force`` (environment variable
+``UMCAM_FORCE=1``) starts every run afresh.
+
+Checkpoints hold only tensors and plain Python values and are read with
+``torch.load(..., weights_only=True)``: opening someone else's run folder cannot execute code.
 """
 from __future__ import annotations
 
+import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from ..io import atomic_path
 from ..paths import resolve
+from ..provenance import library_fingerprint
+
+FORCE_ENV = "UMCAM_FORCE"
+"""When this environment variable is ``"1"`` (``pipeline --force``), :func:`resume` starts afresh."""
 
 
 @dataclass
@@ -39,9 +55,54 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays, tuples and paths turned into plain Python values
+    (what ``torch.load(..., weights_only=True)`` accepts); tensors are kept."""
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {plain(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def _save(obj: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        torch.save(plain(obj), tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by this module with ``weights_only=True``.
+
+    Raises
+    ------
+    ValueError
+        When the file holds anything but tensors and plain values (it may execute code if
+        unpickled; it was not written by this study), naming the file.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError (or RuntimeError) for unsafe content
+        if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__:
+            raise ValueError(f"{path}: refused to load: the checkpoint holds objects other than tensors and "
+                             f"plain values, and loading them could run code ({type(exc).__name__}); "
+                             f"delete it if this study did not write it") from exc
+        raise
+
+
+def _with_code(config: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(config or {}), "code": library_fingerprint()}
 
 
 def save_last(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -51,7 +112,7 @@ def save_last(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.opti
     run_dir = resolve(run_dir)
     _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-           "state": state.__dict__, "config": config or {}}, run_dir / "last.pt")
+           "state": state.__dict__, "config": _with_code(config)}, run_dir / "last.pt")
     with atomic_path(run_dir / "history.csv") as tmp:
         pd.DataFrame(state.history).to_csv(tmp, index=False)
 
@@ -60,21 +121,54 @@ def save_best(run_dir: str | Path, model: torch.nn.Module, state: TrainState,
               config: dict[str, Any] | None = None) -> None:
     """Write ``best.pt``: the weights of the current best epoch."""
     _save({"model": model.state_dict(), "epoch": state.best_epoch, "score": state.best_score,
-           "config": config or {}}, resolve(run_dir) / "best.pt")
+           "config": _with_code(config)}, resolve(run_dir) / "best.pt")
 
 
 def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-           config: dict[str, Any] | None = None, scheduler: Any = None) -> TrainState:
-    """Load ``last.pt`` into ``model`` and ``optimizer`` when it exists and its config matches.
+           config: dict[str, Any] | None = None, scheduler: Any = None,
+           epochs: int | None = None) -> TrainState:
+    """Load ``last.pt`` into ``model`` and ``optimizer`` when it may be continued.
 
-    Returns a fresh :class:`TrainState` when there is nothing (or nothing compatible) to resume.
+    Parameters
+    ----------
+    run_dir : path
+        Folder of ``last.pt``.
+    model, optimizer : torch objects
+        Receive the saved state.
+    config : dict, optional
+        The recipe and data fingerprint of this run; ``last.pt`` must have been saved with the
+        same (and with the same library source, added here).
+    scheduler : optional
+        A learning-rate scheduler to restore.
+    epochs : int, optional
+        The number of epochs asked for: a run that already went further is not resumed (its
+        best epoch could be one the user did not ask for).
+
+    Returns
+    -------
+    TrainState
+        The saved state, or a fresh one when there is nothing to resume, when it was saved with
+        other settings, data or code, when it ran more than ``epochs`` epochs, or under
+        ``--force`` (each case printed).
     """
     path = resolve(run_dir) / "last.pt"
     if not path.is_file():
         return TrainState()
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if config is not None and ckpt.get("config") != config:
-        print(f"{path}: saved with other settings; starting a new run")
+    if os.environ.get(FORCE_ENV) == "1":
+        print(f"{path}: --force: starting a new run")
+        return TrainState()
+    ckpt = load_checkpoint(path)
+    saved = dict(ckpt.get("config") or {})
+    if config is not None and saved.get("code") != library_fingerprint():
+        print(f"{path}: saved by another version of umcam_lib; starting a new run")
+        return TrainState()
+    saved.pop("code", None)
+    if config is not None and saved != plain(config):
+        print(f"{path}: saved with other settings or data; starting a new run")
+        return TrainState()
+    done = int((ckpt.get("state") or {}).get("epoch", 0))
+    if epochs is not None and done > int(epochs):
+        print(f"{path}: already ran {done} epochs, more than the {int(epochs)} asked for; starting a new run")
         return TrainState()
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -90,6 +184,6 @@ def load_best(run_dir: str | Path, model: torch.nn.Module, map_location: str | t
     path = resolve(run_dir) / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: train this model first")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = load_checkpoint(path, map_location=map_location)
     model.load_state_dict(ckpt["model"])
     return {k: v for k, v in ckpt.items() if k != "model"}

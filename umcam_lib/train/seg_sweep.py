@@ -112,7 +112,7 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
             model = train_point(slices, run_dir, seg_cfg, beta, lamb, spl, um, device, amp, seed, progress)
             sc = seg.evaluate_variant(model, slices, "val", device, amp,
                                       batch_size=int(seg.check_seg_config(seg_cfg)["eval_batch_size"]))
-            best = torch.load(point_dir(run_dir, beta, lamb) / "best.pt", map_location="cpu", weights_only=False)
+            best = torch.load(point_dir(run_dir, beta, lamb) / "best.pt", map_location="cpu", weights_only=True)
             per_volume.append(sc.assign(beta=beta, **{"lambda": lamb}))
             rows.append({"beta": beta, "lambda": lamb, "n": len(sc),
                          "val_dsc_mean": sc["dsc"].mean(), "val_dsc_std": sc["dsc"].std(ddof=1),

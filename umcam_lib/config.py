@@ -223,6 +223,11 @@ class ClassifierParams:
     augment: bool | dict = param(True, check=_check_augment)
     balance: bool = param(False)
     num_workers: int = param(0, ge=0)
+    pooling: str = param("lse", choices=("avg", "max", "lse"))
+    lse_r: float = param(5.0, gt=0)
+    input_norm: str = param("zero_background", choices=("imagenet", "zero_background"))
+    padding: str = param("reflect", choices=("zeros", "reflect", "replicate"))
+    equivariance: float = param(1.0, ge=0)
 
 
 @_dataclass
@@ -234,6 +239,7 @@ class CamParams:
     batch_size: int = param(64, ge=1)
     scorecam_batch_size: int = param(128, ge=1)
     scorecam_max_channels: int | None = param(16, ge=1)
+    target: str = param("logit", choices=("logit", "margin"))
 
 
 @_dataclass
@@ -289,6 +295,7 @@ class StudyParams:
 
     profile: str = param("quick", check=lambda v: None if v.strip() else "must not be empty")
     seed: int = param(0, ge=0)
+    seeds: int = param(3, ge=1)
     device: str = param("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True)
     threads: int | None = param(2, ge=1)

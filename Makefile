@@ -36,6 +36,9 @@ bench: $(STAMP)
 
 install: $(STAMP)
 
+# Step 2 of the install for the python $(1): the [geodesic] extra (GeodisTK) with its build flag.
+install_geodesic = CPPFLAGS=-DNPY_IN_ARRAY=NPY_ARRAY_IN_ARRAY $(1) -m pip install -q --no-build-isolation -e '.[dev,geodesic]'
+
 # Versions come from pyproject.toml only. Step 1 installs the study and its pinned dependencies;
 # step 2 adds the [geodesic] extra (GeodisTK 0.1.7, a source package): it builds against the
 # numpy already installed (--no-build-isolation) and needs a flag to compile with numpy 2.
@@ -44,18 +47,23 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
-	CPPFLAGS=-DNPY_IN_ARRAY=NPY_ARRAY_IN_ARRAY $(PY) -m pip install -q --no-build-isolation -e '.[dev,geodesic]'
+	$(call install_geodesic,$(PY))
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (umcam)" >/dev/null
 	@touch $(STAMP)
 
-# The plain route of the README (`pip install -e '.[dev]'`, no GeodisTK, no flag) in a throwaway
-# venv: resolves and installs every pinned version, then imports the library. Not part of make test.
+# The install routes in a throwaway venv, as a user would run them (minutes: torch is large; not
+# part of make test): the plain pip route (`pip install -e '.[dev]'`, no flag, no GeodisTK) must
+# install every pinned version and import the library; then make's second step must build
+# GeodisTK into it.
 CHECK_VENV ?= /tmp/umcam-check-install
 check-install:
 	rm -rf $(CHECK_VENV)
 	$(PYTHON) -m venv $(CHECK_VENV)
 	$(CHECK_VENV)/bin/python -m pip install -q -e '.[dev]'
 	$(CHECK_VENV)/bin/python -c "import umcam_lib.gse, umcam_lib.cam, umcam_lib.models, cv2, monai, pytorch_grad_cam; print('plain pip route: ok')"
+	$(CHECK_VENV)/bin/python -m pip install -q setuptools wheel
+	$(call install_geodesic,$(CHECK_VENV)/bin/python)
+	$(CHECK_VENV)/bin/python -c "import GeodisTK; print('geodesic extra: ok')"
 	rm -rf $(CHECK_VENV)
 
 clean-runs:

@@ -69,6 +69,8 @@ def test_makefile_pins_no_version_and_adds_geodistk_with_its_flag():
     assert not VERSION_IN_TEXT.search(text), "versions belong in pyproject.toml, not the Makefile"
     line = next(ln for ln in text.splitlines() if "pip install" in ln and "geodesic]" in ln)
     assert "CPPFLAGS=-DNPY_IN_ARRAY=NPY_ARRAY_IN_ARRAY" in line and "--no-build-isolation" in line
+    stamp_recipe = text.split("$(STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
+    assert "$(call install_geodesic,$(PY))" in stamp_recipe
 
 
 def test_ci_lints_before_it_tests():

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= quick
 ARGS ?=
 
-.PHONY: study test lab install bench clean-runs
+.PHONY: study test test-fast lint lab install check-install bench clean-runs
 
 study: $(STAMP)
 	$(PY) -m umcam_lib.pipeline --profile $(PROFILE) $(ARGS)
@@ -16,25 +16,55 @@ study: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The inner loop: every test except the slow ones (notebook runs, model training; tests/conftest.py
+# marks every test that uses the tiny pipeline run as slow).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+# ruff (rules in pyproject.toml) and the check that notebooks are committed without outputs.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) tools/check_notebooks.py notebooks/*.ipynb
+
+# JupyterLab refuses to start as root unless told to (containers, cloud machines).
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 install: $(STAMP)
 
-# torch/torchvision: the versions this machine holds on disk (a CUDA build that also runs on the CPU).
-# GeodisTK 0.1.7 is a source package: it needs numpy at build time and a flag to build against numpy 2.
+# Step 2 of the install for the python $(1): the [geodesic] extra (GeodisTK) with its build flag.
+install_geodesic = CPPFLAGS=-DNPY_IN_ARRAY=NPY_ARRAY_IN_ARRAY $(1) -m pip install -q --no-build-isolation -e '.[dev,geodesic]'
+
+# Versions come from pyproject.toml only. Step 1 installs the study and its pinned dependencies;
+# step 2 adds the [geodesic] extra (GeodisTK 0.1.7, a source package): it builds against the
+# numpy already installed (--no-build-isolation) and needs a flag to compile with numpy 2.
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; run 'make PYTHON=python3 ...' with a Python 3.11" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q numpy setuptools wheel
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	CPPFLAGS=-DNPY_IN_ARRAY=NPY_ARRAY_IN_ARRAY $(PY) -m pip install -q --no-build-isolation GeodisTK
+	$(PY) -m pip install -q setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
+	$(call install_geodesic,$(PY))
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (umcam)" >/dev/null
 	@touch $(STAMP)
+
+# The install routes in a throwaway venv, as a user would run them (minutes: torch is large; not
+# part of make test): the plain pip route (`pip install -e '.[dev]'`, no flag, no GeodisTK) must
+# install every pinned version and import the library; then make's second step must build
+# GeodisTK into it.
+CHECK_VENV ?= /tmp/umcam-check-install
+check-install:
+	rm -rf $(CHECK_VENV)
+	$(PYTHON) -m venv $(CHECK_VENV)
+	$(CHECK_VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(CHECK_VENV)/bin/python -c "import umcam_lib.gse, umcam_lib.cam, umcam_lib.models, cv2, monai, pytorch_grad_cam; print('plain pip route: ok')"
+	$(CHECK_VENV)/bin/python -m pip install -q setuptools wheel
+	$(call install_geodesic,$(CHECK_VENV)/bin/python)
+	$(CHECK_VENV)/bin/python -c "import GeodisTK; print('geodesic extra: ok')"
+	rm -rf $(CHECK_VENV)
 
 clean-runs:
 	rm -rf runs

@@ -1,7 +1,7 @@
 """Figures of notebooks 03 and 04: CAM grids (paper Fig. 1a and 2), entropy weights, thresholds."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -281,6 +281,9 @@ def test_early_stopping_stops_after_patience_and_does_not_resume_past_it(tmp_pat
     assert seg.stale_validations(hist.to_dict("records"), 1) == 1
     seg.train_variant("ES", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)  # resumes: stays stopped
     assert len(pd.read_csv(tmp_path / "seg" / "ES" / "history.csv")) == 2
+    # a warm-up: no stop before min_epochs
+    seg.train_variant("WU", s, _targets(s), {**cfg, "min_epochs": 4}, tmp_path, device="cpu", seed=1, progress=False)
+    assert len(pd.read_csv(tmp_path / "seg" / "WU" / "history.csv")) == 4
 
 
 def test_channels_last_trains_to_the_same_weights_up_to_rounding(tmp_path):

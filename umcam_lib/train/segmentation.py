@@ -81,7 +81,8 @@ PAPER_BETA, PAPER_LAMBDA, PAPER_MAIN = 4.0, 0.1, "umcam"
 _REQUIRED = ("width", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lambda_spl", "soft_labels")
 _OPTIONAL: dict[str, Any] = {"optimizer": "sgd", "epoch_slices": None, "positive_fraction": None, "val_every": 1,
                              "eval_batch_size": 64, "patience": None, "loss_main": "umcam", "channels_last": False,
-                             "postprocess": "none", "plateau_decay": None}
+                             "postprocess": "none", "plateau_decay": None,
+                             "min_epochs": 0}
 OPTIMIZERS = ("sgd", "adamw")
 #: The two readings of Eq. 8 (``seg.loss_main``): which label carries the weight 1.
 LOSS_MAIN = ("umcam", "spl")
@@ -89,7 +90,7 @@ LOSS_MAIN = ("umcam", "spl")
 POSTPROCESS = ("none", "lcc")
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
-               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay")
+               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -109,7 +110,8 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     same numbers up to float rounding, faster on some CPUs), ``postprocess`` (``none`` or
     ``lcc``: keep the largest 3D connected component of each predicted volume),
     ``plateau_decay`` (multiply the learning rate by this factor after every validation that does
-    not beat the best so far; ``None`` = constant learning rate).
+    not beat the best so far; ``None`` = constant learning rate), ``min_epochs`` (a warm-up: no
+    early stop and no decay before this many epochs, while every prediction is still empty).
     """
     missing = [k for k in _REQUIRED if k not in cfg]
     if missing:
@@ -127,6 +129,8 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"seg.positive_fraction must be null or in (0, 1), got {pf!r}")
     if out["patience"] is not None and int(out["patience"]) < 1:
         raise ValueError(f"seg.patience must be null or >= 1, got {out['patience']!r}")
+    if int(out["min_epochs"]) < 0:
+        raise ValueError(f"seg.min_epochs must be >= 0, got {out['min_epochs']!r}")
     if out["plateau_decay"] is not None and not 0.0 < float(out["plateau_decay"]) <= 1.0:
         raise ValueError(f"seg.plateau_decay must be null or in (0, 1], got {out['plateau_decay']!r}")
     if out["loss_main"] not in LOSS_MAIN:
@@ -567,7 +571,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     bs = int(cfg["batch_size"])
 
     def stopped() -> bool:
-        return patience is not None and state.best_epoch >= 0 and \
+        return patience is not None and state.best_epoch >= 0 and state.epoch >= int(cfg["min_epochs"]) and \
             stale_validations(state.history, state.best_epoch) >= patience
 
     bar = tqdm(total=n_epochs, initial=state.epoch, desc=f"UNet {name}", disable=not progress, leave=True)
@@ -600,7 +604,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         if not np.isnan(score) and score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             save_best(out, model, state, config)
-        elif has_val and not np.isnan(val) and cfg["plateau_decay"] is not None:
+        elif has_val and not np.isnan(val) and cfg["plateau_decay"] is not None and epoch + 1 >= int(cfg["min_epochs"]):
             for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
                 group["lr"] *= float(cfg["plateau_decay"])
         save_last(out, model, opt, state, config)

@@ -295,3 +295,22 @@ def test_spl_quality_counts_missing_spl_as_empty_prediction():
     assert missing["dsc"] == 0.0 and missing["hd95"] > 40  # diagonal penalty of a 32 x 32 slice
     assert np.isfinite(summary[["dsc_mean", "dsc_std", "hd95_mean", "hd95_std"]].to_numpy()).all()
     assert set(summary["method"]) == {"UM-CAM", "UM-CAM seed mask", "SPL"}
+
+
+def test_margin_in_millimetres_is_converted_with_the_spacing():
+    assert gse.margin_pixels(5.0, 1.0) == 5 and gse.margin_pixels(5.0, 2.0) == 3 and gse.margin_pixels(10.0, 2.0) == 5
+    assert gse.margin_pixels(0.0, 2.0) == 0
+    with pytest.raises(ValueError, match="margin_mm"):
+        gse.margin_pixels(-1.0, 2.0)
+    base = dict(beta=4.0, lamb=1.0, iterations=2, spl_rule="ratio")
+    assert gse.spl_settings({**base, "margin_mm": 10.0}, 2.0)["margin"] == 5
+    assert gse.spl_settings({**base, "margin": 4}, 2.0)["margin"] == 4  # legacy pixel margin
+
+
+def test_gse_sweep_grid_takes_beta_only_for_the_authors_rule():
+    cfg = dict(beta=4.0, lamb=1.0, iterations=2, margin_mm=5.0, spl_rule="ratio", sweep_margin_mm=[2.0, 5.0],
+               sweep_lamb=[1.0], sweep_rules=["ratio", "authors"], sweep_beta=[1.0, 4.0])
+    points = gse.sweep_points(cfg)
+    assert len(points) == 2 * 1 + 2 * 2
+    assert {p["beta"] for p in points if p["spl_rule"] == "ratio"} == {4.0}
+    assert gse.sweep_points({**cfg, "sweep_margin_mm": [], "sweep_lamb": [], "sweep_rules": [], "sweep_beta": []}) == []

@@ -55,19 +55,25 @@ def test_predictions_cover_every_slice_of_the_test_volumes(tiny_run):
 
 def test_sweep_tables_and_figures_exist(tiny_run):
     fig = tiny_run.figures_dir
-    for name in ("segmentation_examples.png", "segmentation_labels.png", "sweep.png"):
+    for name in ("segmentation_examples.png", "segmentation_labels.png", "sweep.png", "training_curves.png"):
         assert (fig / name).stat().st_size > 1000, name
     for name in ("sweep", "sweep_choice", "segmentation_oracle"):
         for ext in ("csv", "md", "tex"):
             assert (fig / f"{name}.{ext}").is_file(), f"{name}.{ext}"
     sweep = pd.read_csv(fig / "sweep.csv")
     params = config.load_params(config.profile_path("tiny"))["seg"]
-    assert len(sweep) == len(params["sweep_beta"]) * len(params["sweep_lambda"])
+    assert len(sweep) == len(params["sweep_main"]) * len(params["sweep_lambda"])
+    assert set(sweep["loss_main"]) == set(params["sweep_main"])
     assert sweep["val_dsc_mean"].between(0, 100).all()
+    # AdamW: reading spl at lambda 1 is reading umcam at lambda 1, trained once
+    dup = sweep[(sweep["loss_main"] == "spl") & (sweep["lambda"] == 1.0)]
+    assert dup["same_as"].iloc[0] == "umcam_lambda1"
     choice = pd.read_csv(fig / "sweep_choice.csv")
-    assert list(choice["point"]) == ["validation-chosen", "paper"]
+    assert list(choice["point"]) == ["validation-chosen", "best umcam reading", "best spl reading", "paper"]
     paper = choice.set_index("point").loc["paper"]
-    assert (paper["beta"], paper["lambda"]) == (segmentation.PAPER_BETA, segmentation.PAPER_LAMBDA)
+    assert (paper["loss_main"], paper["lambda"]) == (segmentation.PAPER_MAIN, segmentation.PAPER_LAMBDA)
     best = sweep.loc[sweep["val_dsc_mean"].idxmax()]
     chosen = choice.set_index("point").loc["validation-chosen"]
-    assert (chosen["beta"], chosen["lambda"]) == (best["beta"], best["lambda"])
+    assert (chosen["loss_main"], chosen["lambda"]) == (best["loss_main"], best["lambda"])
+    oracle = pd.read_csv(fig / "segmentation_oracle.csv")
+    assert {"dsc_all", "dsc_lcc", "dsc_oracle"} <= set(oracle.columns)

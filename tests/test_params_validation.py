@@ -52,7 +52,7 @@ def test_item7_prepare_refuses_a_string_too(tmp_path):
     ("classifier.optimizer=adamw", ["classifier.optimizer", "'adam', 'sgd'", "adamw"]),
     ("seg.positive_fraction=1.5", ["seg.positive_fraction", "<= 1"]),
     ("data.split_ratio=[1, 2]", ["data.split_ratio", "3 elements"]),
-    ("seg.sweep_beta=[]", ["seg.sweep_beta", "at least one"]),
+    ("seg.sweep_lambda=[]", ["seg.sweep_lambda", "at least one"]),
     ("amp=yes_please", ["amp", "true or false"]),
     ("classifier.augment={gama: 1}", ["classifier.augment", "gama", "allowed"]),
     ("data.source=nifti", ["data.root", "nifti"]),

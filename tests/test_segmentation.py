@@ -247,3 +247,68 @@ def test_oracle_selection_blanks_slices_without_ground_truth():
     full = evaluate.evaluate_volumes(s, "test", rows, pred)
     oracle = evaluate.evaluate_volumes(s, "test", rows, out)
     assert oracle["dsc"].iloc[0] > full["dsc"].iloc[0]
+
+
+# ----------------------------------------------------------------------------- issue 9
+def test_eq8_readings_swap_the_weighted_label():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 8, 8)
+    y_um, y_spl = (torch.rand(2, 8, 8) > 0.5).float(), torch.rand(2, 8, 8)
+    ce = seg.soft_cross_entropy
+    assert seg.eq8_loss(logits, y_um, y_spl, 0.3, main="umcam").item() == pytest.approx(
+        (ce(logits, y_um) + 0.3 * ce(logits, y_spl)).item(), rel=1e-6)
+    assert seg.eq8_loss(logits, y_um, y_spl, 0.3, main="spl").item() == pytest.approx(
+        (ce(logits, y_spl) + 0.3 * ce(logits, y_um)).item(), rel=1e-6)
+    # one loss up to a scale: reading umcam at lambda == reading spl at 1 / lambda, times lambda
+    assert seg.eq8_loss(logits, y_um, y_spl, 4.0, main="umcam").item() == pytest.approx(
+        4.0 * seg.eq8_loss(logits, y_um, y_spl, 0.25, main="spl").item(), rel=1e-5)
+    assert seg.spl_share(0.1, "umcam") == pytest.approx(1 / 11) and seg.spl_share(0.1, "spl") == pytest.approx(10 / 11)
+    with pytest.raises(ValueError, match="loss_main"):
+        seg.check_seg_config({**SEG_CFG, "loss_main": "both"})
+    with pytest.raises(ValueError, match="postprocess"):
+        seg.check_seg_config({**SEG_CFG, "postprocess": "cc"})
+    with pytest.raises(ValueError, match="patience"):
+        seg.check_seg_config({**SEG_CFG, "patience": 0})
+
+
+def test_early_stopping_stops_after_patience_and_does_not_resume_past_it(tmp_path):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    cfg = {**SEG_CFG, "epochs": 12, "patience": 1, "lr": 0.0}  # lr 0: the score never improves after epoch 1
+    seg.train_variant("ES", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)
+    hist = pd.read_csv(tmp_path / "seg" / "ES" / "history.csv")
+    assert list(hist["epoch"]) == [1, 2]
+    assert seg.stale_validations(hist.to_dict("records"), 1) == 1
+    seg.train_variant("ES", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)  # resumes: stays stopped
+    assert len(pd.read_csv(tmp_path / "seg" / "ES" / "history.csv")) == 2
+    # a warm-up: no stop before min_epochs
+    seg.train_variant("WU", s, _targets(s), {**cfg, "min_epochs": 4}, tmp_path, device="cpu", seed=1, progress=False)
+    assert len(pd.read_csv(tmp_path / "seg" / "WU" / "history.csv")) == 4
+
+
+def test_channels_last_trains_to_the_same_weights_up_to_rounding(tmp_path):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    a = seg.train_variant("A", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
+    b = seg.train_variant("B", s, _targets(s), {**SEG_CFG, "channels_last": True}, tmp_path, device="cpu", seed=3,
+                          progress=False)
+    assert all(torch.allclose(x.float(), y.float(), atol=1e-4) for x, y in zip(_weights(a), _weights(b)))
+    pa = seg.predict_probs(a, s.images[:4])
+    pb = seg.predict_probs(b, s.images[:4])
+    assert np.allclose(pa, pb, atol=1e-4)
+
+
+def test_largest_component_3d_keeps_the_biggest_blob_across_slices():
+    vol = np.zeros((4, 10, 10), bool)
+    vol[0:3, 2:5, 2:5] = True  # 27 voxels, connected through slices
+    vol[3, 8:10, 8:10] = True  # 4 voxels, apart
+    out = evaluate.largest_component_3d(vol)
+    assert out.sum() == 27 and not out[3].any()
+    assert not evaluate.largest_component_3d(np.zeros((2, 4, 4), bool)).any()
+    s = fake_slices()
+    rows = evaluate.split_rows(s, "test")
+    pred = s.masks[rows].astype(bool).copy()
+    pred[0, 0, 0] = True  # a false-positive speck on a slice without brain
+    raw = evaluate.evaluate_volumes(s, "test", rows, pred)
+    lcc = evaluate.evaluate_volumes(s, "test", rows, pred, postprocess="lcc")
+    assert lcc["dsc"].iloc[0] == pytest.approx(100.0) and raw["dsc"].iloc[0] < 100.0

@@ -250,30 +250,44 @@ class GseParams:
     beta: float = param(4.0, gt=0)
     lamb: float = param(1.0, ge=0, le=1)
     iterations: int = param(2, ge=1)
-    margin: int = param(5, ge=0)
+    margin_mm: float = param(5.0, ge=0)
     spl_rule: str = param("ratio", choices=("ratio", "authors"))
+    sweep_margin_mm: list[float] = param([5.0, 10.0], ge=0)
+    sweep_lamb: list[float] = param([1.0, 0.5], ge=0, le=1)
+    sweep_rules: list[str] = param(["ratio", "authors"],
+                                   check=lambda v: None if set(v) <= {"ratio", "authors"}
+                                   else f"allowed values: ratio, authors; got {v}")
+    sweep_beta: list[float] = param([1.0, 4.0], gt=0)
 
 
 @_dataclass
 class SegParams:
-    """``seg``: the UNets of notebooks 06 and 07 and the beta / lambda sweep."""
+    """``seg``: the UNets of notebooks 06 and 07 and the Eq. 8 sweep."""
 
     width: int = param(8, ge=1)
     optimizer: str = param("adamw", choices=("adamw", "sgd"))
-    epochs: int = param(8, ge=1)
+    epochs: int = param(30, ge=1)
+    patience: int | None = param(5, ge=1)
+    plateau_decay: float | None = param(None, gt=0, lt=1)
+    min_epochs: int = param(6, ge=0)
     epoch_slices: int | None = param(192, ge=1)
     positive_fraction: float | None = param(0.5, ge=0, le=1)
-    val_every: int = param(2, ge=1)
+    val_every: int = param(1, ge=1)
     eval_batch_size: int = param(64, ge=1)
     batch_size: int = param(12, ge=1)
     lr: float = param(0.001, gt=0)
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(0.0005, ge=0)
+    channels_last: bool = param(True)
+    loss_main: str = param("umcam", choices=("umcam", "spl"))
     lambda_spl: float = param(0.1, ge=0)
     soft_labels: bool = param(True)
-    sweep_beta: list[float] = param([2.0, 4.0, 8.0], gt=0, nonempty=True)
-    sweep_lambda: list[float] = param([0.1, 1.0], ge=0, nonempty=True)
-    sweep_epochs: int = param(3, ge=1)
+    postprocess: str = param("none", choices=("none", "lcc"))
+    sweep_main: list[str] = param(["umcam", "spl"], nonempty=True,
+                                  check=lambda v: None if set(v) <= {"umcam", "spl"}
+                                  else f"allowed values: umcam, spl; got {v}")
+    sweep_lambda: list[float] = param([0.1, 1.0, 10.0], ge=0, nonempty=True)
+    sweep_epochs: int = param(30, ge=1)
 
 
 @_dataclass

@@ -95,7 +95,37 @@ def iter_volumes(slices: SliceSet, split: str, index: np.ndarray, pred: np.ndarr
         yield int(v), p, slices.masks[rows].astype(bool)
 
 
-def evaluate_volumes(slices: SliceSet, split: str, index: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+def largest_component_3d(pred: np.ndarray) -> np.ndarray:
+    """Keep the largest 26-connected component of a 3D binary volume (``seg.postprocess: lcc``).
+
+    Parameters
+    ----------
+    pred : ndarray, bool, shape (S, H, W)
+
+    Returns
+    -------
+    ndarray, bool, shape (S, H, W)
+        All-false when ``pred`` is empty. Slices are treated as neighbours in stack order,
+        whatever their thickness (connectivity counts voxels, not millimetres).
+    """
+    from skimage.measure import label
+
+    pred = np.asarray(pred).astype(bool)
+    if pred.ndim != 3:
+        raise ValueError(f"largest_component_3d expects an (S, H, W) volume, got shape {pred.shape}")
+    if not pred.any():
+        return pred
+    lab = label(pred, connectivity=3)
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+POSTPROCESS = ("none", "lcc")
+
+
+def evaluate_volumes(slices: SliceSet, split: str, index: np.ndarray, pred: np.ndarray,
+                     postprocess: str = "none") -> pd.DataFrame:
     """Score the 3D prediction of every volume of ``split``.
 
     Parameters
@@ -108,15 +138,21 @@ def evaluate_volumes(slices: SliceSet, split: str, index: np.ndarray, pred: np.n
         Slice rows covered by ``pred`` (all slices of the split's volumes, at least).
     pred : ndarray, shape (n, H, W)
         Binary masks, or foreground probabilities binarised at 0.5.
+    postprocess : {"none", "lcc"}
+        ``lcc``: keep only the largest 3D connected component of each volume before scoring.
 
     Returns
     -------
     DataFrame
         One row per volume: ``volume, n_slices, gt_voxels, pred_voxels, dsc, hd95, hd95_mm``.
     """
+    if postprocess not in POSTPROCESS:
+        raise ValueError(f"seg.postprocess must be one of {POSTPROCESS}, got {postprocess!r}")
     thickness = slices.volumes.set_index("volume")["thickness_mm"]
     rows = []
     for v, p, g in iter_volumes(slices, split, index, pred):
+        if postprocess == "lcc":
+            p = largest_component_3d(p)
         s = score_volume(p, g, slices.spacing_mm, float(thickness.loc[v]))
         rows.append({"volume": v, "n_slices": p.shape[0], **s})
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
@@ -205,32 +241,46 @@ def plot_examples(slices: SliceSet, predictions: dict[str, tuple[np.ndarray, np.
     return fig
 
 
-def plot_sweep(sweep: pd.DataFrame, chosen: tuple[float, float] | None = None,
-               paper: tuple[float, float] | None = None, value: str = "val_dsc_mean") -> Any:
-    """Heat map of a (beta, lambda) sweep: rows beta, columns lambda, colour = ``value``.
+def plot_sweep(sweep: pd.DataFrame, chosen: tuple[str, float] | None = None,
+               paper: tuple[str, float] | None = None, value: str = "val_dsc_mean") -> Any:
+    """The Eq. 8 sweep: ``value`` against the SPL share of the loss, one line per reading.
 
-    ``chosen`` is framed in black, ``paper`` in white (dashed) when they lie on the grid.
+    Parameters
+    ----------
+    sweep : DataFrame
+        :func:`umcam_lib.train.seg_sweep.run_sweep` (``loss_main, lambda, spl_share`` and ``value``).
+    chosen, paper : (reading, lambda), optional
+        Circled in black (validation-chosen) and marked with a white-edged star (the paper's).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        x: share ``w`` of the SPL term (0 = UM-CAM only, 1 = SPL only); each point labelled
+        with its lambda. Under AdamW the two readings meet where their shares coincide.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
-    grid = sweep.pivot_table(index="beta", columns="lambda", values=value, aggfunc="mean").sort_index()
-    grid = grid.reindex(sorted(grid.columns), axis=1)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * grid.shape[1], 1.0 + 0.8 * grid.shape[0]))
-    im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto")
-    middle = np.nanmean(grid.to_numpy())
-    for (i, j), v in np.ndenumerate(grid.to_numpy()):
-        ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="white" if v < middle else "black", fontsize=9)
-    ax.set_xticks(range(grid.shape[1]), [f"{c:g}" for c in grid.columns])
-    ax.set_yticks(range(grid.shape[0]), [f"{b:g}" for b in grid.index])
-    ax.set_xlabel("lambda (weight of the SPL term, Eq. 8)")
-    ax.set_ylabel("beta (EGD scale, Eq. 6-7)")
-    for point, style in ((chosen, dict(edgecolor="black", linestyle="-")),
-                         (paper, dict(edgecolor="white", linestyle="--"))):
-        if point is not None and point[0] in grid.index and point[1] in grid.columns:
-            i, j = list(grid.index).index(point[0]), list(grid.columns).index(point[1])
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, linewidth=2.5, **style))
-    fig.colorbar(im, ax=ax, label="mean validation DSC (%)" if value == "val_dsc_mean" else value)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    styles = {"umcam": dict(marker="o", label="CE(UM-CAM) + lambda CE(SPL)"),
+              "spl": dict(marker="s", label="CE(SPL) + lambda CE(UM-CAM)")}
+    for main, g in sweep.groupby("loss_main", sort=False):
+        g = g.sort_values("spl_share")
+        ax.plot(g["spl_share"], g[value], linestyle="-", **styles.get(str(main), dict(marker="x", label=str(main))))
+        for _, r in g.iterrows():
+            ax.annotate(f"{r['lambda']:g}", (r["spl_share"], r[value]), textcoords="offset points", xytext=(3, 4),
+                        fontsize=7)
+    for point, style in ((chosen, dict(marker="o", markersize=16, markerfacecolor="none", markeredgecolor="black",
+                                       markeredgewidth=1.8, label="validation-chosen")),
+                         (paper, dict(marker="*", markersize=14, color="gold", markeredgecolor="black",
+                                      label="paper (umcam reading, lambda 0.1)"))):
+        if point is not None:
+            hit = sweep[(sweep["loss_main"] == point[0]) & (sweep["lambda"] == point[1])]
+            if not hit.empty:
+                ax.plot(hit["spl_share"], hit[value], linestyle="none", **style)
+    ax.set_xlabel("share of the SPL term in Eq. 8  (0: UM-CAM only, 1: SPL only)")
+    ax.set_ylabel("mean validation 3D DSC (%)" if value == "val_dsc_mean" else value)
+    ax.set_xlim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -275,3 +325,39 @@ def oracle_selection(slices: SliceSet, index: np.ndarray, pred: np.ndarray) -> n
     out = np.array(pred, copy=True)
     out[~keep] = 0
     return out
+
+
+def plot_training_curves(histories: dict[str, pd.DataFrame]) -> Any:
+    """Training loss and validation 3D DSC per epoch of each UNet (``history.csv`` of each run).
+
+    Parameters
+    ----------
+    histories : dict
+        Name -> DataFrame with columns ``epoch, loss, val_dsc`` (``val_dsc`` NaN on epochs that
+        were not validated).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: training loss; right: validation DSC with the kept (best) epoch marked. A curve that
+        ends before the others stopped early (its validation DSC had plateaued).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_v) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, h in histories.items():
+        line, = ax_l.plot(h["epoch"], h["loss"], label=name)
+        v = h.dropna(subset=["val_dsc"])
+        if len(v):
+            ax_v.plot(v["epoch"], v["val_dsc"], marker=".", color=line.get_color(), label=name)
+            best = v.loc[v["val_dsc"].idxmax()]
+            ax_v.plot([best["epoch"]], [best["val_dsc"]], marker="*", markersize=11, color=line.get_color())
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("training loss (Eq. 8)")
+    ax_l.set_yscale("log")
+    ax_v.set_xlabel("epoch")
+    ax_v.set_ylabel("validation 3D DSC (%)")
+    ax_v.set_title("star: kept epoch (best.pt)", fontsize=9)
+    ax_v.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -35,3 +35,6 @@ __all__ = [
     "RULES", "binarise", "grid_values", "load_thresholds", "resolve_threshold", "variance_thresholds",
     "within_class_variance",
 ]
+from .settings import chosen_gse, margin_pixels, spl_settings, sweep_gse, sweep_points  # noqa: E402
+
+__all__ += ["chosen_gse", "margin_pixels", "spl_settings", "sweep_gse", "sweep_points"]

@@ -127,3 +127,51 @@ def plot_geodesic_vs_euclidean(image: np.ndarray, seed: tuple[int, int], iterati
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def plot_leakage(images: np.ndarray, masks: np.ndarray, settings: dict, row_labels: Sequence[str] | None = None):
+    """SPL > 0.5 of the same slices under several GSE settings (leakage before / after).
+
+    Parameters
+    ----------
+    images, masks : ndarray, shape (K, H, W)
+        Slices and their true masks (green contour; for display only).
+    settings : dict
+        Column title -> SPL maps ``(K, H, W)`` (NaN or all-zero where a slice has no SPL).
+    row_labels : sequence of str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per slice: the image, then one panel per setting with the SPL mask in red and its
+        2D Dice against the truth; red outside green is leakage.
+    """
+    import matplotlib.pyplot as plt
+
+    from .. import metrics
+
+    k, n = len(images), len(settings)
+    fig, axes = plt.subplots(k, 1 + n, figsize=(2.3 * (1 + n), 2.3 * k), squeeze=False)
+    for i in range(k):
+        axes[i, 0].imshow(images[i], cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].contour(masks[i], levels=[0.5], colors=["lime"], linewidths=0.8)
+        if row_labels is not None:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+        for j, (title, maps) in enumerate(settings.items(), start=1):
+            m = np.nan_to_num(np.asarray(maps[i], dtype=float)) > 0.5
+            ax = axes[i, j]
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+            overlay = np.zeros(m.shape + (4,))
+            overlay[m] = (1.0, 0.2, 0.1, 0.45)
+            ax.imshow(overlay)
+            ax.contour(masks[i], levels=[0.5], colors=["lime"], linewidths=0.8)
+            ax.text(0.02, 0.02, f"DSC {metrics.dice(m, masks[i].astype(bool)):.0f}", color="yellow", fontsize=7,
+                    transform=ax.transAxes, va="bottom")
+            if i == 0:
+                ax.set_title(title, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("SPL > 0.5 (red) vs the true brain (green): leakage outside the brain", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,12 +1,24 @@
-"""The beta / lambda sweep of UM-CAM+SPL (validation only), and its test check.
+"""The Eq. 8 sweep of UM-CAM+SPL: both readings of the loss and its weight (validation only).
 
 The paper sets "the hyper-parameters ... as 4 and 0.1" but its text lost the symbols; this study
-reads them as beta = 4 (EGD scale, Eq. 6-7) and lambda = 0.1 (weight of the SPL term, Eq. 8).
-The sweep trains the UM-CAM+SPL UNet at every (beta, lambda) of ``seg.sweep_beta`` x
-``seg.sweep_lambda`` for ``seg.sweep_epochs`` epochs, scores the validation volumes only, and
-picks the point with the best mean validation DSC. Only then are two models opened on the test
-set: the validation-chosen point and the paper's point (trained the same way), so the choice is
-never informed by test data.
+reads them as beta = 4 (EGD scale, Eq. 6-7) and lambda = 0.1 (weight of the second term of
+Eq. 8). Which label the first, unweighted term takes was lost too, so there are two readings
+(``seg.loss_main``):
+
+- ``umcam``: ``L = CE(P, Y_UM) + lambda CE(P, Y_SPL)`` (METHOD.md; the SPL refines the UM-CAM);
+- ``spl``:   ``L = CE(P, Y_SPL) + lambda CE(P, Y_UM)`` (the UM-CAM regularises the SPL).
+
+Beta is chosen in notebook 05 with the other GSE settings, where it changes the mask (the
+``authors`` rule); under the ``ratio`` rule it only changes the SPL's softness.
+
+The sweep trains UM-CAM+SPL at every (reading, lambda) of ``seg.sweep_main`` x
+``seg.sweep_lambda`` for at most ``seg.sweep_epochs`` epochs (with the early stopping of
+``seg.patience``), scores the validation volumes only, and picks the point with the best mean
+validation DSC. With AdamW the loss scale does not matter, so reading ``umcam`` at lambda is the
+same training as reading ``spl`` at 1 / lambda: both are the SPL share
+``w = lambda / (1 + lambda)`` resp. ``1 / (1 + lambda)`` (:func:`~umcam_lib.train.segmentation.spl_share`),
+and a point whose share was already trained is not trained again (column ``same_as``). Only
+after the choice are models opened on the test set.
 
 Every point starts from the same seed (same initial weights, same slice order): the grid
 compares labels and weights, not luck of initialisation.
@@ -22,65 +34,68 @@ import torch
 
 from .. import metrics
 from ..data import SliceSet
-from ..maps import load_maps, map_path
 from ..paths import resolve
 from . import segmentation as seg
 
-SWEEP_COLUMNS = ["beta", "lambda", "n", "val_dsc_mean", "val_dsc_std", "val_hd95_mean", "val_hd95_std",
-                 "val_hd95_mm_mean", "best_epoch"]
+SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",
+                 "val_hd95_mean", "val_hd95_std", "val_hd95_mm_mean", "best_epoch", "epochs_run"]
 
 
-def point_dir(run_dir: str | Path, beta: float, lamb: float) -> Path:
-    """``run_dir/seg/sweep/beta<b>_lambda<l>`` of one grid point."""
-    return resolve(run_dir) / "seg" / "sweep" / f"beta{float(beta):g}_lambda{float(lamb):g}"
+def point_name(main: str, lamb: float) -> str:
+    """``<main>_lambda<l>``: the folder name of one grid point."""
+    return f"{main}_lambda{float(lamb):g}"
 
 
-def spl_for_beta(slices: SliceSet, run_dir: str | Path, gse_cfg: Mapping[str, Any], beta: float,
-                 workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """SPL maps of the positive training slices at EGD scale ``beta``.
-
-    At ``beta == gse.beta`` the maps of notebook 05 (``spl/spl.npz``) are reused; otherwise they
-    are recomputed with :func:`umcam_lib.gse.spl_batch` from the UM-CAM maps, with every other
-    GSE setting (threshold rule, GeodisTK lambda, iterations, margin, SPL rule) as in ``gse``.
-
-    Returns
-    -------
-    index : ndarray, int, shape (n,)
-        Slice rows that have an SPL (slices without a seed component are absent; see
-        :func:`umcam_lib.train.segmentation.load_spl` for their fallback).
-    maps : ndarray, float32, shape (n, H, W)
-    """
-    if float(beta) == float(gse_cfg["beta"]) and map_path(run_dir, "spl", "spl").is_file():
-        return load_maps(run_dir, "spl", "spl")
-    from .. import gse
-    from ..cam.pseudo_mask import take_rows
-
-    rows = slices.indices("train", positive_only=True)
-    cam_index, cam_maps = load_maps(run_dir, "cams", "umcam")
-    cams = take_rows(cam_index, cam_maps, rows, name=str(map_path(run_dir, "cams", "umcam")))
-    rule = str(gse_cfg.get("threshold_rule", "grid"))
-    threshold: float | str = seg._threshold(run_dir, "umcam", "UM-CAM") if rule == "grid" else rule
-    out = gse.spl_batch(slices.images[rows], cams, threshold, beta=float(beta), lamb=float(gse_cfg["lamb"]),
-                        iterations=int(gse_cfg["iterations"]), margin=int(gse_cfg["margin"]),
-                        spl_rule=str(gse_cfg.get("spl_rule", "ratio")), rows=rows, workers=int(workers))
-    return np.asarray(out.index, dtype=np.int64), np.asarray(out.maps, dtype=np.float32)
+def point_dir(run_dir: str | Path, main: str, lamb: float) -> Path:
+    """``run_dir/seg/sweep/<main>_lambda<l>`` of one grid point."""
+    return resolve(run_dir) / "seg" / "sweep" / point_name(main, lamb)
 
 
-def _point_cfg(seg_cfg: Mapping[str, Any], lamb: float) -> dict[str, Any]:
-    return {**seg.check_seg_config(seg_cfg), "epochs": int(seg_cfg["sweep_epochs"]), "lambda_spl": float(lamb)}
+def _point_cfg(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> dict[str, Any]:
+    return {**seg.check_seg_config(seg_cfg), "epochs": int(seg_cfg["sweep_epochs"]), "lambda_spl": float(lamb),
+            "loss_main": main}
 
 
-def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], beta: float, lamb: float,
-                spl: tuple[np.ndarray, np.ndarray], um: Mapping[str, Any], device: str | torch.device = "auto",
+def _share_key(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> tuple[Any, ...]:
+    """Points with equal keys train identically (AdamW ignores the loss scale; SGD does not)."""
+    if seg.check_seg_config(seg_cfg)["optimizer"] == "adamw":
+        return ("share", round(seg.spl_share(lamb, main), 3))
+    return (main, float(lamb))
+
+
+#: The Table 1 variant whose run a sweep point reuses when it is the same training.
+TABLE_VARIANT, TABLE_SAME = "UM-CAM+SPL", "table:UM-CAM+SPL"
+
+
+def _is_table_point(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> bool:
+    """True when the point is the Table 1 UM-CAM+SPL run itself (same reading, lambda and epochs)."""
+    cfg = seg.check_seg_config(seg_cfg)
+    return (main, float(lamb)) == (cfg["loss_main"], float(cfg["lambda_spl"])) \
+        and int(seg_cfg["sweep_epochs"]) == int(cfg["epochs"])
+
+
+def sweep_grid(seg_cfg: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(reading, lambda) of every grid point, readings outermost."""
+    mains = [str(m) for m in seg_cfg.get("sweep_main") or [seg.check_seg_config(seg_cfg)["loss_main"]]]
+    lambdas = [float(lam) for lam in seg_cfg["sweep_lambda"]]
+    bad = [m for m in mains if m not in seg.LOSS_MAIN]
+    if bad:
+        raise ValueError(f"seg.sweep_main has unknown readings {bad}; expected some of {seg.LOSS_MAIN}")
+    if not mains or not lambdas:
+        raise ValueError("seg.sweep_main and seg.sweep_lambda must each list at least one value")
+    return [(m, lam) for m in mains for lam in lambdas]
+
+
+def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], main: str, lamb: float,
+                spl: Mapping[str, Any], um: Mapping[str, Any], device: str | torch.device = "auto",
                 amp: bool = True, seed: int = 0, progress: bool = True) -> torch.nn.Module:
-    """Train UM-CAM+SPL at one (beta, lambda) for ``seg.sweep_epochs`` epochs (resumable)."""
-    s = seg.load_spl(run_dir, slices, fallback=um, spl=spl)
-    targets = {"index": um["index"], "maps": um["maps"], "spl": s["maps"], "lambda": float(lamb)}
-    return seg.train_variant(f"UM-CAM+SPL b={beta:g} l={lamb:g}", slices, targets, _point_cfg(seg_cfg, lamb),
-                             run_dir, device, amp, seed, out_dir=point_dir(run_dir, beta, lamb), progress=progress)
+    """Train UM-CAM+SPL under one reading and lambda for at most ``seg.sweep_epochs`` epochs (resumable)."""
+    targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
+    return seg.train_variant(f"UM-CAM+SPL {main} l={lamb:g}", slices, targets, _point_cfg(seg_cfg, main, lamb),
+                             run_dir, device, amp, seed, out_dir=point_dir(run_dir, main, lamb), progress=progress)
 
 
-def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], gse_cfg: Mapping[str, Any],
+def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], gse_cfg: Mapping[str, Any] | None = None,
               device: str | torch.device = "auto", amp: bool = True, seed: int = 0, workers: int = 1,
               progress: bool = True) -> pd.DataFrame:
     """Train and validate UM-CAM+SPL at every grid point; return one row per point.
@@ -88,9 +103,9 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
     Parameters
     ----------
     seg_cfg : dict
-        The ``seg`` section; uses ``sweep_beta``, ``sweep_lambda``, ``sweep_epochs``.
-    gse_cfg : dict
-        The ``gse`` section (SPL settings other than beta).
+        The ``seg`` section; uses ``sweep_main``, ``sweep_lambda``, ``sweep_epochs``.
+    gse_cfg : dict, optional
+        Unused (kept for callers of the former beta sweep); the SPL is notebook 05's.
 
     Returns
     -------
@@ -100,81 +115,116 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
     """
     from ..io import atomic_path
 
-    betas = [float(b) for b in seg_cfg["sweep_beta"]]
-    lambdas = [float(lam) for lam in seg_cfg["sweep_lambda"]]
-    if not betas or not lambdas:
-        raise ValueError("seg.sweep_beta and seg.sweep_lambda must each list at least one value")
+    cfg = seg.check_seg_config(seg_cfg)
     um = seg.cam_pseudo_masks(run_dir, slices, "UM-CAM")
-    rows, per_volume = [], []
-    for beta in betas:
-        spl = spl_for_beta(slices, run_dir, gse_cfg, beta, workers)
-        for lamb in lambdas:
-            model = train_point(slices, run_dir, seg_cfg, beta, lamb, spl, um, device, amp, seed, progress)
-            sc = seg.evaluate_variant(model, slices, "val", device, amp,
-                                      batch_size=int(seg.check_seg_config(seg_cfg)["eval_batch_size"]))
-            best = torch.load(point_dir(run_dir, beta, lamb) / "best.pt", map_location="cpu", weights_only=True)
-            per_volume.append(sc.assign(beta=beta, **{"lambda": lamb}))
-            rows.append({"beta": beta, "lambda": lamb, "n": len(sc),
-                         "val_dsc_mean": sc["dsc"].mean(), "val_dsc_std": sc["dsc"].std(ddof=1),
-                         "val_hd95_mean": sc["hd95"].mean(), "val_hd95_std": sc["hd95"].std(ddof=1),
-                         "val_hd95_mm_mean": sc["hd95_mm"].mean(), "best_epoch": int(best["epoch"])})
+    spl = seg.load_spl(run_dir, slices, fallback=um)
+    rows, per_volume, trained = [], [], {}
+    for main, lamb in sweep_grid(seg_cfg):
+        key = _share_key(seg_cfg, main, lamb)
+        if key in trained:
+            first = trained[key]
+            rows.append({**first, "loss_main": main, "lambda": lamb,
+                         "same_as": first["same_as"] or point_name(first["loss_main"], first["lambda"])})
+            continue
+        same = ""
+        if _is_table_point(seg_cfg, main, lamb):  # the Table 1 row's own run: reuse it, do not train it twice
+            targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
+            model = seg.train_variant(TABLE_VARIANT, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
+            d, same = seg.variant_dir(run_dir, TABLE_VARIANT), TABLE_SAME
+        else:
+            model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
+            d = point_dir(run_dir, main, lamb)
+        sc = seg.evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
+                                  postprocess=str(cfg["postprocess"]))
+        best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
+        epochs_run = len(pd.read_csv(d / "history.csv"))
+        per_volume.append(sc.assign(loss_main=main, **{"lambda": lamb}))
+        row = {"loss_main": main, "lambda": lamb, "spl_share": seg.spl_share(lamb, main), "same_as": same,
+               "n": len(sc), "val_dsc_mean": sc["dsc"].mean(), "val_dsc_std": sc["dsc"].std(ddof=1),
+               "val_hd95_mean": sc["hd95"].mean(), "val_hd95_std": sc["hd95"].std(ddof=1),
+               "val_hd95_mm_mean": sc["hd95_mm"].mean(), "best_epoch": int(best["epoch"]), "epochs_run": epochs_run}
+        trained[key] = row
+        rows.append(row)
     with atomic_path(resolve(run_dir) / "seg" / "sweep" / "val_scores.csv") as tmp:
         pd.concat(per_volume, ignore_index=True).to_csv(tmp, index=False)
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
-def chosen_point(sweep: pd.DataFrame) -> tuple[float, float]:
-    """The (beta, lambda) with the highest mean validation DSC (first in grid order on ties)."""
-    if sweep.empty:
-        raise ValueError("the sweep table is empty")
-    best = sweep.loc[sweep["val_dsc_mean"].idxmax()]
-    return float(best["beta"]), float(best["lambda"])
+def chosen_point(sweep: pd.DataFrame, main: str | None = None) -> tuple[str, float]:
+    """The (reading, lambda) with the highest mean validation DSC (first in grid order on ties),
+    among the rows of reading ``main`` when given."""
+    rows = sweep if main is None else sweep[sweep["loss_main"] == main]
+    if rows.empty:
+        raise ValueError("the sweep table is empty" if main is None else f"the sweep has no {main!r} rows")
+    best = rows.loc[rows["val_dsc_mean"].idxmax()]
+    return str(best["loss_main"]), float(best["lambda"])
 
 
-def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], gse_cfg: Mapping[str, Any],
+def _trained_dir(run_dir: str | Path, sweep: pd.DataFrame, main: str, lamb: float) -> Path | None:
+    hit = sweep[(sweep["loss_main"] == main) & (sweep["lambda"] == lamb)]
+    if hit.empty:
+        return None
+    same = str(hit["same_as"].iloc[0]) if isinstance(hit["same_as"].iloc[0], str) else ""
+    if same == TABLE_SAME:
+        d = seg.variant_dir(run_dir, TABLE_VARIANT)
+    else:
+        d = resolve(run_dir) / "seg" / "sweep" / (same or point_name(main, lamb))
+    return d if (d / "best.pt").is_file() else None
+
+
+def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], gse_cfg: Mapping[str, Any] | None,
                  sweep: pd.DataFrame, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                  workers: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Test scores of the validation-chosen point next to the paper's (beta 4, lambda 0.1).
+    """Test scores of the validation-chosen point, the best point of each reading, and the paper's.
 
-    The paper's point is trained like every sweep point (``seg.sweep_epochs``) when the grid
-    does not contain it. Both models are then evaluated on every slice of the test volumes.
+    The paper's point (reading ``umcam``, lambda 0.1) is trained like every sweep point when the
+    grid lacks it. Every model is evaluated on every slice of the test volumes; the choice was
+    fixed on validation before.
 
     Returns
     -------
     DataFrame
-        Rows ``validation-chosen`` and ``paper``: ``beta, lambda, val_dsc_mean, n, test_dsc_mean,
-        test_dsc_std, test_hd95_mean, test_hd95_std, test_hd95_mm_mean, p_value`` (paired
-        Wilcoxon on test DSC between the two rows; empty when they are the same point).
+        Rows ``validation-chosen``, ``best umcam reading``, ``best spl reading`` (readings the grid
+        has) and ``paper``: ``loss_main, lambda, spl_share, val_dsc_mean, n, test_dsc_mean,
+        test_dsc_std, test_hd95_mean, test_hd95_std, test_hd95_mm_mean, p_value`` (paired Wilcoxon on
+        test DSC against the validation-chosen row; empty for that row and for the same model).
     """
     cfg = seg.check_seg_config(seg_cfg)
-    points = {"validation-chosen": chosen_point(sweep), "paper": (seg.PAPER_BETA, seg.PAPER_LAMBDA)}
-    out, test, done = [], {}, {}
-    um = None
-    for label, (beta, lamb) in points.items():
-        if (beta, lamb) in done:  # the validation-chosen point is the paper's: score it once
-            out.append({**done[(beta, lamb)], "point": label})
-            test[label] = test["validation-chosen"]
-            continue
-        d = point_dir(run_dir, beta, lamb)
-        hit = sweep[(sweep["beta"] == beta) & (sweep["lambda"] == lamb)]
-        if not (d / "best.pt").is_file() or hit.empty:
-            um = um if um is not None else seg.cam_pseudo_masks(run_dir, slices, "UM-CAM")
-            spl = spl_for_beta(slices, run_dir, gse_cfg, beta, workers)
-            model = train_point(slices, run_dir, seg_cfg, beta, lamb, spl, um, device, amp, seed, progress)
-            val = seg.evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]))
-            val_mean = float(val["dsc"].mean())
-        else:
-            model = seg.load_variant(run_dir, "", int(cfg["width"]), device, out_dir=d)
-            val_mean = float(hit["val_dsc_mean"].iloc[0])
-        sc = seg.evaluate_variant(model, slices, "test", device, amp, batch_size=int(cfg["eval_batch_size"]))
-        test[label] = sc.set_index("volume")["dsc"]
-        out.append({"point": label, "beta": beta, "lambda": lamb, "val_dsc_mean": val_mean, "n": len(sc),
+    points = {"validation-chosen": chosen_point(sweep)}
+    for main in seg.LOSS_MAIN:
+        if (sweep["loss_main"] == main).any():
+            points[f"best {main} reading"] = chosen_point(sweep, main)
+    points["paper"] = (seg.PAPER_MAIN, seg.PAPER_LAMBDA)
+    out, test, cache = [], {}, {}
+    um = spl = None
+    for label, (main, lamb) in points.items():
+        d = _trained_dir(run_dir, sweep, main, lamb)
+        key = str(d) if d is not None else point_name(main, lamb)
+        if key not in cache:
+            if d is None:
+                um = um if um is not None else seg.cam_pseudo_masks(run_dir, slices, "UM-CAM")
+                spl = spl if spl is not None else seg.load_spl(run_dir, slices, fallback=um)
+                model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
+                val = seg.evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
+                                           postprocess=str(cfg["postprocess"]))
+                val_mean = float(val["dsc"].mean())
+            else:
+                model = seg.load_variant(run_dir, "", int(cfg["width"]), device, out_dir=d)
+                hit = sweep[(sweep["loss_main"] == main) & (sweep["lambda"] == lamb)]
+                val_mean = float(hit["val_dsc_mean"].iloc[0])
+            sc = seg.evaluate_variant(model, slices, "test", device, amp, batch_size=int(cfg["eval_batch_size"]),
+                                      postprocess=str(cfg["postprocess"]))
+            cache[key] = (val_mean, sc)
+        val_mean, sc = cache[key]
+        test[label] = (key, sc.set_index("volume")["dsc"])
+        out.append({"point": label, "loss_main": main, "lambda": lamb, "spl_share": seg.spl_share(lamb, main),
+                    "val_dsc_mean": val_mean, "n": len(sc),
                     "test_dsc_mean": sc["dsc"].mean(), "test_dsc_std": sc["dsc"].std(ddof=1),
                     "test_hd95_mean": sc["hd95"].mean(), "test_hd95_std": sc["hd95"].std(ddof=1),
                     "test_hd95_mm_mean": sc["hd95_mm"].mean()})
-        done[(beta, lamb)] = out[-1]
     df = pd.DataFrame(out)
-    same = points["validation-chosen"] == points["paper"]
-    a, b = test["validation-chosen"], test["paper"].reindex(test["validation-chosen"].index)
-    df["p_value"] = [np.nan if same else metrics.paired_test(a.to_numpy(), b.to_numpy()), np.nan]
+    ref_key, ref = test["validation-chosen"]
+    df["p_value"] = [np.nan if test[lab][0] == ref_key else
+                     metrics.paired_test(ref.to_numpy(), test[lab][1].reindex(ref.index).to_numpy())
+                     for lab in df["point"]]
     return df

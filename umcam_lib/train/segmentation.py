@@ -29,8 +29,15 @@ usually empty too, so such a slice effectively trains as background, as a weak l
 found nothing would; the number of such slices is printed.
 
 Model selection: after each validated epoch every slice of every validation volume is
-predicted and the mean 3D DSC over validation volumes is computed; ``best.pt`` keeps the best
-epoch. The test split is never looked at during training.
+predicted (in batches) and the mean 3D DSC over validation volumes is computed; ``best.pt``
+keeps the best epoch. ``seg.epochs`` is a cap: with ``seg.patience`` a run stops after that many
+validations without a better score, and with ``seg.plateau_decay`` each such validation also
+lowers the learning rate, so a run ends on a plateau rather than at a fixed budget. The test
+split is never looked at during training.
+
+Eq. 8 has two readings (``seg.loss_main``, :func:`eq8_loss`): ``umcam`` weights the SPL term by
+lambda, ``spl`` weights the UM-CAM term. ``seg.postprocess: lcc`` keeps the largest 3D connected
+component of each predicted volume before scoring (:func:`umcam_lib.evaluate.largest_component_3d`).
 """
 from __future__ import annotations
 
@@ -68,17 +75,22 @@ VARIANT_TABLES: dict[str, tuple[str, ...]] = {
 #: CAM map file (``cams/<name>.npz``) of each CAM-derived variant.
 CAM_MAPS: dict[str, str] = {"Grad-CAM": "gradcam", "UM-CAM": "umcam"}
 
-#: The paper's setting: beta = 4 (Eq. 6-7), lambda = 0.1 (Eq. 8).
-PAPER_BETA, PAPER_LAMBDA = 4.0, 0.1
+#: The paper's setting: beta = 4 (Eq. 6-7), lambda = 0.1 (Eq. 8), read as CE(UM-CAM) + lambda CE(SPL).
+PAPER_BETA, PAPER_LAMBDA, PAPER_MAIN = 4.0, 0.1, "umcam"
 
 _REQUIRED = ("width", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lambda_spl", "soft_labels")
 _OPTIONAL: dict[str, Any] = {"optimizer": "sgd", "epoch_slices": None, "positive_fraction": None, "val_every": 1,
-                             "eval_batch_size": 64}
+                             "eval_batch_size": 64, "patience": None, "loss_main": "umcam", "channels_last": False,
+                             "postprocess": "none", "plateau_decay": None,
+                             "min_epochs": 0}
 OPTIMIZERS = ("sgd", "adamw")
+#: The two readings of Eq. 8 (``seg.loss_main``): which label carries the weight 1.
+LOSS_MAIN = ("umcam", "spl")
+#: Post-processing of the binarised 3D prediction (``seg.postprocess``).
+POSTPROCESS = ("none", "lcc")
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
-               "epoch_slices",
-               "positive_fraction", "val_every")
+               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -91,7 +103,15 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     epoch; ``None`` = all),
     ``positive_fraction`` (share of positive slices in each epoch's draw; ``None`` = as they
     come, the paper's uniform sampling), ``val_every`` (validate every k epochs and at the
-    last), ``eval_batch_size``.
+    last), ``eval_batch_size``, ``patience`` (early stopping: stop after this many validations
+    without a better validation DSC; ``None`` = train all ``epochs``, which is then the cap),
+    ``loss_main`` (the reading of Eq. 8: ``umcam`` = CE(UM-CAM) + lambda CE(SPL), ``spl`` =
+    CE(SPL) + lambda CE(UM-CAM)), ``channels_last`` (memory format of the UNet on the CPU; the
+    same numbers up to float rounding, faster on some CPUs), ``postprocess`` (``none`` or
+    ``lcc``: keep the largest 3D connected component of each predicted volume),
+    ``plateau_decay`` (multiply the learning rate by this factor after every validation that does
+    not beat the best so far; ``None`` = constant learning rate), ``min_epochs`` (a warm-up: no
+    early stop and no decay before this many epochs, while every prediction is still empty).
     """
     missing = [k for k in _REQUIRED if k not in cfg]
     if missing:
@@ -107,6 +127,16 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     pf = out["positive_fraction"]
     if pf is not None and not 0.0 < float(pf) < 1.0:
         raise ValueError(f"seg.positive_fraction must be null or in (0, 1), got {pf!r}")
+    if out["patience"] is not None and int(out["patience"]) < 1:
+        raise ValueError(f"seg.patience must be null or >= 1, got {out['patience']!r}")
+    if int(out["min_epochs"]) < 0:
+        raise ValueError(f"seg.min_epochs must be >= 0, got {out['min_epochs']!r}")
+    if out["plateau_decay"] is not None and not 0.0 < float(out["plateau_decay"]) <= 1.0:
+        raise ValueError(f"seg.plateau_decay must be null or in (0, 1], got {out['plateau_decay']!r}")
+    if out["loss_main"] not in LOSS_MAIN:
+        raise ValueError(f"seg.loss_main must be one of {LOSS_MAIN}, got {out['loss_main']!r}")
+    if out["postprocess"] not in POSTPROCESS:
+        raise ValueError(f"seg.postprocess must be one of {POSTPROCESS}, got {out['postprocess']!r}")
     if float(out["lambda_spl"]) < 0:
         raise ValueError(f"seg.lambda_spl must be >= 0, got {out['lambda_spl']!r}")
     return out
@@ -143,8 +173,15 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def eq8_loss(logits: torch.Tensor, y_um: torch.Tensor, y_spl: torch.Tensor | None = None,
-             lamb: float = 0.0, soft: bool = True) -> torch.Tensor:
-    """METHOD Eq. 8: ``CE(P, Y_UM) + lambda * CE(P, Y_SPL)``.
+             lamb: float = 0.0, soft: bool = True, main: str = "umcam") -> torch.Tensor:
+    """METHOD Eq. 8 in either reading.
+
+    ``main="umcam"``: ``CE(P, Y_UM) + lambda * CE(P, Y_SPL)`` (the reading of METHOD.md);
+    ``main="spl"``: ``CE(P, Y_SPL) + lambda * CE(P, Y_UM)`` (the equation's symbols were lost,
+    and this reading is as consistent with the text). Without ``y_spl`` both are ``CE(P, Y_UM)``.
+    With an optimiser that ignores the scale of the loss (Adam/AdamW), reading ``umcam`` at
+    lambda equals reading ``spl`` at 1 / lambda: only the share ``w`` of the SPL term matters
+    (:func:`spl_share`).
 
     Parameters
     ----------
@@ -154,18 +191,36 @@ def eq8_loss(logits: torch.Tensor, y_um: torch.Tensor, y_spl: torch.Tensor | Non
     y_spl : Tensor, shape (B, H, W), optional
         Second label; ``None`` drops the second term.
     lamb : float
-        Weight of the second term.
+        Weight of the second term (the SPL under ``main="umcam"``, the UM-CAM under ``"spl"``).
     soft : bool
         ``True``: soft-label CE against the maps as given. ``False``: labels are first
         thresholded (``>= 0.5`` is foreground), i.e. ordinary hard-label CE.
+    main : {"umcam", "spl"}
+        Which label carries the weight 1 (``seg.loss_main``).
     """
+    if main not in LOSS_MAIN:
+        raise ValueError(f"seg.loss_main must be one of {LOSS_MAIN}, got {main!r}")
     if not soft:
         y_um = (y_um >= 0.5).float()
         y_spl = None if y_spl is None else (y_spl >= 0.5).float()
-    loss = soft_cross_entropy(logits, y_um)
-    if y_spl is not None and lamb != 0:
-        loss = loss + float(lamb) * soft_cross_entropy(logits, y_spl)
+    if y_spl is None:
+        return soft_cross_entropy(logits, y_um)
+    first, second = (y_um, y_spl) if main == "umcam" else (y_spl, y_um)
+    loss = soft_cross_entropy(logits, first)
+    if lamb != 0:
+        loss = loss + float(lamb) * soft_cross_entropy(logits, second)
     return loss
+
+
+def spl_share(lamb: float, main: str = "umcam") -> float:
+    """Share of the SPL term in Eq. 8, ``w`` in ``(1 - w) CE(UM) + w CE(SPL)`` up to a scale.
+
+    ``lambda / (1 + lambda)`` under ``main="umcam"``, ``1 / (1 + lambda)`` under ``"spl"``.
+    """
+    lamb = float(lamb)
+    if main not in LOSS_MAIN:
+        raise ValueError(f"seg.loss_main must be one of {LOSS_MAIN}, got {main!r}")
+    return lamb / (1.0 + lamb) if main == "umcam" else 1.0 / (1.0 + lamb)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -337,9 +392,13 @@ def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.devi
     use_amp = runtime.use_amp(dev, amp)
     model.eval()
     out = np.empty(images.shape, dtype=np.float32)
-    with torch.no_grad():
+    weights = [p for p in model.parameters() if p.ndim == 4]
+    fmt = torch.channels_last if weights and weights[0].is_contiguous(memory_format=torch.channels_last) \
+        and not weights[0].is_contiguous() else torch.contiguous_format
+    with torch.inference_mode():
         for i in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))[:, None].to(dev)
+            x = x.contiguous(memory_format=fmt)
             with runtime.autocast(dev, use_amp):
                 logits = model(x)
             out[i:i + batch_size] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
@@ -363,11 +422,12 @@ def predict_split(model: nn.Module, slices: SliceSet, split: str, device: str | 
 
 def evaluate_variant(model: nn.Module, slices: SliceSet, split: str, device: str | torch.device = "auto",
                      amp: bool = True, run_dir: str | Path | None = None, name: str | None = None,
-                     batch_size: int = 64) -> pd.DataFrame:
+                     batch_size: int = 64, postprocess: str = "none") -> pd.DataFrame:
     """Predict all slices of ``split``, stack them per volume and score each volume in 3D.
 
     With ``run_dir`` and ``name`` the probabilities are stored as
-    ``run_dir/seg/<name>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file).
+    ``run_dir/seg/<name>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file; raw, before any
+    ``postprocess``, which is applied to the binarised volume before scoring).
 
     Returns
     -------
@@ -378,7 +438,7 @@ def evaluate_variant(model: nn.Module, slices: SliceSet, split: str, device: str
     rows, probs = predict_split(model, slices, split, device, amp, batch_size)
     if run_dir is not None and name is not None:
         save_maps(variant_dir(run_dir, name).parent, variant_dir(run_dir, name).name, f"pred_{split}", rows, probs)
-    scores = evaluate_volumes(slices, split, rows, probs > 0.5)
+    scores = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=postprocess)
     scores.insert(0, "split", split)
     scores.insert(0, "method", name or "model")
     return scores
@@ -391,9 +451,15 @@ def load_predictions(run_dir: str | Path, name: str, split: str) -> tuple[np.nda
 
 
 # ----------------------------------------------------------------------------- training
-def _val_score(model: nn.Module, slices: SliceSet, dev: torch.device, amp: bool, batch_size: int) -> float:
+def _val_score(model: nn.Module, slices: SliceSet, dev: torch.device, amp: bool, batch_size: int,
+               postprocess: str = "none") -> float:
     rows, probs = predict_split(model, slices, "val", dev, amp, batch_size)
-    return float(evaluate_volumes(slices, "val", rows, probs > 0.5)["dsc"].mean())
+    return float(evaluate_volumes(slices, "val", rows, probs > 0.5, postprocess=postprocess)["dsc"].mean())
+
+
+def stale_validations(history: Sequence[Mapping[str, Any]], best_epoch: int) -> int:
+    """Validated epochs after ``best_epoch`` (the early-stopping counter, rebuilt from a history)."""
+    return sum(1 for h in history if int(h["epoch"]) > int(best_epoch) and not np.isnan(float(h["val_dsc"])))
 
 
 def _permutations(items: np.ndarray, count: int, gen: torch.Generator) -> np.ndarray:
@@ -483,13 +549,20 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
                          f"{slices.images.shape[1:]}: raise data.image_size")
     rows, y, y_spl = training_set(slices, targets, soft=bool(cfg["soft_labels"]))
     lamb = float(targets.get("lambda", cfg["lambda_spl"])) if y_spl is not None else 0.0
+    main = str(targets.get("main", cfg["loss_main"]))
+    if main not in LOSS_MAIN:
+        raise ValueError(f"targets['main'] / seg.loss_main must be one of {LOSS_MAIN}, got {main!r}")
     has_val = len(slices.volume_ids("val")) > 0
+    patience = None if cfg["patience"] is None or not has_val else int(cfg["patience"])
+    post = str(cfg["postprocess"])
+    fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
 
     runtime.seed_everything(seed)
-    model = build_unet(int(cfg["width"])).to(dev)
+    model = build_unet(int(cfg["width"])).to(dev, memory_format=fmt)
     opt = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
     config = {"variant": name, "seed": int(seed), "lambda": lamb, **{k: cfg[k] for k in _TRAIN_KEYS},
+              "main": main if y_spl is not None else "umcam", "postprocess": post,
               "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
     state = resume(out, model, opt, config=config)
     n_epochs = int(cfg["epochs"])
@@ -497,19 +570,23 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     ty, ts = torch.from_numpy(y), (torch.from_numpy(y_spl) if y_spl is not None else None)
     bs = int(cfg["batch_size"])
 
+    def stopped() -> bool:
+        return patience is not None and state.best_epoch >= 0 and state.epoch >= int(cfg["min_epochs"]) and \
+            stale_validations(state.history, state.best_epoch) >= patience
+
     bar = tqdm(total=n_epochs, initial=state.epoch, desc=f"UNet {name}", disable=not progress, leave=True)
-    while state.epoch < n_epochs:
+    while state.epoch < n_epochs and not stopped():
         t0, epoch = time.perf_counter(), state.epoch
         order = epoch_order(slices.labels[rows], seed, epoch, cfg["epoch_slices"], cfg["positive_fraction"])
         model.train()
         total, count = 0.0, 0
         for i in range(0, len(order), bs):
             b = torch.from_numpy(order[i:i + bs])
-            x, yb = images[b][:, None].to(dev), ty[b].to(dev)
+            x, yb = images[b][:, None].to(dev).contiguous(memory_format=fmt), ty[b].to(dev)
             sb = ts[b].to(dev) if ts is not None else None
             with runtime.autocast(dev, use_amp):
                 logits = model(x)
-            loss = eq8_loss(logits, yb, sb, lamb, soft=True)  # labels already thresholded if hard
+            loss = eq8_loss(logits, yb, sb, lamb, soft=True, main=main)  # labels already thresholded if hard
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -519,7 +596,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         last = epoch + 1 == n_epochs
         val = float("nan")
         if has_val and ((epoch + 1) % int(cfg["val_every"]) == 0 or last):
-            val = _val_score(model, slices, dev, use_amp, int(cfg["eval_batch_size"]))
+            val = _val_score(model, slices, dev, use_amp, int(cfg["eval_batch_size"]), post)
         score = val if has_val else float(epoch)
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val_dsc": val,
@@ -527,10 +604,16 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         if not np.isnan(score) and score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             save_best(out, model, state, config)
+        elif has_val and not np.isnan(val) and cfg["plateau_decay"] is not None and epoch + 1 >= int(cfg["min_epochs"]):
+            for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
+                group["lr"] *= float(cfg["plateau_decay"])
         save_last(out, model, opt, state, config)
         bar.update(1)
         bar.set_postfix(loss=f"{total / max(count, 1):.4f}", val_dsc=f"{val:.1f}", best=f"{state.best_score:.1f}")
     bar.close()
+    if state.epoch < n_epochs and progress:
+        print(f"UNet {name}: early stop after epoch {state.epoch} (best validation DSC {state.best_score:.1f} "
+              f"at epoch {state.best_epoch}, {patience} validations without improvement)")
     load_best(out, model, map_location=dev)
     return model.eval()
 
@@ -582,7 +665,8 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
     model = train_variant(name, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
     frames = []
     for split in splits:
-        scores = evaluate_variant(model, slices, split, device, amp, run_dir, name, int(cfg["eval_batch_size"]))
+        scores = evaluate_variant(model, slices, split, device, amp, run_dir, name, int(cfg["eval_batch_size"]),
+                                  postprocess=str(cfg["postprocess"]))
         record_variant(run_dir, scores, tables)
         frames.append(scores)
     return pd.concat(frames, ignore_index=True)
@@ -633,10 +717,14 @@ def label_examples(slices: SliceSet, targets: Mapping[str, Mapping[str, Any]], r
 
 def oracle_comparison(slices: SliceSet, run_dir: str | Path, variants: Sequence[str] = VARIANTS,
                       split: str = "test") -> pd.DataFrame:
-    """Mean 3D scores with every slice predicted vs the authors' ground-truth slice selection.
+    """Mean 3D scores under three protocols, from the stored predictions (:func:`load_predictions`).
 
-    Uses the stored predictions (:func:`load_predictions`). Returns one row per variant:
-    ``method, dsc_all, dsc_oracle, hd95_all, hd95_oracle, hd95_mm_all, hd95_mm_oracle``.
+    ``all``: every slice predicted (the study's protocol); ``lcc``: the same, then only the
+    largest 3D connected component of each volume kept (``seg.postprocess: lcc``); ``oracle``:
+    only the slices whose ground truth is non-empty (the authors' evaluation).
+
+    Returns one row per variant: ``method, dsc_all, dsc_lcc, dsc_oracle, hd95_all, hd95_lcc,
+    hd95_oracle, hd95_mm_all, hd95_mm_lcc, hd95_mm_oracle``.
     """
     from ..evaluate import oracle_selection
 
@@ -644,11 +732,14 @@ def oracle_comparison(slices: SliceSet, run_dir: str | Path, variants: Sequence[
     for name in variants:
         index, probs = load_predictions(run_dir, name, split)
         pred = probs > 0.5
-        full = evaluate_volumes(slices, split, index, pred)
-        oracle = evaluate_volumes(slices, split, index, oracle_selection(slices, index, pred))
-        rows.append({"method": name, "dsc_all": full["dsc"].mean(), "dsc_oracle": oracle["dsc"].mean(),
-                     "hd95_all": full["hd95"].mean(), "hd95_oracle": oracle["hd95"].mean(),
-                     "hd95_mm_all": full["hd95_mm"].mean(), "hd95_mm_oracle": oracle["hd95_mm"].mean()})
+        res = {"all": evaluate_volumes(slices, split, index, pred),
+               "lcc": evaluate_volumes(slices, split, index, pred, postprocess="lcc"),
+               "oracle": evaluate_volumes(slices, split, index, oracle_selection(slices, index, pred))}
+        row: dict[str, Any] = {"method": name}
+        for metric in ("dsc", "hd95", "hd95_mm"):
+            for proto, df in res.items():
+                row[f"{metric}_{proto}"] = df[metric].mean()
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

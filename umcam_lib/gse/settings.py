@@ -1,0 +1,127 @@
+"""GSE parameters in physical units, and the validation sweep that chooses them.
+
+The authors' code pushes the background seeds 5 pixels out from the UM-CAM box on a 1 mm grid,
+i.e. 5 mm. On the quick profile's 2 mm grid the same 5 pixels are 10 mm. ``gse.margin_mm``
+states the margin in millimetres and :func:`margin_pixels` converts it with the slice set's
+in-plane spacing, so a profile at another resolution keeps the same anatomy between the box and
+its background seeds. (``gse.margin``, in pixels, is still accepted when ``margin_mm`` is absent.)
+
+The geodesic distance of Eq. 5 with ``gse.lamb = 1`` integrates intensity change along a path
+and has no spatial unit; with ``lamb < 1`` a Euclidean term in pixels enters. Its weight is
+swept, not converted.
+
+The sweep (:func:`sweep_gse`) scores the SPL (> 0.5) as a pseudo mask on the **validation**
+positive slices for every combination of ``sweep_margin_mm`` x ``sweep_lamb`` x SPL rule, with
+``sweep_beta`` only for the ``authors`` rule (under the ``ratio`` rule ``SPL > 0.5`` is
+``D_f < D_b`` whatever beta, so beta only changes the label's softness). :func:`chosen_gse`
+returns the best setting; the test split is not looked at.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from .pseudo_labels import SPL_RULES, spl_batch
+
+#: Columns of the sweep table.
+SWEEP_COLUMNS = ["spl_rule", "beta", "lamb", "margin_mm", "margin_px", "n", "with_spl", "val_dsc_mean",
+                 "val_dsc_std", "val_hd95_mean", "val_fp_pixels_mean"]
+
+
+def margin_pixels(margin_mm: float, spacing_mm: float) -> int:
+    """Seed margin in pixels: ``margin_mm / spacing_mm`` rounded half up (>= 0)."""
+    if margin_mm is None or float(margin_mm) < 0:
+        raise ValueError(f"gse.margin_mm must be a non-negative number, got {margin_mm!r}")
+    if not float(spacing_mm) > 0:
+        raise ValueError(f"the in-plane spacing must be positive, got {spacing_mm!r}")
+    return int(np.floor(float(margin_mm) / float(spacing_mm) + 0.5))
+
+
+def spl_settings(gse_cfg: Mapping[str, Any], spacing_mm: float) -> dict[str, Any]:
+    """Keyword arguments of :func:`umcam_lib.gse.spl_batch` from the ``gse`` section.
+
+    ``margin`` comes from ``margin_mm`` (converted with ``spacing_mm``) or, when that key is
+    absent or null, from the legacy pixel ``margin``.
+    """
+    if gse_cfg.get("margin_mm") is not None:
+        margin = margin_pixels(float(gse_cfg["margin_mm"]), spacing_mm)
+    elif "margin" in gse_cfg:
+        margin = int(gse_cfg["margin"])
+    else:
+        raise KeyError("the gse section needs margin_mm (or the legacy pixel margin)")
+    rule = str(gse_cfg.get("spl_rule", "ratio"))
+    if rule not in SPL_RULES:
+        raise ValueError(f"gse.spl_rule must be one of {SPL_RULES}, got {rule!r}")
+    return {"beta": float(gse_cfg["beta"]), "lamb": float(gse_cfg["lamb"]), "iterations": int(gse_cfg["iterations"]),
+            "margin": margin, "spl_rule": rule}
+
+
+def sweep_points(gse_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The grid of the GSE sweep (rule, beta, lamb, margin_mm); empty when no sweep list is set.
+
+    Lists default to the single configured value. The ``ratio`` rule takes only ``gse.beta``
+    (its mask does not depend on beta); the ``authors`` rule takes every ``sweep_beta``.
+    """
+    keys = ("sweep_margin_mm", "sweep_lamb", "sweep_rules", "sweep_beta")
+    if not any(gse_cfg.get(k) for k in keys):
+        return []
+    margins = [float(m) for m in (gse_cfg.get("sweep_margin_mm") or [gse_cfg.get("margin_mm", 5.0)])]
+    lambs = [float(v) for v in (gse_cfg.get("sweep_lamb") or [gse_cfg["lamb"]])]
+    rules = [str(r) for r in (gse_cfg.get("sweep_rules") or [gse_cfg.get("spl_rule", "ratio")])]
+    betas = [float(b) for b in (gse_cfg.get("sweep_beta") or [gse_cfg["beta"]])]
+    bad = [r for r in rules if r not in SPL_RULES]
+    if bad:
+        raise ValueError(f"gse.sweep_rules has unknown rules {bad}; expected some of {SPL_RULES}")
+    out = []
+    for rule, lamb, margin in itertools.product(rules, lambs, margins):
+        for beta in (betas if rule == "authors" else [float(gse_cfg["beta"])]):
+            out.append({"spl_rule": rule, "beta": beta, "lamb": lamb, "margin_mm": margin})
+    return out
+
+
+def sweep_gse(images: np.ndarray, cams: np.ndarray, masks: np.ndarray, threshold: float | str,
+              gse_cfg: Mapping[str, Any], spacing_mm: float, workers: int = 1) -> pd.DataFrame:
+    """Score the SPL (> 0.5) of the given (validation) slices at every point of :func:`sweep_points`.
+
+    Parameters
+    ----------
+    images, cams, masks : ndarray, shape (N, H, W)
+        Positive validation slices, their UM-CAMs and true masks (used to score only).
+    threshold : float or "variance"
+        The UM-CAM seed threshold (as notebook 05).
+    gse_cfg : dict
+        The ``gse`` section (``iterations`` and the sweep lists).
+    spacing_mm : float
+        In-plane spacing, converts ``margin_mm``.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`SWEEP_COLUMNS`; a slice without SPL counts as an empty prediction.
+    """
+    rows = []
+    for point in sweep_points(gse_cfg):
+        cfg = {**dict(gse_cfg), **point}
+        kw = spl_settings(cfg, spacing_mm)
+        res = spl_batch(images, cams, threshold, workers=workers, **kw)
+        pred = np.zeros(masks.shape, bool)
+        pred[np.asarray(res.index, dtype=int)] = np.asarray(res.maps) > 0.5
+        dsc, hd = metrics.score_masks(pred, masks)
+        fp = (pred & ~masks.astype(bool)).reshape(len(pred), -1).sum(1)
+        rows.append({**point, "margin_px": kw["margin"], "n": len(masks), "with_spl": len(res.index),
+                     "val_dsc_mean": float(np.mean(dsc)), "val_dsc_std": float(np.std(dsc, ddof=1)) if len(dsc) > 1 else 0.0,
+                     "val_hd95_mean": float(np.mean(hd)), "val_fp_pixels_mean": float(np.mean(fp))})
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def chosen_gse(sweep: pd.DataFrame, gse_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``gse`` section with the sweep's best validation point (highest mean DSC) filled in."""
+    if sweep.empty:
+        return dict(gse_cfg)
+    best = sweep.loc[sweep["val_dsc_mean"].idxmax()]
+    return {**dict(gse_cfg), "spl_rule": str(best["spl_rule"]), "beta": float(best["beta"]),
+            "lamb": float(best["lamb"]), "margin_mm": float(best["margin_mm"])}

@@ -228,6 +228,10 @@ class ClassifierParams:
     input_norm: str = param("zero_background", choices=("imagenet", "zero_background"))
     padding: str = param("reflect", choices=("zeros", "reflect", "replicate"))
     equivariance: float = param(1.0, ge=0)
+    label_unit: str = param("slice", choices=("slice", "crop"))
+    crop_mm: float = param(128.0, gt=0)
+    crops_per_slice: int = param(8, ge=1)
+    crop_brain_fraction: float = param(0.5, gt=0, le=1)
 
 
 @_dataclass
@@ -279,6 +283,7 @@ class SegParams:
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(0.0005, ge=0)
     channels_last: bool = param(True)
+    augment: bool = param(False)
     loss_main: str = param("umcam", choices=("umcam", "spl"))
     lambda_spl: float = param(0.1, ge=0)
     soft_labels: bool = param(True)

@@ -147,3 +147,47 @@ def augmentation_figure(images: np.ndarray, augment: bool | Mapping[str, Any] = 
             axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor | None], gen: torch.Generator,
+                               gamma: tuple[float, float] = (0.7, 1.5)
+                               ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """Augment a UNet training batch: one random dihedral view per slice, plus gamma.
+
+    Each slice is rotated by a multiple of 90 degrees and flipped with probability 0.5 (the
+    eight orientations of the square; they cover the in-plane orientations in which scanners
+    store stacks, and are exact: no interpolation, so labels stay aligned and sharp), and its
+    intensities go through ``x ** g`` with ``g`` log-uniform in ``gamma`` (contrast).
+
+    Parameters
+    ----------
+    images : Tensor, float, shape (B, 1, H, W), values in [0, 1]
+        Requires H == W (a rotation by 90 degrees keeps the shape).
+    targets : list of Tensor (B, H, W) or None
+        Label maps moved with their slice (``None`` entries pass through).
+    gen : torch.Generator
+        All draws come from it (a seeded generator gives a reproducible epoch).
+    gamma : (low, high)
+        Range of the gamma exponent; ``(1, 1)`` turns the contrast change off.
+
+    Returns
+    -------
+    (images, targets)
+        New tensors of the same shapes; the inputs are not modified.
+    """
+    if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"expected square slices [B, 1, H, H], got {tuple(images.shape)}")
+    b = images.shape[0]
+    ks = torch.randint(0, 4, (b,), generator=gen)
+    flips = torch.rand(b, generator=gen) < 0.5
+    lo, hi = math.log(gamma[0]), math.log(gamma[1])
+    g = torch.exp(torch.empty(b).uniform_(0, 1, generator=gen) * (hi - lo) + lo)
+
+    def view(t: torch.Tensor, i: int) -> torch.Tensor:
+        t = torch.rot90(t, int(ks[i]), dims=(-2, -1))
+        return torch.flip(t, dims=(-1,)) if bool(flips[i]) else t
+
+    x = torch.stack([view(images[i], i) for i in range(b)])
+    x = x.clamp(0.0, 1.0) ** g.to(x.device, x.dtype).view(b, 1, 1, 1)
+    out = [None if t is None else torch.stack([view(t[i], i) for i in range(b)]) for t in targets]
+    return x, out

@@ -18,6 +18,11 @@ section of the profile::
     padding      (optional, "zeros")  padding of the 3x3 convolutions: zeros (VGG-16), reflect, replicate
     equivariance (optional, 0.0)      weight of :func:`equivariance_loss` (0 = the paper's plain
                                       cross-entropy; the DRS / AMR baselines never use it)
+    label_unit   (optional, "slice")  what a yes/no label is given to: "slice" (the paper) or
+                                      "crop" (random squares of the slices, umcam_lib.data.weak_labels)
+    crop_mm, crops_per_slice, crop_brain_fraction   the crops of label_unit "crop": side in mm,
+                                      crops drawn per slice, share of the slice's brain a "brain"
+                                      crop holds
 
 The best epoch is the one with the highest validation F1 (of the "brain" class at p >= 0.5),
 as in the authors' code. After every epoch ``last.pt`` and ``history.csv`` are rewritten
@@ -43,6 +48,7 @@ from tqdm import tqdm
 
 from .. import runtime
 from ..data.artifacts import SliceSet
+from ..data.weak_labels import crop_set, crop_size_px
 from ..models.vgg import VGGClassifier, vgg16_classifier
 from ..paths import resolve
 from . import common
@@ -54,7 +60,8 @@ REQUIRED_KEYS = ("width", "dilated", "pretrained", "epochs", "batch_size", "lr",
 #: Optional keys and their defaults.
 OPTIONAL_KEYS: dict[str, Any] = {"batch_norm": False, "optimizer": "sgd", "balance": False, "num_workers": 0,
                                   "pooling": "avg", "lse_r": 5.0, "input_norm": "imagenet", "padding": "zeros",
-                                  "equivariance": 0.0}
+                                  "equivariance": 0.0, "label_unit": "slice", "crop_mm": 128.0,
+                                  "crops_per_slice": 8, "crop_brain_fraction": 0.5}
 #: Keys that do not change the result of an epoch (a run may be extended or resumed with others).
 _RESUME_FREE_KEYS = ("epochs",)
 
@@ -334,6 +341,39 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     return total / max(n, 1), (correct / counted if counted else float("nan"))
 
 
+#: Seeds of the crop positions per split: the crops are part of the dataset (what the annotator
+#: labelled), so they do not change with the training seed.
+CROP_SEEDS = {"train": 0, "val": 1, "test": 2}
+
+
+def labelled_images(slices: SliceSet, split: str, cfg: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The images a split's weak labels were given to, and those labels.
+
+    Parameters
+    ----------
+    slices : SliceSet
+    split : {"train", "val", "test"}
+    cfg : mapping
+        The ``classifier`` section: ``label_unit`` "slice" gives the slices and their labels
+        (the paper); "crop" gives ``crops_per_slice`` random ``crop_mm`` squares of every slice
+        of the split, each labelled "brain" when it holds ``crop_brain_fraction`` of its
+        slice's brain (:mod:`umcam_lib.data.weak_labels`).
+
+    Returns
+    -------
+    images : ndarray, float32, shape (M, h, w)
+    labels : ndarray, uint8, shape (M,)
+    """
+    cfg = check_config(cfg)
+    rows = slices.indices(split)
+    if cfg["label_unit"] == "slice" or rows.size == 0:
+        return slices.images[rows], slices.labels[rows]
+    crop = crop_size_px(float(cfg["crop_mm"]), float(slices.spacing_mm), int(slices.images.shape[-1]))
+    c = crop_set(slices.images, slices.masks, rows, crop, int(cfg["crops_per_slice"]),
+                 float(cfg["crop_brain_fraction"]), CROP_SEEDS[split])
+    return c.images, c.labels
+
+
 def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any], out_dir: str | Path,
                      device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                      progress: bool = True) -> pd.DataFrame:
@@ -398,8 +438,9 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
     state = common.resume(out_dir, model, optimizer, config=run_config, epochs=int(cfg["epochs"]))
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
 
-    images = slices.images[train_idx]
-    labels = slices.labels[train_idx].astype(np.int64)
+    images, labels = labelled_images(slices, "train", cfg)
+    val_images, val_labels = labelled_images(slices, "val", cfg)
+    labels = labels.astype(np.int64)
     dataset = SliceDataset(images, labels, build_augmentation(images.shape[1:], cfg["augment"]))
     weight = _class_weights(labels, dev) if cfg["balance"] else None
     n_epochs = int(cfg["epochs"])
@@ -415,7 +456,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
                   mininterval=3.0, dynamic_ncols=True) as bar:
             train_loss, train_acc = _run_epoch(model, loader, optimizer, scaler, dev, use_amp, weight, bar,
                                                float(cfg["equivariance"]))
-            val = (evaluate(model, slices.images[val_idx], slices.labels[val_idx], 2 * int(cfg["batch_size"]), dev, use_amp)
+            val = (evaluate(model, val_images, val_labels, 2 * int(cfg["batch_size"]), dev, use_amp)
                    if val_idx.size else {k: float("nan") for k in ("loss", "accuracy", "precision", "recall", "f1")})
             bar.set_postfix(loss=f"{train_loss:.4f}", val_f1=f"{val['f1']:.3f}", val_loss=f"{val['loss']:.4f}")
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,

@@ -61,6 +61,7 @@ from ..evaluate import evaluate_volumes, split_rows
 from ..maps import load_maps, map_path, save_maps
 from ..models.unet import build_unet
 from ..paths import resolve
+from .augment import augment_segmentation_batch
 from .common import load_best, resume, save_best, save_last
 
 #: The segmentation variants of this notebook, in table order.
@@ -82,7 +83,7 @@ _REQUIRED = ("width", "epochs", "batch_size", "lr", "momentum", "weight_decay", 
 _OPTIONAL: dict[str, Any] = {"optimizer": "sgd", "epoch_slices": None, "positive_fraction": None, "val_every": 1,
                              "eval_batch_size": 64, "patience": None, "loss_main": "umcam", "channels_last": False,
                              "postprocess": "none", "plateau_decay": None,
-                             "min_epochs": 0}
+                             "min_epochs": 0, "augment": False}
 OPTIMIZERS = ("sgd", "adamw")
 #: The two readings of Eq. 8 (``seg.loss_main``): which label carries the weight 1.
 LOSS_MAIN = ("umcam", "spl")
@@ -90,7 +91,8 @@ LOSS_MAIN = ("umcam", "spl")
 POSTPROCESS = ("none", "lcc")
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
-               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs")
+               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
+               "augment")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -579,11 +581,15 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         t0, epoch = time.perf_counter(), state.epoch
         order = epoch_order(slices.labels[rows], seed, epoch, cfg["epoch_slices"], cfg["positive_fraction"])
         model.train()
+        aug_gen = runtime.generator(seed * 1_000_003 + epoch + 7)
         total, count = 0.0, 0
         for i in range(0, len(order), bs):
             b = torch.from_numpy(order[i:i + bs])
             x, yb = images[b][:, None].to(dev).contiguous(memory_format=fmt), ty[b].to(dev)
             sb = ts[b].to(dev) if ts is not None else None
+            if cfg["augment"]:
+                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen)
+                x = x.contiguous(memory_format=fmt)
             with runtime.autocast(dev, use_amp):
                 logits = model(x)
             loss = eq8_loss(logits, yb, sb, lamb, soft=True, main=main)  # labels already thresholded if hard

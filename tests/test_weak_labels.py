@@ -85,3 +85,14 @@ def test_segmentation_augmentation_moves_labels_with_their_slice():
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
     with pytest.raises(ValueError, match="square"):
         augment_segmentation_batch(torch.rand(2, 1, 8, 12), [None], gen)
+
+
+def test_segmentation_zoom_enlarges_image_and_label_together():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    disc = (((yy - 15.5) ** 2 + (xx - 15.5) ** 2) < 36).float()
+    x, y = disc.expand(8, 1, 32, 32).clone(), disc.expand(8, 32, 32).clone()
+    gen = torch.Generator().manual_seed(1)
+    xa, (ya,) = augment_segmentation_batch(x, [y], gen, gamma=(1.0, 1.0), scale=(2.0, 2.0))
+    area = ya.sum((1, 2))
+    assert torch.all(area > 2.5 * disc.sum())           # zoom 2 quadruples the area (minus what leaves the view)
+    torch.testing.assert_close(ya, xa[:, 0], atol=1e-5, rtol=0)   # the label is warped with the image

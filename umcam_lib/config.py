@@ -284,6 +284,9 @@ class SegParams:
     weight_decay: float = param(0.0005, ge=0)
     channels_last: bool = param(True)
     augment: bool = param(False)
+    augment_scale: list[float] = param([1.0, 1.0], gt=0, nonempty=True,
+                                       check=lambda v: None if len(v) == 2 and v[0] <= v[1]
+                                       else f"expected [low, high] with low <= high, got {v}")
     loss_main: str = param("umcam", choices=("umcam", "spl"))
     lambda_spl: float = param(0.1, ge=0)
     soft_labels: bool = param(True)

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F_nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -150,14 +151,17 @@ def augmentation_figure(images: np.ndarray, augment: bool | Mapping[str, Any] = 
 
 
 def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor | None], gen: torch.Generator,
-                               gamma: tuple[float, float] = (0.7, 1.5)
+                               gamma: tuple[float, float] = (0.7, 1.5), scale: tuple[float, float] = (1.0, 1.0)
                                ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-    """Augment a UNet training batch: one random dihedral view per slice, plus gamma.
+    """Augment a UNet training batch: one random dihedral view per slice, zoom and gamma.
 
     Each slice is rotated by a multiple of 90 degrees and flipped with probability 0.5 (the
     eight orientations of the square; they cover the in-plane orientations in which scanners
-    store stacks, and are exact: no interpolation, so labels stay aligned and sharp), and its
-    intensities go through ``x ** g`` with ``g`` log-uniform in ``gamma`` (contrast).
+    store stacks, and are exact: no interpolation, so labels stay aligned and sharp); then,
+    when ``scale`` is not ``(1, 1)``, zoomed by a factor log-uniform in ``scale`` about a random
+    point of the slice (bilinear, zero fill; the anatomy of fetuses of other ages is larger or
+    smaller at the same pixel spacing); and its intensities go through ``x ** g`` with ``g``
+    log-uniform in ``gamma`` (contrast).
 
     Parameters
     ----------
@@ -169,6 +173,8 @@ def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor 
         All draws come from it (a seeded generator gives a reproducible epoch).
     gamma : (low, high)
         Range of the gamma exponent; ``(1, 1)`` turns the contrast change off.
+    scale : (low, high)
+        Range of the zoom factor (> 1 enlarges); ``(1, 1)`` turns zooming off.
 
     Returns
     -------
@@ -188,6 +194,22 @@ def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor 
         return torch.flip(t, dims=(-1,)) if bool(flips[i]) else t
 
     x = torch.stack([view(images[i], i) for i in range(b)])
-    x = x.clamp(0.0, 1.0) ** g.to(x.device, x.dtype).view(b, 1, 1, 1)
     out = [None if t is None else torch.stack([view(t[i], i) for i in range(b)]) for t in targets]
+    if tuple(scale) != (1.0, 1.0):
+        lo_s, hi_s = math.log(scale[0]), math.log(scale[1])
+        zoom = torch.exp(torch.empty(b).uniform_(0, 1, generator=gen) * (hi_s - lo_s) + lo_s)
+        centre = torch.empty(b, 2).uniform_(-0.5, 0.5, generator=gen)
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
+        theta[:, :, 2] = centre * (1.0 - 1.0 / zoom)[:, None]   # zoom about a point inside the central half
+        grid = F_nn.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+
+        def warp(t: torch.Tensor) -> torch.Tensor:
+            t4 = t if t.ndim == 4 else t[:, None]
+            w = F_nn.grid_sample(t4.to(grid.dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            return w if t.ndim == 4 else w[:, 0]
+
+        x = warp(x)
+        out = [None if t is None else warp(t).to(t.dtype) for t in out]
+    x = x.clamp(0.0, 1.0) ** g.to(x.device, x.dtype).view(b, 1, 1, 1)
     return x, out

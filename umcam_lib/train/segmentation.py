@@ -83,7 +83,7 @@ _REQUIRED = ("width", "epochs", "batch_size", "lr", "momentum", "weight_decay", 
 _OPTIONAL: dict[str, Any] = {"optimizer": "sgd", "epoch_slices": None, "positive_fraction": None, "val_every": 1,
                              "eval_batch_size": 64, "patience": None, "loss_main": "umcam", "channels_last": False,
                              "postprocess": "none", "plateau_decay": None,
-                             "min_epochs": 0, "augment": False}
+                             "min_epochs": 0, "augment": False, "augment_scale": [1.0, 1.0]}
 OPTIMIZERS = ("sgd", "adamw")
 #: The two readings of Eq. 8 (``seg.loss_main``): which label carries the weight 1.
 LOSS_MAIN = ("umcam", "spl")
@@ -92,7 +92,7 @@ POSTPROCESS = ("none", "lcc")
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
                "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
-               "augment")
+               "augment", "augment_scale")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -588,7 +588,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             x, yb = images[b][:, None].to(dev).contiguous(memory_format=fmt), ty[b].to(dev)
             sb = ts[b].to(dev) if ts is not None else None
             if cfg["augment"]:
-                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen)
+                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg["augment_scale"]))
                 x = x.contiguous(memory_format=fmt)
             with runtime.autocast(dev, use_amp):
                 logits = model(x)

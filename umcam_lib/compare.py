@@ -1,0 +1,93 @@
+"""Two or more runs of the study side by side (e.g. the real stacks with slice and crop labels).
+
+Each run keeps its own folder and tables; this module only reads their recorded scores
+(:func:`umcam_lib.report.summarise`) and lines the rows of Tables 1 and 2 up, one column group
+per run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .report import SECTIONS, TABLES, _method_rank, save_table, summarise
+
+
+def side_by_side(runs: Mapping[str, str | Path], split: str = "test") -> pd.DataFrame:
+    """Tables 1 and 2 of several runs, one row per (section, method), one column group per run.
+
+    Parameters
+    ----------
+    runs : mapping of label -> run folder
+        E.g. ``{"slice": "runs/real-slice", "crop": "runs/real"}``; every folder must hold
+        recorded scores (notebooks 03-07).
+    split : {"val", "test"}
+
+    Returns
+    -------
+    DataFrame
+        ``section``, ``method`` and, per run label ``L``: ``dsc_L`` (mean 3D or 2D DSC, %),
+        ``sd_L`` (SD over slices / volumes), ``seed_sd_L`` (SD of the seed means; NaN for one
+        seed), ``n_L``. A method a run did not score has NaN.
+    """
+    if not runs:
+        raise ValueError("side_by_side needs at least one run")
+    parts = []
+    for label, run_dir in runs.items():
+        if not Path(run_dir).is_dir():
+            raise FileNotFoundError(f"run folder {run_dir} (label {label!r}) does not exist")
+        rows = pd.concat([summarise(run_dir, t) for t in TABLES], ignore_index=True)
+        rows = rows[rows["split"] == split].drop_duplicates(["section", "method"])
+        parts.append(rows.set_index(["section", "method"])[["dsc_mean", "dsc_std", "dsc_seed_sd", "n"]]
+                     .rename(columns={"dsc_mean": f"dsc_{label}", "dsc_std": f"sd_{label}",
+                                      "dsc_seed_sd": f"seed_sd_{label}", "n": f"n_{label}"}))
+    out = pd.concat(parts, axis=1).reset_index()
+    out["_s"] = out["section"].map(lambda s: SECTIONS.index(s) if s in SECTIONS else len(SECTIONS))
+    out["_m"] = out["method"].map(_method_rank)
+    return out.sort_values(["_s", "_m"]).drop(columns=["_s", "_m"]).reset_index(drop=True)
+
+
+def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "") -> "object":
+    """Horizontal bars of ``dsc_<label>`` per method (one colour per run), error bars = seed SD.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    names = [f"{m} ({'pseudo mask' if s == 'pseudo_mask' else 'UNet'})" for s, m in zip(table["section"], table["method"])]
+    y = np.arange(len(table))
+    h = 0.8 / max(len(labels), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(table) + 1.2))
+    for i, label in enumerate(labels):
+        err = table.get(f"seed_sd_{label}")
+        ax.barh(y + (i - (len(labels) - 1) / 2) * h, table[f"dsc_{label}"], height=h, label=label,
+                xerr=None if err is None else err.fillna(0.0), capsize=2)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("DSC (%)")
+    ax.set_xlim(0, 100)
+    ax.legend(title="label unit", loc="lower right")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_side_by_side(runs: Mapping[str, str | Path], figures_dir: str | Path, name: str = "label_units",
+                       split: str = "test") -> pd.DataFrame:
+    """Write ``<name>.csv/.md/.tex`` and ``<name>.png`` into ``figures_dir``; return the table."""
+    import matplotlib.pyplot as plt
+
+    table = side_by_side(runs, split)
+    save_table(table, figures_dir, name, caption=f"Tables 1 and 2 ({split}) for each run: " + ", ".join(runs))
+    fig = side_by_side_figure(table, list(runs), title=f"{split} DSC by label unit")
+    out = Path(figures_dir) / f"{name}.png"
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+    return table

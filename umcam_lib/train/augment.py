@@ -9,7 +9,9 @@ shift of up to 1/8 of the image). Here each slice ``[1, H, W]`` in [0, 1] goes t
    +-``rotation`` degrees (bilinear, zero fill),
 3. horizontal and vertical flips, each with probability 0.5,
 4. a random crop of the original size from the image zero-padded by ``crop_padding`` x size on
-   each side (a random shift; the size, and so the 1:1 pixel grid, is kept).
+   each side (a random shift; the size, and so the 1:1 pixel grid, is kept),
+5. when ``scale`` is ``[low, high]`` (default ``None``: off), a zoom about the image centre by a
+   factor uniform in that range (bilinear, zero fill): anatomy of other sizes, e.g. older fetuses.
 
 Every random draw uses torch's global generator, so a seeded run is reproducible.
 
@@ -36,6 +38,7 @@ DEFAULT_AUGMENT: dict[str, Any] = {
     "rotation_p": 0.5,
     "flip": True,
     "crop_padding": 0.125,
+    "scale": None,
 }
 
 
@@ -105,6 +108,9 @@ def build_augmentation(image_size: tuple[int, int], augment: bool | Mapping[str,
             steps.append(v2.RandomApply([rotate], p=p))
     if opts["flip"]:
         steps += [v2.RandomHorizontalFlip(0.5), v2.RandomVerticalFlip(0.5)]
+    if opts["scale"]:
+        lo, hi = (float(v) for v in opts["scale"])
+        steps.append(v2.RandomAffine(degrees=0.0, scale=(lo, hi), interpolation=v2.InterpolationMode.BILINEAR, fill=0.0))
     pad = int(round(float(opts["crop_padding"]) * min(image_size)))
     if pad > 0:
         steps.append(v2.RandomCrop(tuple(image_size), padding=pad, fill=0.0))

@@ -96,3 +96,39 @@ def test_override_parsing():
     assert keys == ["data", "split_ratio"] and value == [70, 10, 20]
     with pytest.raises(config.ParameterError):
         config.parse_override("novalue")
+
+
+def test_quiet_console_one_line_per_notebook_and_a_run_log(fake_study, capsys):
+    """Issue 12 item 6: header, one line per notebook, a summary naming the log; the rest in the log."""
+    tmp, params = fake_study
+    out = tmp / "run"
+    pipeline.run_pipeline(params_file=params, out=out, figures=tmp / "fig")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("UM-CAM study | profile fake")
+    assert lines[1].startswith("01 a  [##########] 5/5 cells  0:")  # 4 cells + the injected parameters and lines[2].startswith("02 b  [##########]")
+    assert lines[3].startswith("finished in") and "run log " in lines[3]
+    log = lines[3].split("run log ", 1)[1]
+    text = open(log).read()
+    assert "hello from the notebook" in text          # the notebooks' output went to the log
+    assert "02_b" not in text and "[2/2] b.ipynb: done" in text
+    pipeline.run_pipeline(params_file=params, out=out, figures=tmp / "fig")
+    assert "01 a  reused" in capsys.readouterr().out
+
+
+def test_failure_on_the_console_names_the_cell_error_lines_and_log(fake_study, capsys):
+    tmp, params = fake_study
+    rc = pipeline.main(["--params", str(params), "--set", "fail=true", "--out", str(tmp / "run")])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "02 b  [" in captured.out and captured.out.splitlines()[-1].endswith("failed")
+    assert "notebook 02 (b.ipynb) failed in cell 4" in captured.err
+    assert "| ValueError: deliberate failure" in captured.err and "run log: " in captured.err
+
+
+def test_verbose_streams_the_notebooks_output(fake_study, capfd):
+    tmp, params = fake_study
+    pipeline.run_pipeline(params_file=params, out=tmp / "run", figures=tmp / "fig", verbose=True)
+    out = capfd.readouterr()
+    assert "hello from the notebook" in out.out + out.err
+    assert "[2/2] b.ipynb: done in" in out.out

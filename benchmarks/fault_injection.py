@@ -51,7 +51,9 @@ NAMES = {"01": "01_data_preparation", "02": "02_classifier_training", "03": "03_
 
 
 def command(profile: str, run: Path, fig: Path, only: tuple[str, ...] | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "umcam_lib.pipeline", "--profile", profile, "--out", str(run), "--figures", str(fig)]
+    # --verbose: the "NN_name.ipynb: running" line that marks a notebook's start is printed only there
+    cmd = [sys.executable, "-m", "umcam_lib.pipeline", "--profile", profile, "--out", str(run), "--figures", str(fig),
+           "--verbose"]
     return cmd + (["--only", ",".join(only)] if only else [])
 
 

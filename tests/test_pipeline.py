@@ -9,11 +9,19 @@ import pytest
 from umcam_lib import config, pipeline
 
 
-def _notebook(path, params_src, body_src):
+PARAMETERS = 'profile = "quick"\noverrides = {}\nrun_dir = None\nfigures_dir = None'
+
+
+def _notebook(path, load_src, body_src):
+    """A stand-in notebook shaped like the study's: the parameters cell, a cell that loads the
+    parameters (``load_src`` reads them as ``params["key"]``), then ``body_src``."""
     nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell(params_src)
+    p = nbformat.v4.new_code_cell(PARAMETERS)
     p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(body_src)]
+    load = ("from umcam_lib import notebook_params\n"
+            "params = notebook_params.load(profile, overrides, validate=False)\n" + load_src)
+    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), p, nbformat.v4.new_code_cell(load),
+                nbformat.v4.new_code_cell(body_src)]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     nbformat.write(nb, path)
 
@@ -22,11 +30,11 @@ def _notebook(path, params_src, body_src):
 def fake_study(tmp_path, monkeypatch):
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
-    _notebook(nbdir / "a.ipynb", 'run_dir = "x"\nfigures_dir = "y"\nseed = 0\ndata = {"n_volumes": 1}',
+    _notebook(nbdir / "a.ipynb", 'seed, data = params["seed"], params["data"]',
               "import pathlib, json\n"
               "pathlib.Path(run_dir, 'a.json').write_text(json.dumps({'seed': seed, 'n': data['n_volumes']}))")
-    _notebook(nbdir / "b.ipynb", 'run_dir = "x"\nfigures_dir = "y"\nfail = False',
-              "import pathlib\nassert pathlib.Path(run_dir, 'a.json').is_file()\n"
+    _notebook(nbdir / "b.ipynb", 'fail = params["fail"]',
+              "print('hello from the notebook')\nimport pathlib\nassert pathlib.Path(run_dir, 'a.json').is_file()\n"
               "if fail:\n    raise ValueError('deliberate failure')\n"
               "pathlib.Path(figures_dir, 'b.txt').write_text('ok')")
     monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
@@ -60,7 +68,7 @@ def test_failure_names_notebook_cell_and_error(fake_study):
     with pytest.raises(pipeline.PipelineError) as err:
         pipeline.run_pipeline(params_file=params, overrides=["fail=true"], out=out, figures=tmp / "fig")
     msg = str(err.value)
-    assert "notebook 02" in msg and "b.ipynb" in msg and "cell 2" in msg and "import pathlib" in msg and "deliberate failure" in msg
+    assert "notebook 02" in msg and "b.ipynb" in msg and "cell 4" in msg and "print('hello" in msg and "deliberate failure" in msg
     assert (out / "notebooks" / "b.ipynb").is_file()       # partly executed copy left for reading
     assert not (out / ".done" / "02.json").exists()        # and not marked finished
 
@@ -88,3 +96,39 @@ def test_override_parsing():
     assert keys == ["data", "split_ratio"] and value == [70, 10, 20]
     with pytest.raises(config.ParameterError):
         config.parse_override("novalue")
+
+
+def test_quiet_console_one_line_per_notebook_and_a_run_log(fake_study, capsys):
+    """Issue 12 item 6: header, one line per notebook, a summary naming the log; the rest in the log."""
+    tmp, params = fake_study
+    out = tmp / "run"
+    pipeline.run_pipeline(params_file=params, out=out, figures=tmp / "fig")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("UM-CAM study | profile fake")
+    assert lines[1].startswith("01 a  [##########] 5/5 cells  0:")  # 4 cells + the injected parameters and lines[2].startswith("02 b  [##########]")
+    assert lines[3].startswith("finished in") and "run log " in lines[3]
+    log = lines[3].split("run log ", 1)[1]
+    text = open(log).read()
+    assert "hello from the notebook" in text          # the notebooks' output went to the log
+    assert "02_b" not in text and "[2/2] b.ipynb: done" in text
+    pipeline.run_pipeline(params_file=params, out=out, figures=tmp / "fig")
+    assert "01 a  reused" in capsys.readouterr().out
+
+
+def test_failure_on_the_console_names_the_cell_error_lines_and_log(fake_study, capsys):
+    tmp, params = fake_study
+    rc = pipeline.main(["--params", str(params), "--set", "fail=true", "--out", str(tmp / "run")])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "02 b  [" in captured.out and captured.out.splitlines()[-1].endswith("failed")
+    assert "notebook 02 (b.ipynb) failed in cell 4" in captured.err
+    assert "| ValueError: deliberate failure" in captured.err and "run log: " in captured.err
+
+
+def test_verbose_streams_the_notebooks_output(fake_study, capfd):
+    tmp, params = fake_study
+    pipeline.run_pipeline(params_file=params, out=tmp / "run", figures=tmp / "fig", verbose=True)
+    out = capfd.readouterr()
+    assert "hello from the notebook" in out.out + out.err
+    assert "[2/2] b.ipynb: done in" in out.out

@@ -15,11 +15,19 @@ import pytest
 from umcam_lib import pipeline
 
 
-def _notebook(path, params_src, body_src):
+PARAMETERS = 'profile = "quick"\noverrides = {}\nrun_dir = None\nfigures_dir = None'
+
+
+def _notebook(path, load_src, body_src):
+    """A stand-in notebook shaped like the study's: the parameters cell, a cell that loads the
+    parameters (``load_src`` reads them as ``params["key"]``), then ``body_src``."""
     nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell(params_src)
+    p = nbformat.v4.new_code_cell(PARAMETERS)
     p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(body_src)]
+    load = ("from umcam_lib import notebook_params\n"
+            "params = notebook_params.load(profile, overrides, validate=False)\n" + load_src)
+    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), p, nbformat.v4.new_code_cell(load),
+                nbformat.v4.new_code_cell(body_src)]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     nbformat.write(nb, path)
 
@@ -29,13 +37,13 @@ def study(tmp_path, monkeypatch):
     """Two stand-in notebooks: 01 'prepares' (records seed, data and the force flag), 02 reads it."""
     nbdir = tmp_path / "nbs"
     nbdir.mkdir()
-    _notebook(nbdir / "a.ipynb", 'run_dir = "x"\nfigures_dir = "y"\nseed = 0\ndata = {"root": None}\nwarn = ""',
+    _notebook(nbdir / "a.ipynb", 'seed, data, warn = params["seed"], params["data"], params["warn"]',
               "import json, os, pathlib, warnings\n"
               "if warn:\n    warnings.warn(warn)\n"
               "p = pathlib.Path(run_dir, 'a.json')\n"
               "runs = json.loads(p.read_text())['runs'] + 1 if p.is_file() else 1\n"
               "p.write_text(json.dumps({'seed': seed, 'runs': runs, 'force': os.environ.get('UMCAM_FORCE')}))")
-    _notebook(nbdir / "b.ipynb", 'run_dir = "x"\nfigures_dir = "y"\nseed = 0',
+    _notebook(nbdir / "b.ipynb", 'seed = params["seed"]',
               "import json, pathlib\n"
               "a = json.loads(pathlib.Path(run_dir, 'a.json').read_text())\n"
               "pathlib.Path(run_dir, 'b.json').write_text(json.dumps({'seed': seed, 'trained_on_seed': a['seed']}))")
@@ -106,7 +114,7 @@ def test_item2_failed_upstream_blocks_only(study):
     assert _run(params, out) == ["ran", "ran"]
     params.write_text("profile: fake\nseed: 0\ndata:\n  root: null\nwarn: ''\nfail: true\n")
     nb = pipeline.NOTEBOOK_DIR / "a.ipynb"
-    _notebook(nb, 'run_dir = "x"\nfigures_dir = "y"\nseed = 0\ndata = {"root": None}\nwarn = ""\nfail = False',
+    _notebook(nb, 'seed, data, warn, fail = params["seed"], params["data"], params["warn"], params["fail"]',
               "if fail:\n    raise ValueError('boom')")
     with pytest.raises(pipeline.PipelineError, match="boom"):
         _run(params, out)

@@ -8,9 +8,16 @@ Usage::
     python -m umcam_lib.pipeline --profile quick --from 05 --out runs/try --figures figures/try
 
 Every parameter is checked against the schema (``umcam_lib.config``) before anything runs.
-Each notebook receives the top-level parameters its ``parameters`` cell declares (``run_dir``
-and ``figures_dir`` are set by the runner). Executed notebooks are written to
-``<out>/notebooks/``.
+Each notebook receives ``profile`` (the profile's name, or the path of ``--params``),
+``overrides`` (the ``--set`` options as ``{"dotted.key": value}``), ``run_dir`` and
+``figures_dir``, and builds its parameters from them with ``umcam_lib.notebook_params.load``,
+as it does when opened by hand. Executed notebooks are written to ``<out>/notebooks/``.
+
+Console. One line per notebook (a bar of cells done and the time; redrawn in place on a
+terminal), then a summary naming the run log ``<out>/logs/run-<time>.log``, which receives
+everything else: papermill's log, the kernel's messages, warnings and the notebooks' output.
+On a failure the console names the notebook, the cell and the error's last lines. ``--verbose``
+shows papermill's own progress bars and streams the notebooks' output to the console instead.
 
 Reuse. A finished notebook leaves ``<out>/.done/NN.json`` with its fingerprint (its parameters,
 its source, the library's source, the input files' contents for NIfTI data, and the
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -36,11 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import (ParameterError, apply_overrides, fingerprint, load_params, profile_path, unknown_keys,
-                     validate_params)
+from . import notebook_params
+from .config import ParameterError, fingerprint
 from .data.nifti import NIFTI_EXTENSIONS
 from .io import write_json
 from .paths import NOTEBOOK_DIR, REPO_ROOT, resolve
+from .progress import ProgressLine, console_stream, notebook_title, redirect_output
 from .provenance import library_fingerprint
 
 #: The study's notebooks, in order: number -> file name in ``notebooks/``.
@@ -54,8 +63,6 @@ NOTEBOOKS: dict[str, str] = {
     "07": "07_baselines.ipynb",
     "08": "08_report.ipynb",
 }
-
-RUNNER_PARAMS = ("run_dir", "figures_dir")
 
 #: Check parameters against the schema of :mod:`umcam_lib.config` (tests of the runner on
 #: stand-in notebooks turn it off).
@@ -82,11 +89,9 @@ class NotebookResult:
     output: Path
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """The names (and papermill's view of the defaults) of a notebook's ``parameters`` cell."""
-    import papermill as pm
-
-    return pm.inspect_notebook(str(path))
+def notebook_keys(path: Path) -> list[str]:
+    """The top-level parameter keys a notebook reads (``params["key"]``; its fingerprint's inputs)."""
+    return notebook_params.keys_read(path)
 
 
 def _file_hash(path: Path) -> str:
@@ -114,13 +119,6 @@ def _select(only: str | Sequence[str] | None, start: str | None) -> list[str]:
     return numbers
 
 
-def _check_file(path: Path, data: dict[str, Any]) -> None:
-    """Unknown keys, at any depth, of one parameter file (named in the error)."""
-    bad = unknown_keys(data)
-    if bad:
-        raise ParameterError(f"{path}: {len(bad)} unknown key(s):\n  " + "\n  ".join(bad))
-
-
 def resolve_params(profile: str | None = "quick", params_file: str | Path | None = None,
                    overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Load a profile (or a parameter file), apply ``--set`` overrides, validate everything.
@@ -131,39 +129,17 @@ def resolve_params(profile: str | None = "quick", params_file: str | Path | None
         A file or an override names an unknown key (at any depth), or a value has the wrong
         type or is out of range; the message names the key (and the file) and what is allowed.
     """
-    path = Path(params_file) if params_file else profile_path(profile or "quick")
-    params = load_params(path, check=_check_file if SCHEMA_CHECK else None)
-    params = apply_overrides(params, list(overrides))
-    params = _subjects_follow_root(params, overrides)
-    if profile and not params_file:
-        params.setdefault("profile", profile)
-    params.setdefault("profile", Path(path).stem)
-    if SCHEMA_CHECK:
-        where = f"parameters of {path}" + (f" with --set {', '.join(overrides)}" if overrides else "")
-        params = validate_params(params, where=where)
-    return params
+    source = _profile_argument(profile, params_file)
+    path = notebook_params.parameter_file(source)
+    where = f"parameters of {path}" + (f" with --set {', '.join(overrides)}" if overrides else "")
+    return notebook_params.load(source, notebook_params.parse_set(overrides), validate=SCHEMA_CHECK, where=where)
 
 
-def _subjects_follow_root(params: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Explicit subjects of a parameter file belong to that file's ``data.root``.
-
-    When ``--set data.root=...`` points a profile at another folder (the README's own-data
-    command on the real profile) and ``data.val_subjects`` / ``data.test_subjects`` were not
-    set on the command line too, the file's lists (``sub-02`` of the CC0 stacks) are dropped
-    and the split follows ``data.split_ratio``; a line says so.
-    """
-    keys = {o.split("=", 1)[0].strip() for o in overrides}
-    data = params.get("data")
-    if "data.root" not in keys or not isinstance(data, dict):
-        return params
-    for name in ("val_subjects", "test_subjects"):
-        if f"data.{name}" not in keys and data.get(name):
-            print(f"note: data.root was set on the command line, so the parameter file's data.{name} "
-                  f"{data[name]} (written for its own folder) is not used; subjects are split by "
-                  f"data.split_ratio {data.get('split_ratio')} unless you pass --set data.{name}=[...]",
-                  flush=True)
-            data[name] = []
-    return params
+def _profile_argument(profile: str | None, params_file: str | Path | None) -> str:
+    """What a notebook's ``profile`` parameter receives: the profile's name, or the file's path."""
+    if params_file:
+        return str(resolve(params_file).resolve())
+    return profile or "quick"
 
 
 def input_identity(params: dict[str, Any]) -> Any:
@@ -243,9 +219,53 @@ def notebook_warnings(output: Path) -> list[str]:
     return out
 
 
-def _echo_warnings(number: str, output: Path) -> None:
+def _echo_warnings(number: str, output: Path, stream: Any = None) -> None:
     for w in notebook_warnings(output):
-        print(f"  warning from notebook {number}: {w}", file=sys.stderr, flush=True)
+        print(f"  warning from notebook {number}: {w}", file=stream or sys.stderr, flush=True)
+
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def error_tail(exc: Exception, lines: int = 6) -> list[str]:
+    """The last ``lines`` non-empty lines of a failed cell's traceback, without colour codes."""
+    tb = getattr(exc, "traceback", None) or []
+    text = "\n".join(tb) if isinstance(tb, (list, tuple)) else str(tb)
+    out = [ln.rstrip() for ln in _ANSI_RE.sub("", text).splitlines() if ln.strip()]
+    return out[-lines:]
+
+
+class _Progress:
+    """Papermill engine hook: calls ``callback(done, total)`` after every executed cell."""
+
+    callback: Any = None
+
+
+def _progress_engine() -> str:
+    """Register (once) and name a papermill engine that reports finished cells to :class:`_Progress`."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    name = "umcam-progress"
+    if name not in papermill_engines._engines:
+
+        class ProgressEngine(NBClientEngine):
+            @classmethod
+            def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+                complete = nb_man.cell_complete
+                total = len(nb_man.nb.cells)
+                count = [0]
+
+                def cell_complete(cell, cell_index=None, **kw):
+                    complete(cell, cell_index=cell_index, **kw)
+                    count[0] += 1
+                    if _Progress.callback is not None:
+                        _Progress.callback(count[0], total)
+
+                nb_man.cell_complete = cell_complete
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+        papermill_engines.register(name, ProgressEngine)
+    return name
 
 
 def _kernel_env(params: dict[str, Any]) -> None:
@@ -280,8 +300,10 @@ def _describe_failure(exc: Exception, number: str, name: str, output: Path) -> s
             where += f", which starts `{first[:80]}`" if first else ""
         except (OSError, ValueError, IndexError, KeyError):
             pass
+    tail = error_tail(exc)
     return (f"notebook {number} ({name}) failed in {where}: {ename}: {evalue}\n"
-            f"  the partly executed notebook is at {output}")
+            + "".join(f"  | {ln}\n" for ln in tail)
+            + f"  the partly executed notebook is at {output}")
 
 
 def run_pipeline(profile: str | None = "quick", params_file: str | Path | None = None,
@@ -306,7 +328,8 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
     force : bool
         Recompute the selected notebooks: no reuse, no cache, training starts from scratch.
     verbose : bool
-        Stream the notebooks' cell output to the console.
+        Show papermill's progress bars and stream the notebooks' output to the console. Without
+        it the console gets one line per notebook and the rest goes to ``<out>/logs/``.
 
     Raises
     ------
@@ -330,27 +353,33 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
     selected = _select(only, start)
     _kernel_env(params)
 
-    declared_anywhere: set[str] = set()
+    read_anywhere: set[str] = set()
     plan = []
     library = library_fingerprint()
     inputs = input_identity(params)
     chain = fingerprint({"root": "umcam", "library": library, "inputs": inputs})
+    inject_common = {"profile": _profile_argument(profile, params_file),
+                     "overrides": notebook_params.parse_set(overrides),
+                     "run_dir": str(run_dir), "figures_dir": str(fig_dir)}
     for number, nb_name in NOTEBOOKS.items():
         src = NOTEBOOK_DIR / nb_name
         if not src.is_file():
             if number in selected:
                 raise PipelineError(f"notebook {number} is registered but {src} does not exist")
             continue
-        declared = notebook_parameters(src)
-        declared_anywhere |= set(declared)
-        inject = {k: params[k] for k in declared if k in params and k not in RUNNER_PARAMS}
-        inject["run_dir"] = str(run_dir)
-        inject["figures_dir"] = str(fig_dir)
-        chain = fingerprint({"prev": chain, "params": inject, "source": _file_hash(src)})
-        plan.append((number, nb_name, src, inject, chain))
-    unknown = sorted(set(params) - declared_anywhere - {"profile"})
+        try:
+            keys = notebook_keys(src)
+        except (ValueError, SyntaxError) as exc:
+            raise PipelineError(f"notebook {number} ({nb_name}): {exc}") from exc
+        read_anywhere |= set(keys)
+        # what the notebook's result depends on: the values of the keys it reads
+        depends = {k: params[k] for k in ["profile", *keys] if k in params}
+        depends.update(run_dir=str(run_dir), figures_dir=str(fig_dir))
+        chain = fingerprint({"prev": chain, "params": depends, "source": _file_hash(src)})
+        plan.append((number, nb_name, src, dict(inject_common), depends, chain))
+    unknown = sorted(set(params) - read_anywhere - {"profile"})
     if unknown:
-        print(f"warning: parameters no notebook declares (ignored): {', '.join(unknown)}", file=sys.stderr)
+        print(f"warning: parameters no notebook reads (ignored): {', '.join(unknown)}", file=sys.stderr)
 
     nb_out = run_dir / "notebooks"
     done_dir = run_dir / ".done"
@@ -373,7 +402,7 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
 
     last_selected = todo[-1][0] if todo else None
     stale = []
-    for number, nb_name, _src, _inject, chain in plan:
+    for number, nb_name, _src, _inject, _depends, chain in plan:
         if last_selected is None or number > last_selected:
             break
         m = valid(number, chain)
@@ -392,59 +421,123 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
             f"earlier notebooks, and " + "; ".join(why) + ".\n  Run them first, with the same options:\n    "
             + rerun_command(profile if not params_file else None, params_file, overrides, out, figures, need))
 
-    print(f"UM-CAM study | profile {name} | run folder {run_dir} | figures {fig_dir} | notebooks {', '.join(p[0] for p in todo)}", flush=True)
+    header = (f"UM-CAM study | profile {name} | run folder {run_dir} | figures {fig_dir} | "
+              f"notebooks {', '.join(p[0] for p in todo)}")
+    log_path = run_dir / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     running = None
-    try:
-        for i, (number, nb_name, src, inject, chain) in enumerate(todo, 1):
-            output = nb_out / nb_name
-            marker = done_dir / f"{number}.json"
-            upstream = {u: current.get(u) for u in current if u < number}
-            m = None if force else valid(number, chain)
-            if m is not None:
-                print(f"[{i}/{len(todo)}] {nb_name}: parameters, code, inputs and earlier results unchanged, "
-                      f"reusing {output}", flush=True)
-                current[number] = m.get("run_id")
-                results.append(NotebookResult(number, nb_name, "reused", 0.0, output))
-                continue
-            marker.unlink(missing_ok=True)
-            current[number] = None
-            print(f"[{i}/{len(todo)}] {nb_name}: {'recomputing (--force)' if force else 'running'} ...", flush=True)
-            t0 = time.time()
-            running = (number, nb_name)
-            if force:
-                os.environ[FORCE_ENV] = "1"
-            else:
-                os.environ.pop(FORCE_ENV, None)
-            try:
-                pm.execute_notebook(str(src), str(output), parameters=inject, kernel_name="python3",
-                                    language="python", cwd=str(REPO_ROOT), progress_bar=not verbose,
-                                    log_output=verbose, stdout_file=None, stderr_file=None)
-            except Exception as exc:  # papermill wraps cell errors; anything else is reported alike
-                if getattr(exc, "ename", "") == "KeyboardInterrupt":
-                    raise KeyboardInterrupt from exc
-                _echo_warnings(number, output)
-                raise PipelineError(_describe_failure(exc, number, nb_name, output)) from exc
-            finally:
-                os.environ.pop(FORCE_ENV, None)
-            running = None
-            dt = time.time() - t0
-            run_id = uuid.uuid4().hex[:16]
-            write_json(marker, {"fingerprint": chain, "run_id": run_id, "upstream": upstream,
-                                "library": library, "seconds": round(dt, 1), "params": inject})
-            current[number] = run_id
-            _echo_warnings(number, output)
-            print(f"[{i}/{len(todo)}] {nb_name}: done in {dt:.1f} s", flush=True)
-            results.append(NotebookResult(number, nb_name, "ran", dt, output))
-    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C may surface as a cancelled kernel call
-        where = f"in notebook {running[0]} ({running[1]})" if running else "between notebooks"
-        raise Interrupted(f"interrupted {where}; rerun the same command to resume") from None
-    total = time.time() - t_all
-    write_json(run_dir / "pipeline_last.json", {
-        "profile": name, "seconds": round(total, 1),
-        "notebooks": [{"number": r.number, "status": r.status, "seconds": round(r.seconds, 1)} for r in results]})
-    print(f"finished in {total / 60:.1f} min; figures and tables in {fig_dir}", flush=True)
+    with (open(log_path, "a", encoding="utf-8", buffering=1) as log, console_stream() as console,
+          console_stream(sys.stderr) as err_console):
+        log.write(header + "\n" + f"parameters: {json.dumps(params, sort_keys=True, default=str)}\n")
+        say = print if verbose else (lambda *a, **k: print(*a, **{**k, "file": console}))
+        say(header, flush=True)
+        width = max((len(notebook_title(p[1])) for p in todo), default=0)
+        logger = _papermill_log(log, verbose)
+        quiet = contextlib.nullcontext() if verbose else redirect_output(log)
+        try:
+            with quiet:
+                for i, (number, nb_name, src, inject, depends, chain) in enumerate(todo, 1):
+                    output = nb_out / nb_name
+                    marker = done_dir / f"{number}.json"
+                    upstream = {u: current.get(u) for u in current if u < number}
+                    m = None if force else valid(number, chain)
+                    if m is not None:
+                        text = (f"[{i}/{len(todo)}] {nb_name}: parameters, code, inputs and earlier results unchanged, "
+                                f"reusing {output}")
+                        log.write(text + "\n")
+                        if verbose:
+                            print(text, flush=True)
+                        else:
+                            say(f"{number} {notebook_title(nb_name).ljust(width)}  reused (parameters, code, inputs "
+                                f"and earlier results unchanged)", flush=True)
+                        current[number] = m.get("run_id")
+                        results.append(NotebookResult(number, nb_name, "reused", 0.0, output))
+                        continue
+                    marker.unlink(missing_ok=True)
+                    current[number] = None
+                    text = f"[{i}/{len(todo)}] {nb_name}: {'recomputing (--force)' if force else 'running'} ..."
+                    log.write(text + "\n")
+                    if verbose:
+                        print(text, flush=True)
+                    t0 = time.time()
+                    running = (number, nb_name)
+                    if force:
+                        os.environ[FORCE_ENV] = "1"
+                    else:
+                        os.environ.pop(FORCE_ENV, None)
+                    line = ProgressLine(console, number, notebook_title(nb_name), width) if not verbose else None
+                    _Progress.callback = line.update if line is not None else None
+                    try:
+                        with line if line is not None else contextlib.nullcontext():
+                            try:
+                                pm.execute_notebook(
+                                    str(src), str(output), parameters=inject, kernel_name="python3",
+                                    language="python", cwd=str(REPO_ROOT), progress_bar=verbose, log_output=True,
+                                    stdout_file=sys.stdout if verbose else None,
+                                    stderr_file=sys.stderr if verbose else None,
+                                    engine_name=_progress_engine())
+                            except Exception as exc:  # papermill wraps cell errors; anything else alike
+                                if getattr(exc, "ename", "") == "KeyboardInterrupt":
+                                    raise KeyboardInterrupt from exc
+                                if line is not None:
+                                    line.finish("failed")
+                                _echo_warnings(number, output, None if verbose else err_console)
+                                message = _describe_failure(exc, number, nb_name, output)
+                                log.write(message + "\n")
+                                raise PipelineError(message + f"\n  run log: {log_path}") from exc
+                            dt = time.time() - t0
+                            if line is not None:
+                                line.finish()
+                    finally:
+                        _Progress.callback = None
+                        os.environ.pop(FORCE_ENV, None)
+                    running = None
+                    run_id = uuid.uuid4().hex[:16]
+                    write_json(marker, {"fingerprint": chain, "run_id": run_id, "upstream": upstream,
+                                        "library": library, "seconds": round(dt, 1), "params": inject,
+                                        "depends": depends})
+                    current[number] = run_id
+                    _echo_warnings(number, output, None if verbose else err_console)
+                    text = f"[{i}/{len(todo)}] {nb_name}: done in {dt:.1f} s"
+                    log.write(text + "\n")
+                    if verbose:
+                        print(text, flush=True)
+                    results.append(NotebookResult(number, nb_name, "ran", dt, output))
+        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C may surface as a cancelled kernel call
+            where = f"in notebook {running[0]} ({running[1]})" if running else "between notebooks"
+            log.write(f"interrupted {where}\n")
+            raise Interrupted(f"interrupted {where}; rerun the same command to resume") from None
+        finally:
+            logger()
+        total = time.time() - t_all
+        write_json(run_dir / "pipeline_last.json", {
+            "profile": name, "seconds": round(total, 1), "log": str(log_path),
+            "notebooks": [{"number": r.number, "status": r.status, "seconds": round(r.seconds, 1)} for r in results]})
+        ran = sum(r.status == "ran" for r in results)
+        summary = (f"finished in {total / 60:.1f} min ({ran} ran, {len(results) - ran} reused); figures and tables "
+                   f"in {fig_dir}; run log {log_path}")
+        log.write(summary + "\n")
+        say(summary, flush=True)
     return results
+
+
+def _papermill_log(log: Any, verbose: bool) -> Any:
+    """Send papermill's log (cell output included) to the run log; return the undo function."""
+    import logging
+
+    pm_logger = logging.getLogger("papermill")
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    level = pm_logger.level
+    pm_logger.addHandler(handler)
+    pm_logger.setLevel(logging.INFO)
+
+    def undo() -> None:
+        pm_logger.removeHandler(handler)
+        pm_logger.setLevel(level)
+
+    return undo
 
 
 def main(argv: Sequence[str] | None = None) -> int:

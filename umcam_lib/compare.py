@@ -15,6 +15,14 @@ import pandas as pd
 from .report import SECTIONS, TABLES, _method_rank, save_table, summarise
 
 
+def companion_dirs(run_dir: str | Path, figures_dir: str | Path, companion: str) -> tuple[Path, Path]:
+    """Run and figure folders of a companion profile (``companions`` parameter) of a run.
+
+    Returns ``(<run_dir>/companions/<name>, <figures_dir>/companions/<name>)``.
+    """
+    return Path(run_dir) / "companions" / companion, Path(figures_dir) / "companions" / companion
+
+
 def side_by_side(runs: Mapping[str, str | Path], split: str = "test") -> pd.DataFrame:
     """Tables 1 and 2 of several runs, one row per (section, method), one column group per run.
 
@@ -70,7 +78,7 @@ def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "")
     ax.invert_yaxis()
     ax.set_xlabel("DSC (%)")
     ax.set_xlim(0, 100)
-    ax.legend(title="label unit", loc="lower right")
+    ax.legend(title="run", loc="lower right")
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -84,7 +92,7 @@ def write_side_by_side(runs: Mapping[str, str | Path], figures_dir: str | Path, 
 
     table = side_by_side(runs, split)
     save_table(table, figures_dir, name, caption=f"Tables 1 and 2 ({split}) for each run: " + ", ".join(runs))
-    fig = side_by_side_figure(table, list(runs), title=f"{split} DSC by label unit")
+    fig = side_by_side_figure(table, list(runs), title=f"{split} DSC, run by run")
     out = Path(figures_dir) / f"{name}.png"
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)

@@ -321,6 +321,8 @@ class StudyParams:
     device: str = param("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True)
     threads: int | None = param(2, ge=1)
+    companions: list[str] = param([], check=lambda v: None if all(str(x).strip() for x in v)
+                                  else "profile names must not be empty")
     data: DataParams = _dc.field(default_factory=DataParams)
     classifier: ClassifierParams = _dc.field(default_factory=ClassifierParams)
     cam: CamParams = _dc.field(default_factory=CamParams)

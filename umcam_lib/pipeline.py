@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import notebook_params
+from .compare import companion_dirs
 from .config import ParameterError, fingerprint
 from .data.nifti import NIFTI_EXTENSIONS
 from .io import write_json
@@ -348,9 +349,10 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
     name = str(params.get("profile"))
     run_dir = resolve(out) if out else resolve(Path("runs") / name)
     fig_dir = resolve(figures) if figures else resolve(Path("figures") / name)
+    selected = _select(only, start)
+    companion_results = run_companions(params, overrides, selected, run_dir, fig_dir, force, verbose)
     run_dir.mkdir(parents=True, exist_ok=True)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    selected = _select(only, start)
     _kernel_env(params)
 
     read_anywhere: set[str] = set()
@@ -519,6 +521,29 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
                    f"in {fig_dir}; run log {log_path}")
         log.write(summary + "\n")
         say(summary, flush=True)
+    return companion_results + results
+
+
+def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: Sequence[str], run_dir: Path,
+                   fig_dir: Path, force: bool = False, verbose: bool = False) -> list[NotebookResult]:
+    """Run the profiles named in ``companions`` first, each into its own folders under this run.
+
+    They get the same ``--set`` overrides and notebook selection; notebook 08 of this run then
+    shows their Tables 1 and 2 beside this run's (:mod:`umcam_lib.compare`). A companion may not
+    name companions itself.
+    """
+    results: list[NotebookResult] = []
+    for companion in params.get("companions") or []:
+        try:
+            sub = resolve_params(str(companion), None, overrides)
+        except ParameterError as exc:
+            raise ParameterError(f"companions: profile {companion!r}: {exc}") from exc
+        if sub.get("companions"):
+            raise ParameterError(f"companions: profile {companion!r} names companions itself "
+                                 f"({sub['companions']}); only the main profile may")
+        c_run, c_fig = companion_dirs(run_dir, fig_dir, str(companion))
+        results += run_pipeline(profile=str(companion), overrides=overrides, only=list(selected), out=c_run,
+                                figures=c_fig, force=force, verbose=verbose)
     return results
 
 

@@ -1,0 +1,41 @@
+"""Companion profiles: run beside the main profile, compared side by side (umcam_lib.compare)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from umcam_lib import compare, pipeline
+from umcam_lib.config import ParameterError
+
+
+def test_side_by_side_lines_up_two_runs(tiny_run, tmp_path):
+    table = compare.write_side_by_side({"a": tiny_run.run_dir, "b": tiny_run.run_dir}, tmp_path, "pair")
+    assert {"dsc_a", "dsc_b", "seed_sd_a", "n_b"} <= set(table.columns)
+    assert set(table["section"]) == {"pseudo_mask", "segmentation"}
+    assert {"UM-CAM", "UM-CAM+SPL", "FullySup"} <= set(table["method"])
+    pd.testing.assert_series_equal(table["dsc_a"], table["dsc_b"], check_names=False)
+    for suffix in (".csv", ".md", ".tex", ".png"):
+        assert (tmp_path / f"pair{suffix}").is_file()
+    with pytest.raises(FileNotFoundError, match="no-such-run"):
+        compare.side_by_side({"x": tmp_path / "no-such-run"})
+
+
+def test_companion_profiles_run_first_into_their_own_folder(tmp_path):
+    main = tmp_path / "main.yaml"
+    main.write_text(yaml.safe_dump({"base": "tiny", "profile": "with-companion", "companions": ["tiny"]}))
+    results = pipeline.run_pipeline(params_file=main, only="01", out=tmp_path / "run", figures=tmp_path / "fig")
+    c_run, c_fig = compare.companion_dirs(tmp_path / "run", tmp_path / "fig", "tiny")
+    assert (c_run / ".done" / "01.json").is_file() and (c_fig / "dataset.csv").is_file()
+    assert (tmp_path / "run" / ".done" / "01.json").is_file()
+    assert [r.number for r in results] == ["01", "01"]
+
+
+def test_a_companion_may_not_name_companions(tmp_path):
+    inner = tmp_path / "inner.yaml"
+    inner.write_text(yaml.safe_dump({"base": "tiny", "profile": "inner", "companions": ["tiny"]}))
+    main = tmp_path / "main.yaml"
+    main.write_text(yaml.safe_dump({"base": "tiny", "profile": "outer", "companions": [str(inner)]}))
+    with pytest.raises(ParameterError, match="names companions itself"):
+        pipeline.run_pipeline(params_file=main, only="01", out=tmp_path / "run", figures=tmp_path / "fig")
+    assert not (tmp_path / "run").exists()       # nothing ran, nothing half-written

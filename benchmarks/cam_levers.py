@@ -12,7 +12,8 @@ reported only with ``--test``):
 - the all-foreground floor (a mask of the whole slice).
 
 Usage (one variant = comma-separated ``key=value`` of the classifier section, ``cam.target=...``
-for the Grad-CAM target, else both ``logit`` and ``margin`` are measured; ``base`` = no change)::
+for the Grad-CAM target, else both ``logit`` and ``margin`` are measured; ``base`` = no change;
+separate the pairs with ``;`` instead when a value holds commas, e.g. ``augment={rotation: 180, scale: [0.8, 1.8]}``)::
 
     python benchmarks/cam_levers.py --run runs/quick --out /tmp/levers \\
         base "pooling=lse" "pooling=lse,input_norm=zero_background,cam.target=margin"
@@ -44,7 +45,7 @@ def parse_variant(text: str) -> tuple[dict, dict]:
     clf, cam = {}, {}
     if text in ("", "base"):
         return clf, cam
-    for item in text.split(","):
+    for item in text.split(";" if ";" in text else ","):  # ";" when a value holds commas
         key, _, value = item.partition("=")
         value = yaml.safe_load(value)
         if key.startswith("cam."):

@@ -137,3 +137,36 @@ def phantom_vs_real_figure(s: SliceSet, real_root: str | Path, n: int = 5, seed:
     fig.suptitle(f"Synthetic phantom (top) vs real fetal MRI (bottom), both at {s.spacing_mm:g} mm", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def crop_labels_figure(s: SliceSet, rows: Sequence[int], crop: int, per_slice: int, min_fraction: float,
+                       seed: int = 0) -> plt.Figure:
+    """Slices with the outlines of their random crops: green = labelled "brain", orange = "no brain".
+
+    Parameters
+    ----------
+    s : SliceSet
+    rows : sequence of int
+        Slices to show (one panel each).
+    crop, per_slice, min_fraction, seed
+        As in :func:`umcam_lib.data.weak_labels.crop_set` (the same arguments draw the same crops).
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    from matplotlib.patches import Rectangle
+
+    from .weak_labels import crop_boxes, crop_labels
+
+    rows = [int(r) for r in rows]
+    boxes = crop_boxes(len(rows), int(s.images.shape[-1]), crop, per_slice, seed)
+    labels = crop_labels(s.masks[rows], boxes, crop, min_fraction)
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.9), squeeze=False)
+    for ax, row, bx, lab in zip(axes[0], rows, boxes, labels):
+        _show(ax, s.images[row], s.masks[row], f"slice label {int(s.labels[row])}; crops {int(lab.sum())}/{len(lab)} brain")
+        for (r, c), y in zip(bx, lab):
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), crop, crop, fill=False, linewidth=1.2 if y else 0.8,
+                                   edgecolor="#34c759" if y else "#ff9500", alpha=0.95 if y else 0.6))
+    fig.tight_layout()
+    return fig

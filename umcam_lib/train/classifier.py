@@ -374,6 +374,25 @@ def labelled_images(slices: SliceSet, split: str, cfg: Mapping[str, Any]) -> tup
     return c.images, c.labels
 
 
+def label_table(slices: SliceSet, cfg: Mapping[str, Any], splits: tuple[str, ...] = ("train", "val", "test")
+                ) -> pd.DataFrame:
+    """How informative the weak labels are: images and positives per split, for slices and for crops.
+
+    Returns
+    -------
+    DataFrame
+        ``unit`` (slice / crop), ``split``, ``images``, ``positives``, ``positive_share``;
+        the crop rows use the ``crop_*`` keys of ``cfg`` whatever ``label_unit`` says.
+    """
+    rows = []
+    for unit in ("slice", "crop"):
+        for split in splits:
+            _, y = labelled_images(slices, split, {**dict(cfg), "label_unit": unit})
+            rows.append({"unit": unit, "split": split, "images": int(y.size), "positives": int(y.sum()),
+                         "positive_share": float(y.mean()) if y.size else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any], out_dir: str | Path,
                      device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                      progress: bool = True) -> pd.DataFrame:

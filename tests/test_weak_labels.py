@@ -96,3 +96,18 @@ def test_segmentation_zoom_enlarges_image_and_label_together():
     area = ya.sum((1, 2))
     assert torch.all(area > 2.5 * disc.sum())           # zoom 2 quadruples the area (minus what leaves the view)
     torch.testing.assert_close(ya, xa[:, 0], atol=1e-5, rtol=0)   # the label is warped with the image
+
+
+def test_label_table_counts_both_units_and_the_crop_figure_draws_every_crop():
+    from umcam_lib.data.figures import crop_labels_figure
+    from umcam_lib.train.classifier import label_table
+
+    s = disc_slices(n=48, size=64)
+    cfg = dict(CFG, crop_mm=64.0, crops_per_slice=4, crop_brain_fraction=0.5)
+    t = label_table(s, cfg)
+    assert list(t["unit"]) == ["slice"] * 3 + ["crop"] * 3
+    train = t[(t["split"] == "train")].set_index("unit")
+    assert train.loc["crop", "images"] == 4 * train.loc["slice", "images"]
+    assert train.loc["slice", "positives"] == int(s.labels[s.indices("train")].sum())
+    fig = crop_labels_figure(s, s.indices("train", positive_only=True)[:2], 32, 4, 0.5, seed=0)
+    assert sum(len(ax.patches) for ax in fig.axes) == 8

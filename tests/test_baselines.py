@@ -1,4 +1,5 @@
-"""DRS and AMR baselines (umcam_lib.models.drs / .amr): suppression, modulation, losses, training path."""
+"""DRS and AMR baselines: the networks (umcam_lib.models.drs / .amr: suppression, modulation, losses) and
+the baseline path (umcam_lib.baselines.drs / .amr: training, maps, threshold, pseudo labels)."""
 from __future__ import annotations
 
 import json
@@ -8,14 +9,20 @@ import pandas as pd
 import pytest
 import torch
 
+from umcam_lib.config import default
 from umcam_lib.data.artifacts import SliceSet
-from umcam_lib.models import amr, drs
+from umcam_lib.baselines import amr, drs
+from umcam_lib.models import amr as amr_net
+from umcam_lib.models import drs as drs_net
 from umcam_lib.models.vgg import BLOCK_LAYERS, vgg16_classifier
 
 torch.set_num_threads(1)
 
 CLASSIFIER = {"width": 0.0625, "dilated": False, "pretrained": False, "epochs": 1, "batch_size": 8,
-              "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0005, "augment": False}
+              "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0005, "augment": False,
+              # the paper's plain VGG and SGD, not the quick profile's (the schema's defaults)
+              "optimizer": "sgd", "batch_norm": False, "pooling": "avg", "input_norm": "imagenet",
+              "padding": "zeros", "equivariance": 0.0}
 BASELINES = {"drs_delta": 0.55, "drs_learnable": False, "amr_consistency": 1.0, "epochs": 1}
 
 
@@ -31,7 +38,7 @@ def reference_suppression(x: torch.Tensor, delta: torch.Tensor | float) -> torch
 def test_suppression_hand_example():
     x = torch.tensor([[[[1.0, -2.0], [4.0, 3.0]],      # channel max 4 -> cap 2
                        [[-1.0, -3.0], [-2.0, -5.0]]]])  # all negative -> all zero
-    y = drs.SuppressedReLU(2, delta=0.5)(x)
+    y = drs_net.SuppressedReLU(2, delta=0.5)(x)
     expected = torch.tensor([[[[1.0, 0.0], [2.0, 2.0]],
                               [[0.0, 0.0], [0.0, 0.0]]]])
     assert torch.equal(y, expected)
@@ -41,7 +48,7 @@ def test_suppression_caps_each_channel_at_delta_times_its_max():
     torch.manual_seed(0)
     x = torch.randn(3, 5, 7, 6) * 3
     delta = 0.55
-    y = drs.SuppressedReLU(5, delta=delta)(x)
+    y = drs_net.SuppressedReLU(5, delta=delta)(x)
     r = torch.relu(x)
     peak = r.amax(dim=(2, 3))
     assert torch.allclose(y.amax(dim=(2, 3)), delta * peak)
@@ -53,7 +60,7 @@ def test_suppression_caps_each_channel_at_delta_times_its_max():
 @pytest.mark.parametrize("learnable", [False, True])
 def test_suppression_gradient_equals_plain_autograd(learnable):
     torch.manual_seed(1)
-    module = drs.SuppressedReLU(4, delta=0.4, learnable=learnable).double()
+    module = drs_net.SuppressedReLU(4, delta=0.4, learnable=learnable).double()
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(2, 4, 5, 5, dtype=torch.float64)
     y = module(x)
@@ -72,7 +79,7 @@ def test_suppression_gradient_equals_plain_autograd(learnable):
 
 def test_learnable_delta_lies_in_open_unit_interval():
     torch.manual_seed(2)
-    sup = drs.Suppression(8, learnable=True)
+    sup = drs_net.Suppression(8, learnable=True)
     x = torch.relu(torch.randn(4, 8, 6, 6) * 2)
     d = sup.delta_map(x)
     assert d.shape == (4, 8)
@@ -84,11 +91,12 @@ def test_learnable_delta_lies_in_open_unit_interval():
 
 def test_delta_outside_unit_interval_is_rejected():
     with pytest.raises(ValueError, match="drs_delta"):
-        drs.Suppression(3, delta=0.0)
+        drs_net.Suppression(3, delta=0.0)
     with pytest.raises(ValueError, match="drs_delta"):
         drs.baseline_options({**BASELINES, "drs_delta": 1.5})
-    with pytest.raises(ValueError, match="epochs"):
-        drs.baseline_options({"drs_delta": 0.5})
+    with pytest.raises(ValueError, match=r"baselines.drs_readout: must be one of 'auto', 'suppressed', 'unsuppressed'"):
+        drs.baseline_options({**BASELINES, "drs_readout": "capped"})
+    assert drs.baseline_options({"drs_delta": 0.5})["epochs"] == default("baselines.epochs")  # from the schema
 
 
 @pytest.mark.parametrize("learnable,extra,dilated", [(False, 3, False), (True, 0, True)])
@@ -100,7 +108,7 @@ def test_drs_forward_shapes_and_layer_names(learnable, extra, dilated):
     assert model.class_map(x).shape == (2, 2, 64 // model.output_stride, 64 // model.output_stride)
     modules = dict(model.named_modules())
     for block in ("block1", "block2", "block3", "block4", "block5"):
-        assert isinstance(modules[BLOCK_LAYERS[block]], drs.SuppressedReLU)
+        assert isinstance(modules[BLOCK_LAYERS[block]], drs_net.SuppressedReLU)
     assert len(model.suppressors()) == 13 + extra
     assert not any(isinstance(m, torch.nn.ReLU) for m in model.features)
     assert all(s.learnable == learnable for s in model.suppressors())
@@ -135,17 +143,17 @@ def test_drs_cams_are_normalised_maps_of_the_input_size():
 # ----------------------------------------------------------------------------- AMR
 def test_gaussian_projection_peaks_at_the_mean():
     z = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]])
-    g = amr.gaussian_projection(z, dims=(1,))
+    g = amr_net.gaussian_projection(z, dims=(1,))
     assert g.shape == z.shape
     assert torch.isclose(g[0, 2], torch.tensor(1.0))              # the mean gets weight 1
     assert torch.all(g > 0) and torch.all(g <= 1)
     assert torch.isclose(g[0, 0], g[0, 4]) and g[0, 0] < g[0, 1]  # extremes damped symmetrically
     std = z.std(correction=0)
     assert torch.isclose(g[0, 0], torch.exp(-(2.0 / std) ** 2 / 2))
-    assert torch.equal(amr.gaussian_projection(torch.full((2, 3), 5.0), dims=(1,)), torch.ones(2, 3))
+    assert torch.equal(amr_net.gaussian_projection(torch.full((2, 3), 5.0), dims=(1,)), torch.ones(2, 3))
 
 
-def _amr(seed: int = 0, consistency: float = 1.0) -> amr.AMRClassifier:
+def _amr(seed: int = 0, consistency: float = 1.0) -> amr_net.AMRClassifier:
     torch.manual_seed(seed)
     spotlight = vgg16_classifier(width=0.0625)
     return amr.build_amr(spotlight, {**BASELINES, "amr_consistency": consistency}, seed=seed)
@@ -159,9 +167,9 @@ def test_amr_forward_shapes_and_modules():
     assert out["logits_s"].shape == out["logits_c"].shape == (4, 2)
     assert out["cam_s"].shape == out["cam_c"].shape == (4, 2, 2)
     modules = dict(model.compensation.named_modules())
-    for name in amr.AMM_LAYERS:
-        assert isinstance(modules[name], amr.ModulatedReLU)
-    assert not any(isinstance(m, amr.AMM) for m in model.spotlight.modules())
+    for name in amr_net.AMM_LAYERS:
+        assert isinstance(modules[name], amr_net.ModulatedReLU)
+    assert not any(isinstance(m, amr_net.AMM) for m in model.spotlight.modules())
 
 
 def test_amr_backprop_reaches_the_compensation_branch_and_not_the_frozen_one():
@@ -176,7 +184,7 @@ def test_amr_backprop_reaches_the_compensation_branch_and_not_the_frozen_one():
     assert all(p.grad is None for p in model.spotlight.parameters())
     comp = dict(model.compensation.named_parameters())
     names = ["features.0.weight", "features.28.weight", "classifier.weight"]
-    for layer in amr.AMM_LAYERS:      # every AMM, its channel and its spatial part
+    for layer in amr_net.AMM_LAYERS:      # every AMM, its channel and its spatial part
         names += [f"{layer}.amm.channel.mlp.2.bias", f"{layer}.amm.spatial.conv.weight"]
     for name in names:
         assert comp[name].grad is not None and comp[name].grad.abs().sum() > 0, name
@@ -216,7 +224,7 @@ def test_identity_modulation_makes_the_branches_agree():
     the (warm-started) spotlight, and the consistency term vanishes on the real model."""
     model = _amr().eval()
     for m in model.compensation.modules():
-        if isinstance(m, amr.AMM):
+        if isinstance(m, amr_net.AMM):
             torch.nn.init.zeros_(m.channel.mlp[2].weight)
             torch.nn.init.zeros_(m.channel.mlp[2].bias)
             torch.nn.init.zeros_(m.spatial.conv.weight)
@@ -284,7 +292,7 @@ def test_train_drs_and_amr_then_pseudo_labels(tmp_path):
 
     model, history = drs.train_drs(slices, classifier, BASELINES, tmp_path / "drs", init=spotlight,
                                    device="cpu", amp=False, seed=0, progress=False)
-    assert isinstance(model, drs.DRSClassifier) and not model.training
+    assert isinstance(model, drs_net.DRSClassifier) and not model.training
     assert len(history) == 1 and (tmp_path / "drs" / "best.pt").is_file()
     maps = drs.drs_cams(model, slices.images[rows], batch_size=8, progress=False)
     evaluation, targets = drs.evaluate_baseline_cam(tmp_path, slices, rows, maps, grid, "drs", "DRS")
@@ -300,7 +308,7 @@ def test_train_drs_and_amr_then_pseudo_labels(tmp_path):
 
     model_a, history_a = amr.train_amr(slices, classifier, BASELINES, tmp_path / "amr", spotlight,
                                        device="cpu", amp=False, seed=0, progress=False)
-    assert isinstance(model_a, amr.AMRClassifier) and len(history_a) == 1
+    assert isinstance(model_a, amr_net.AMRClassifier) and len(history_a) == 1
     for k, v in spotlight.state_dict().items():      # the frozen branch left training unchanged
         assert torch.equal(model_a.spotlight.state_dict()[k], v)
     maps_a = amr.amr_cams(model_a, slices.images[rows], batch_size=8, progress=False)
@@ -319,7 +327,7 @@ def test_half_precision_stays_finite():
     torch.manual_seed(4)
     x = (torch.randn(2, 3, 6, 6) * 4).half().requires_grad_(True)
     for learnable in (False, True):
-        module = drs.SuppressedReLU(3, delta=0.55, learnable=learnable)
+        module = drs_net.SuppressedReLU(3, delta=0.55, learnable=learnable)
         if learnable:
             module = module.half()
         y = module(x)
@@ -327,9 +335,9 @@ def test_half_precision_stays_finite():
         (g,) = torch.autograd.grad(y.float().sum(), [x])
         assert g.dtype == torch.float16 and torch.isfinite(g).all()
     const = torch.full((2, 5), 3.0, dtype=torch.float16)
-    assert torch.equal(amr.gaussian_projection(const, dims=(1,)), torch.ones(2, 5))
+    assert torch.equal(amr_net.gaussian_projection(const, dims=(1,)), torch.ones(2, 5))
     near = torch.tensor([[1.0, 1.0001, 1.0]], dtype=torch.float16)
-    assert torch.isfinite(amr.gaussian_projection(near, dims=(1,))).all()
+    assert torch.isfinite(amr_net.gaussian_projection(near, dims=(1,))).all()
 
 
 def test_suppression_can_be_switched_off_for_reading():
@@ -339,7 +347,7 @@ def test_suppression_can_be_switched_off_for_reading():
     plain.load_state_dict({k: v for k, v in model.state_dict().items()})
     x = torch.rand(2, 1, 64, 64)
     capped = model(x)
-    with drs.suppression_disabled(model):
+    with drs_net.suppression_disabled(model):
         assert all(not s.enabled for s in model.suppressors())
         assert torch.allclose(model(x), plain(x), atol=1e-6)
     assert all(s.enabled for s in model.suppressors())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from umcam_lib.config import check_section
 from umcam_lib.data import fetch
 from umcam_lib.data import prepare as prep
 from umcam_lib.data.nifti import DataError
@@ -61,7 +62,7 @@ def test_local_copy_is_used_without_download(shared, tmp_path):
 
 
 def test_real_profile_root_finds_the_nine_stacks(shared, tmp_path):
-    data = {"source": "nifti", "root": fetch.DATASET}
+    data = check_section("data", {"source": "nifti", "root": fetch.DATASET})
     refs = prep._cohort_refs(data, tmp_path, seed=0, progress=False)
     assert len(refs) == 9 and {r.subject for r in refs} == {"sub-01", "sub-02"}
 

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from umcam_lib import gse
+from umcam_lib.config import ParameterError
 from umcam_lib.data import SliceSet
 
 
@@ -304,7 +305,11 @@ def test_margin_in_millimetres_is_converted_with_the_spacing():
         gse.margin_pixels(-1.0, 2.0)
     base = dict(beta=4.0, lamb=1.0, iterations=2, spl_rule="ratio")
     assert gse.spl_settings({**base, "margin_mm": 10.0}, 2.0)["margin"] == 5
-    assert gse.spl_settings({**base, "margin": 4}, 2.0)["margin"] == 4  # legacy pixel margin
+    # the margin is set in millimetres only (the schema's key); a pixel margin is refused by name
+    with pytest.raises(ParameterError, match=r"gse.margin: unknown parameter; did you mean 'margin_mm'"):
+        gse.spl_settings({**base, "margin": 4}, 2.0)
+    with pytest.raises(ParameterError, match=r"gse.spl_rule: must be one of 'ratio', 'authors', got 'both'"):
+        gse.spl_settings({**base, "spl_rule": "both"}, 2.0)
 
 
 def test_gse_sweep_grid_takes_beta_only_for_the_authors_rule():

@@ -110,7 +110,7 @@ def test_equivariance_loss_is_zero_for_an_equivariant_map_and_positive_otherwise
 def test_training_with_the_levers_runs_and_records_them(tmp_path):
     s = _slices()
     cfg = {"width": 0.0625, "dilated": False, "pretrained": False, "epochs": 1, "batch_size": 4, "lr": 1e-3,
-           "momentum": 0.9, "weight_decay": 0.0, "augment": False, "batch_norm": True, "optimizer": "adam",
+           "momentum": 0.9, "weight_decay": 0.0, "augment": False, "batch_norm": True, "optimizer": "adamw",
            "pooling": "lse", "padding": "reflect", "input_norm": "zero_background", "equivariance": 1.0}
     table = clf.train_seeds(s, cfg, tmp_path, clf.stage_seeds(3, 2), device="cpu", amp=False, progress=False)
     assert sorted(table["seed"].unique()) == [3, 4]

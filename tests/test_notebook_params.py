@@ -65,7 +65,8 @@ def test_keys_read_refuses_params_that_escape(tmp_path, use):
 
 
 def test_study_notebooks_read_what_their_old_parameter_cells_declared():
-    """The fingerprint of each notebook depends on the same keys as before issue 12 (its old parameters cell)."""
+    """The fingerprint of each notebook depends on the same keys as before issue 12 (its old parameters cell),
+    plus companions for 08."""
     expected = {
         "01": ["amp", "data", "device", "profile", "seed", "threads"],
         "02": ["amp", "classifier", "device", "profile", "seed", "seeds", "threads"],
@@ -74,7 +75,7 @@ def test_study_notebooks_read_what_their_old_parameter_cells_declared():
         "05": ["amp", "cam", "device", "gse", "profile", "seed", "threads"],
         "06": ["amp", "device", "gse", "profile", "seed", "seg", "threads"],
         "07": ["amp", "baselines", "cam", "classifier", "device", "profile", "seed", "seg", "threads"],
-        "08": ["profile", "seed"],
+        "08": ["companions", "profile", "seed"],  # companions: issue 10 (the side-by-side runs)
     }
     for number, name in pipeline.NOTEBOOKS.items():
         assert pipeline.notebook_keys(pipeline.NOTEBOOK_DIR / name) == expected[number], number

@@ -241,7 +241,9 @@ def test_bad_file_writes_nothing(tmp_path):
 
 
 def test_nifti_source_needs_root(tmp_path):
-    with pytest.raises(DataError, match="data.root"):
+    from umcam_lib.config import ParameterError
+
+    with pytest.raises(ParameterError, match="data.root: must name a folder"):
         prep.prepare_dataset(data_section(None), tmp_path, seed=0, progress=False)
 
 

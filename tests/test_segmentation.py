@@ -13,10 +13,16 @@ from umcam_lib.data import SliceSet, save_slices
 from umcam_lib.io import write_json
 from umcam_lib.maps import save_maps
 from umcam_lib.models.unet import build_unet, unet_features
+from umcam_lib.train import seg_train
 from umcam_lib.train import segmentation as seg
 
 SEG_CFG = dict(width=2, epochs=2, batch_size=6, lr=0.01, momentum=0.9, weight_decay=5e-4, lambda_spl=0.1,
-               soft_labels=True)
+               soft_labels=True,
+               # the paper's plain recipe, not the quick profile's (the schema's defaults): SGD, every
+               # training slice each epoch, no early stopping, no warm-up
+               optimizer="sgd", epoch_slices=None, positive_fraction=None, val_every=1, eval_batch_size=64,
+               patience=None, loss_main="umcam", channels_last=False, postprocess="none", plateau_decay=None,
+               min_epochs=0)
 
 
 def fake_slices(n_volumes: int = 4, n_slices: int = 6, size: int = 32, seed: int = 0) -> SliceSet:
@@ -186,16 +192,16 @@ def test_training_is_deterministic_and_resumes_after_interruption(tmp_path, monk
     hist = pd.read_csv(tmp_path / "seg" / "A" / "history.csv")
     assert list(hist["epoch"]) == [1, 2] and hist["val_dsc"].notna().all()
 
-    real_save = seg.save_last
+    real_save = seg_train.save_last
 
     def save_then_stop(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(seg, "save_last", save_then_stop)
+    monkeypatch.setattr(seg_train, "save_last", save_then_stop)  # the loop's module
     with pytest.raises(KeyboardInterrupt):
         seg.train_variant("C", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
-    monkeypatch.setattr(seg, "save_last", real_save)
+    monkeypatch.setattr(seg_train, "save_last", real_save)
     assert len(pd.read_csv(tmp_path / "seg" / "C" / "history.csv")) == 1
     c = seg.train_variant("C", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
     assert len(pd.read_csv(tmp_path / "seg" / "C" / "history.csv")) == 2
@@ -219,11 +225,16 @@ def test_train_evaluate_record_writes_table_rows(tmp_path):
     assert np.allclose(sorted(recorded["dsc"]), sorted(np.repeat(scores["dsc"].to_numpy(), 2)))
 
 
-def test_check_seg_config_names_missing_and_bad_keys():
-    with pytest.raises(KeyError, match="lambda_spl"):
-        seg.check_seg_config({k: v for k, v in SEG_CFG.items() if k != "lambda_spl"})
-    with pytest.raises(ValueError, match="seg.epochs"):
+def test_check_seg_config_fills_defaults_from_the_schema_and_names_bad_keys():
+    from umcam_lib.config import ParameterError, default
+
+    assert seg.check_seg_config({k: v for k, v in SEG_CFG.items() if k != "lambda_spl"})["lambda_spl"] == \
+        default("seg.lambda_spl")
+    assert seg.check_seg_config({})["optimizer"] == default("seg.optimizer") == "adamw"  # as params/quick.yaml
+    with pytest.raises(ParameterError, match="seg.epochs: must be >= 1"):
         seg.check_seg_config({**SEG_CFG, "epochs": 0})
+    with pytest.raises(ParameterError, match=r"seg.optimizer: must be one of 'adamw', 'sgd', got 'adam'"):
+        seg.check_seg_config({**SEG_CFG, "optimizer": "adam"})
 
 
 def test_epoch_order_is_seeded_and_balances_positives_when_asked():
@@ -274,7 +285,7 @@ def test_eq8_readings_swap_the_weighted_label():
 def test_early_stopping_stops_after_patience_and_does_not_resume_past_it(tmp_path):
     torch.set_num_threads(1)
     s = fake_slices()
-    cfg = {**SEG_CFG, "epochs": 12, "patience": 1, "lr": 0.0}  # lr 0: the score never improves after epoch 1
+    cfg = {**SEG_CFG, "epochs": 12, "patience": 1, "lr": 1e-12}  # (almost) no step: the score never improves after epoch 1
     seg.train_variant("ES", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)
     hist = pd.read_csv(tmp_path / "seg" / "ES" / "history.csv")
     assert list(hist["epoch"]) == [1, 2]

@@ -137,6 +137,7 @@ def fingerprint(obj: Any) -> str:
 # value in params/quick.yaml and, for a notebook to see it, in that notebook's parameters cell).
 import dataclasses as _dc
 import difflib as _difflib
+import functools as _functools
 import types as _types
 import typing as _typing
 from dataclasses import dataclass as _dataclass
@@ -179,13 +180,23 @@ def _check_threshold_grid(v: Any) -> str | None:
     return None if step > 0 else f"step must be > 0, got {step}"
 
 
+#: ``classifier.augment: true`` means these settings; a mapping overrides some of them
+#: (see :mod:`umcam_lib.train.augment`, which applies them).
+AUGMENT_DEFAULTS: dict[str, Any] = {
+    "gamma": [0.7, 1.5],
+    "rotation": 30.0,
+    "rotation_p": 0.5,
+    "flip": True,
+    "crop_padding": 0.125,
+    "scale": None,
+}
+
+
 def _check_augment(v: Any) -> str | None:
     if isinstance(v, Mapping):
-        from .train.augment import DEFAULT_AUGMENT  # torch only when a mapping is given
-
-        unknown = sorted(set(v) - set(DEFAULT_AUGMENT))
+        unknown = sorted(set(v) - set(AUGMENT_DEFAULTS))
         if unknown:
-            return f"unknown key(s) {unknown}; allowed: {', '.join(sorted(DEFAULT_AUGMENT))}"
+            return f"unknown key(s) {unknown}; allowed: {', '.join(sorted(AUGMENT_DEFAULTS))}"
     return None
 
 
@@ -216,7 +227,7 @@ class ClassifierParams:
     batch_norm: bool = param(True)
     epochs: int = param(6, ge=1)
     batch_size: int = param(32, ge=1)
-    optimizer: str = param("adam", choices=("adam", "sgd"))
+    optimizer: str = param("adamw", choices=("adamw", "sgd"))
     lr: float = param(0.001, gt=0)
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(0.0005, ge=0)
@@ -275,7 +286,7 @@ class SegParams:
     plateau_decay: float | None = param(None, gt=0, lt=1)
     min_epochs: int = param(6, ge=0)
     epoch_slices: int | None = param(192, ge=1)
-    positive_fraction: float | None = param(0.5, ge=0, le=1)
+    positive_fraction: float | None = param(0.5, gt=0, lt=1)  # 0 or 1 would leave one class out of every epoch
     val_every: int = param(1, ge=1)
     eval_batch_size: int = param(64, ge=1)
     batch_size: int = param(12, ge=1)
@@ -331,6 +342,7 @@ class StudyParams:
     baselines: BaselinesParams = _dc.field(default_factory=BaselinesParams)
 
 
+@_functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
     return _typing.get_type_hints(cls)
 
@@ -481,6 +493,13 @@ def _validate_section(values: Mapping[str, Any], cls: type, prefix: str, problem
     return out
 
 
+def _cross_problems(section: str, values: Mapping[str, Any]) -> list[str]:
+    """Conflicts between keys of one (already type-checked) section."""
+    if section == "data" and values.get("source") == "nifti" and not values.get("root"):
+        return ["data.root: must name a folder of NIfTI stacks when data.source is 'nifti'"]
+    return []
+
+
 def validate_params(params: Mapping[str, Any], where: str = "parameters") -> dict[str, Any]:
     """Check every parameter against the schema; return them with missing keys at their defaults.
 
@@ -507,9 +526,97 @@ def validate_params(params: Mapping[str, Any], where: str = "parameters") -> dic
     if not isinstance(params, Mapping):
         raise ParameterError(f"{where}: expected a mapping, got {_describe(params)}")
     out = _validate_section(params, StudyParams, "", problems)
-    data = out.get("data") or {}
-    if not problems and data.get("source") == "nifti" and not data.get("root"):
-        problems.append("data.root: must name a folder of NIfTI stacks when data.source is 'nifti'")
+    if not problems:
+        for name in SECTIONS:
+            problems.extend(_cross_problems(name, out[name]))
     if problems:
         raise ParameterError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return out
+
+
+# =========================================================================== one section at a time
+#: Section name -> its dataclass (the sections of :class:`StudyParams`).
+SECTIONS: dict[str, type] = {name: tp for name, tp in _hints(StudyParams).items() if _is_section(tp)}
+
+
+def _field(key: str) -> _dc.Field:
+    """The schema field of a dotted key such as ``"seg.optimizer"``."""
+    cls: type = StudyParams
+    *path, name = key.split(".")
+    for part in path:
+        tp = _hints(cls).get(part)
+        if not _is_section(tp):
+            raise KeyError(f"{key!r} is not a parameter of the schema (umcam_lib/config.py)")
+        cls = tp
+    fields = {f.name: f for f in _dc.fields(cls)}
+    if name not in fields or _is_section(_hints(cls)[name]):
+        raise KeyError(f"{key!r} is not a parameter of the schema (umcam_lib/config.py)")
+    return fields[name]
+
+
+def choices(key: str) -> tuple[Any, ...]:
+    """The allowed values of a dotted key (``choices("seg.optimizer") == ("adamw", "sgd")``)."""
+    allowed = _field(key).metadata.get("choices")
+    if not allowed:
+        raise KeyError(f"{key!r} has no list of allowed values in the schema")
+    return tuple(allowed)
+
+
+def default(key: str) -> Any:
+    """The schema's default of a dotted key (the value of ``params/quick.yaml``)."""
+    f = _field(key)
+    return f.default_factory() if f.default_factory is not _dc.MISSING else f.default  # type: ignore[misc]
+
+
+def check_choice(key: str, value: Any) -> Any:
+    """Return ``value`` when the schema allows it for ``key``; else raise :class:`ParameterError`.
+
+    For values that reach a function as an argument rather than inside a section (e.g. the
+    reading of Eq. 8 of one sweep point); the message is the one :func:`validate_params` gives.
+    """
+    allowed = choices(key)
+    if value not in allowed:
+        raise ParameterError(f"{key}: must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def check_section(name: str, values: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """One parameter section checked against its dataclass, with missing keys at their defaults.
+
+    This is the only validator of a section: every library function that takes a section
+    (``classifier``, ``seg``, ...) calls it, so a value is checked, and a default supplied, in
+    one place (the dataclasses above).
+
+    Parameters
+    ----------
+    name : str
+        Section name: one of :data:`SECTIONS` (``data``, ``classifier``, ``cam``, ``gse``,
+        ``seg``, ``baselines``).
+    values : mapping or the section's dataclass
+        The section as a notebook or caller holds it; keys it lacks take the schema's default.
+
+    Returns
+    -------
+    dict
+        Every key of the section, in the schema's order.
+
+    Raises
+    ------
+    ParameterError
+        Listing every problem, each naming the full key (``seg.optimizer``) and, for a key with
+        a fixed set of values, the allowed ones; unknown keys name the nearest known one.
+    """
+    if name not in SECTIONS:
+        raise ParameterError(f"unknown parameter section {name!r} (known: {', '.join(SECTIONS)})")
+    cls = SECTIONS[name]
+    if _dc.is_dataclass(values) and not isinstance(values, type):
+        values = _dc.asdict(values)
+    if not isinstance(values, Mapping):
+        raise ParameterError(f"{name}: expected {_type_name(cls)}, got {_describe(values)}")
+    problems: list[str] = []
+    out = _validate_section(values, cls, f"{name}.", problems)
+    if not problems:
+        problems.extend(_cross_problems(name, out))
+    if problems:
+        raise ParameterError(f"{name} section: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return out

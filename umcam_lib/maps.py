@@ -32,3 +32,39 @@ def load_maps(run_dir: str | Path, kind: str, name: str) -> tuple[np.ndarray, np
         raise FileNotFoundError(f"{p} does not exist: run the notebook that writes {kind}/{name} first")
     with np.load(p) as z:
         return z["index"], z["maps"].astype(np.float32)
+
+
+def row_positions(index: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Position of each of ``rows`` in a map set's ``index`` (-1 where the set lacks the row).
+
+    Parameters
+    ----------
+    index : ndarray, int, shape (n,)
+        Slice rows of a map set (``index`` of a map file, or of a ``targets`` dict).
+    rows : ndarray, int, shape (k,)
+        Slice rows to find.
+
+    Returns
+    -------
+    ndarray, int64, shape (k,)
+        ``maps[positions]`` are the maps of ``rows`` where every position is >= 0. A row listed
+        twice in ``index`` resolves to its last position.
+    """
+    pos = {int(r): i for i, r in enumerate(np.asarray(index))}
+    return np.array([pos.get(int(r), -1) for r in np.asarray(rows).ravel()], dtype=np.int64)
+
+
+def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str = "maps") -> np.ndarray:
+    """The maps of slice ``rows`` from a map set (``index`` [n] rows, ``maps`` [n, H, W]).
+
+    Raises
+    ------
+    ValueError
+        When the set lacks some of ``rows``, naming them (``name`` says which set).
+    """
+    pos = row_positions(index, rows)
+    if (pos < 0).any():
+        missing = [int(r) for r in np.asarray(rows).ravel()[pos < 0]]
+        raise ValueError(f"{name} lacks slice rows {missing[:10]}{'...' if len(missing) > 10 else ''} "
+                         f"({len(missing)} missing): compute the map for every slice that is used")
+    return maps[pos]

@@ -126,6 +126,27 @@ def threshold_grid(spec: Sequence[float]) -> np.ndarray:
     return np.round(start + step * np.arange(n), 10)
 
 
+def binarise(maps: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    """Masks ``maps >= threshold``, compared in float32 (bool, the shape of ``maps``).
+
+    Parameters
+    ----------
+    maps : ndarray, shape (N, H, W) or (H, W)
+        Maps in [0, 1] (CAMs, SPLs); float16 maps are converted first.
+    threshold : float or ndarray of shape (N,)
+        One threshold, or one per map.
+
+    Both sides are float32, as for maps read back with :func:`umcam_lib.maps.load_maps`:
+    comparing float16 values with a Python float would round the threshold to float16
+    (0.05 -> 0.04999) and shift the mask.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    t = np.asarray(threshold, dtype=np.float32)
+    if t.ndim == 1:
+        t = t.reshape((-1,) + (1,) * (maps.ndim - 1))
+    return maps >= t
+
+
 def paired_test(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided Wilcoxon signed-rank p-value for paired samples (NaN when undefined).
 

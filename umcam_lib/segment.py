@@ -61,7 +61,7 @@ from .data.nifti import DataError, Stack, StackRef
 from .data.prepare import center_fit, prepare_stack, resample_inplane
 from .models.unet import build_unet
 from .paths import resolve
-from .train.segmentation import predict_probs, variant_dir
+from .train.seg_predict import predict_probs, variant_dir
 
 DEFAULT_METHOD = "UM-CAM+SPL"
 SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", "slice_axis", "n_slices",

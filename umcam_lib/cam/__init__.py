@@ -5,30 +5,32 @@ and their evaluation as pseudo masks.
   ``compute_cams`` (a stack of slices, batch by batch)
 - :mod:`.baselines`    Grad-CAM++, Score-CAM, Ablation-CAM through pytorch-grad-cam
 - :mod:`.fusion`       ``average_cam``, ``umcam`` (Eq. 3-4), ``entropy_weights``
-- :mod:`.pseudo_mask`  validation-chosen threshold, Dice / HD95 of pseudo masks, thresholds.json
+- :mod:`.pseudo_mask`  validation-chosen threshold, Dice / HD95 of pseudo masks
 - :mod:`.ablation`     fusing subsets of layers
 - :mod:`.figures`      CAM grids, entropy weights, threshold curves
-- :mod:`.study`        the steps of notebooks 03 and 04 from the ``cam`` parameter section, per seed
+- :mod:`.study`        the steps of notebooks 03 and 04 from the ``cam`` parameter section, per seed,
+  and their records (Tables 1-2 rows, ``cams/thresholds.json``): the only module here that writes
 - :mod:`.diagnostics`  does the classifier / each layer's CAM look at the brain (pointing game,
   per-layer Dice, erase-the-brain test)
 
 Map names (``runs/<profile>/cams/<name>.npz`` and keys of ``cams/thresholds.json``) and the
 method names used in the tables are listed in :data:`METHOD_NAMES`.
+
+This package's ``__init__`` gathers the names the notebooks use; library modules import the
+submodule they need (``from ..cam.gradcam import compute_cams``), never the package, so a lower
+stage does not depend on :mod:`.study`'s records (``tests/test_layers.py``).
 """
+from ..thresholds import load_threshold, load_thresholds, save_threshold
 from .ablation import DEFAULT_SUBSETS, layer_ablation
 from .baselines import BASELINE_NAMES, baseline_cam, compute_baseline_cams
 from .fusion import average_cam, binary_entropy, entropy_weights, umcam
 from .gradcam import (CAM_LAYER, compute_cams, multi_layer_gradcam, resolve_layer_names, upsample_normalise,
                       working_copy)
-from .pseudo_mask import (FLOOR_METHOD, CamEvaluation, evaluate_and_record, evaluate_cam, eval_rows, load_threshold,
-                          load_thresholds, record_evaluation, record_floor, save_threshold, score_pseudo_masks,
-                          select_threshold, summary_table, threshold_curves)
-from .study import (STUDY_LAYERS, check_cam_config, compute_cam_variants, evaluate_extra_seeds, evaluate_seed,
-                    fuse_layers, study_layers)
-
-#: Map name -> method name in Tables 1 and 2.
-METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
-                                "average_cam": "Average-CAM", "umcam": "UM-CAM"}
+from .pseudo_mask import (CamEvaluation, evaluate_cam, eval_rows, score_pseudo_masks, select_threshold, summary_table,
+                          threshold_curves)
+from .study import (FLOOR_METHOD, METHOD_NAMES, STUDY_LAYERS, check_cam_config, compute_cam_variants,
+                    evaluate_and_record, evaluate_extra_seeds, evaluate_seed, fuse_layers, record_evaluation,
+                    record_floor, study_layers)
 
 __all__ = [
     "BASELINE_NAMES", "CAM_LAYER", "CamEvaluation", "FLOOR_METHOD", "evaluate_extra_seeds", "evaluate_seed",

@@ -171,7 +171,7 @@ def occlusion_test(model: nn.Module, slices: SliceSet, splits: Sequence[str] = (
         Columns ``input`` (``intact``, ``brain erased``, ``head only``), ``p_brain`` (mean
         probability of the brain class), ``called_brain`` (share with p >= 0.5), ``n``.
     """
-    rows = np.concatenate([slices.indices(s, positive_only=True) for s in splits] or [np.zeros(0, np.int64)])
+    rows = slices.positive_rows(splits)
     if rows.size == 0:
         raise ValueError(f"splits {list(splits)} have no positive slice")
     images, masks = slices.images[rows], slices.masks[rows]

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import runtime
+from ..config import choices
 
 #: Layer that the single-layer CAM methods (Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM) use:
 #: the last ReLU of VGG's fifth block, i.e. the last convolutional feature maps before the head.
@@ -39,10 +40,12 @@ def resolve_layer_names(model: nn.Module, layers: Iterable[str] | str) -> list[s
     Parameters
     ----------
     model : nn.Module
-        The network whose layers are meant.
+        The network whose layers are meant. A network may name some of its layers through a
+        ``layer_aliases`` mapping (alias -> module name), as the study's VGG classifier does
+        for its blocks (:data:`umcam_lib.models.vgg.BLOCK_LAYERS`).
     layers : str or iterable of str
-        Module names as in ``model.named_modules()`` (e.g. ``"features.29"``) or the block names
-        of :mod:`umcam_lib.models.vgg` (``"block1"`` .. ``"block5"``, ``"head"``).
+        Module names as in ``model.named_modules()`` (e.g. ``"features.29"``) or aliases of
+        the model (``"block1"`` .. ``"block5"``, ``"head"`` for the VGG classifier).
 
     Returns
     -------
@@ -52,7 +55,7 @@ def resolve_layer_names(model: nn.Module, layers: Iterable[str] | str) -> list[s
     Raises
     ------
     ValueError
-        When a name is neither a module of ``model`` nor a known block name.
+        When a name is neither a module of ``model`` nor one of its aliases.
     """
     if isinstance(layers, str):
         layers = [layers]
@@ -60,26 +63,18 @@ def resolve_layer_names(model: nn.Module, layers: Iterable[str] | str) -> list[s
     if not layers:
         raise ValueError("layers is empty: name at least one layer (e.g. ['block5'])")
     modules = dict(model.named_modules())
+    aliases = dict(getattr(model, "layer_aliases", None) or {})
     out = []
     for name in layers:
         if name in modules and name != "":
             out.append(name)
             continue
-        module_name = _block_to_module(name)
+        module_name = aliases.get(name)
         if module_name is None or module_name not in modules:
             raise ValueError(f"layer {name!r} is not a module of {type(model).__name__} "
                              f"(module names such as 'features.29', or block1..block5 / head for the VGG classifier)")
         out.append(module_name)
     return out
-
-
-def _block_to_module(name: str) -> str | None:
-    """``"block5"`` -> ``"features.29"`` through :data:`umcam_lib.models.vgg.BLOCK_LAYERS`."""
-    try:
-        from ..models.vgg import BLOCK_LAYERS
-    except ImportError:  # pragma: no cover - the models package is part of the library
-        return None
-    return BLOCK_LAYERS.get(name)
 
 
 def _as_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -222,8 +217,8 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
     return torch.stack([per_layer[n] for n in names])
 
 
-#: Grad-CAM targets besides a class index (``cam.target``).
-TARGETS = ("logit", "margin")
+#: Grad-CAM targets besides a class index (``cam.target``; from the schema, :class:`umcam_lib.config.CamParams`).
+TARGETS: tuple[str, ...] = choices("cam.target")
 
 
 def target_score(logits: torch.Tensor, target: int | str) -> torch.Tensor:

@@ -1,57 +1,57 @@
-"""The steps of notebooks 03 and 04 as functions of a ``cam`` parameter section.
+"""The steps of notebooks 03 and 04 as functions of a ``cam`` parameter section, and their records.
 
-The ``cam`` section (``params/quick.yaml``)::
+The ``cam`` section (``params/quick.yaml``; checked and completed by
+:func:`umcam_lib.config.check_section`, whose :class:`~umcam_lib.config.CamParams` holds the
+defaults)::
 
     layers                 layers fused by Average-CAM and UM-CAM (block1 .. block5, head, or
                            module names)
     threshold_grid         [start, stop, step] of the validation threshold search
     batch_size             slices per Grad-CAM / Grad-CAM++ pass
     scorecam_batch_size    perturbed images per forward pass (Score-CAM, Ablation-CAM)
-    scorecam_max_channels  (optional, default null = all) Score-CAM channels scored per slice
-    target                 (optional, default "logit") what every CAM explains: "logit" (the
-                           brain logit, the usual Grad-CAM target) or "margin" (brain minus
-                           background logit, the log-odds the softmax decides with)
+    scorecam_max_channels  Score-CAM channels scored per slice (null = all)
+    target                 what every CAM explains: "logit" (the brain logit, the usual Grad-CAM
+                           target) or "margin" (brain minus background logit, the log-odds the
+                           softmax decides with)
+
+This is the module of the CAM stage that writes: per-slice scores go to Tables 1 and 2
+(:func:`umcam_lib.report.record_scores`) and the chosen thresholds to ``cams/thresholds.json``
+(:mod:`umcam_lib.thresholds`). The algorithms it calls (:mod:`.gradcam`, :mod:`.baselines`,
+:mod:`.fusion`, :mod:`.pseudo_mask`, :mod:`.diagnostics`) compute only.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from .. import report
+from ..config import check_section
+from ..data.artifacts import SliceSet
+from ..metrics import threshold_grid
+from ..thresholds import save_threshold
 from .baselines import BASELINE_NAMES, compute_baseline_cams
+from .diagnostics import layer_localisation
 from .fusion import average_cam, umcam
 from .gradcam import CAM_LAYER, compute_cams
+from .pseudo_mask import EVAL_SPLITS, CamEvaluation, eval_rows, evaluate_cam, score_pseudo_masks
 
-if TYPE_CHECKING:
-    from ..data.artifacts import SliceSet
+#: Map name -> method name in Tables 1 and 2.
+METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
+                                "average_cam": "Average-CAM", "umcam": "UM-CAM"}
 
 #: Every layer notebook 04 computes: the five VGG blocks and the class-map convolution.
 STUDY_LAYERS = ["block1", "block2", "block3", "block4", "block5", "head"]
 
-REQUIRED_KEYS = ("layers", "threshold_grid", "batch_size", "scorecam_batch_size")
-
-
 def check_cam_config(cam: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the ``cam`` section with optional keys filled in; fail clearly on bad values."""
-    missing = [k for k in REQUIRED_KEYS if k not in cam]
-    if missing:
-        raise KeyError(f"cam parameters lack {missing} (see params/quick.yaml, section 'cam')")
-    out = {"scorecam_max_channels": None, "target": "logit", **dict(cam)}
-    if out["target"] not in ("logit", "margin"):
-        raise ValueError(f"cam.target must be 'logit' or 'margin', got {out['target']!r}")
-    if not out["layers"]:
-        raise ValueError("cam.layers is empty: name the layers UM-CAM fuses (e.g. [block1, ..., block5])")
-    for key in ("batch_size", "scorecam_batch_size"):
-        if int(out[key]) < 1:
-            raise ValueError(f"cam.{key} must be >= 1, got {out[key]!r}")
-    if out["scorecam_max_channels"] is not None and int(out["scorecam_max_channels"]) < 1:
-        raise ValueError(f"cam.scorecam_max_channels must be null or >= 1, got {out['scorecam_max_channels']!r}")
-    return out
+    """The ``cam`` section checked against the schema, missing keys at their defaults
+    (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
+    return check_section("cam", cam)
 
 
 def study_layers(fused: Sequence[str]) -> list[str]:
@@ -122,7 +122,7 @@ def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Seque
             "umcam": np.asarray(umcam(sel), dtype=np.float16)}
 
 
-def evaluate_seed(model: nn.Module, slices: "SliceSet", run_dir: str | Path, cam: Mapping[str, Any],
+def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: Mapping[str, Any],
                   seed: int, stage: str, device: str | torch.device | None = None, amp: bool = False,
                   primary: bool = False) -> dict[str, Any]:
     """Score one seed's classifier as notebook 03 (``stage="variants"``) or 04 (``"fusion"``) does.
@@ -138,14 +138,10 @@ def evaluate_seed(model: nn.Module, slices: "SliceSet", run_dir: str | Path, cam
         ``results`` (map name -> CamEvaluation) and, for ``"fusion"``, ``localisation``
         (:func:`umcam_lib.cam.diagnostics.layer_localisation` on validation).
     """
-    from ..metrics import threshold_grid
-    from .diagnostics import layer_localisation
-    from .pseudo_mask import eval_rows, evaluate_and_record
-
     cam = check_cam_config(cam)
     grid = threshold_grid(cam["threshold_grid"])
     rows = eval_rows(slices)
-    names = _method_names()
+    names = METHOD_NAMES
     if stage == "variants":
         maps, _ = compute_cam_variants(model, slices.images[rows], cam, device=device, amp=amp, progress=False)
         results = evaluate_and_record(run_dir, slices, "table2", {n: (rows, m) for n, m in maps.items()},
@@ -164,12 +160,7 @@ def evaluate_seed(model: nn.Module, slices: "SliceSet", run_dir: str | Path, cam
     raise ValueError(f"stage must be 'variants' or 'fusion', got {stage!r}")
 
 
-def _method_names() -> dict[str, str]:
-    from . import METHOD_NAMES
-    return METHOD_NAMES
-
-
-def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: "SliceSet", run_dir: str | Path,
+def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_dir: str | Path,
                          cam: Mapping[str, Any], stage: str, device: str | torch.device | None = None,
                          amp: bool = False) -> pd.DataFrame:
     """:func:`evaluate_seed` for the classifiers of the extra seeds (seed -> trained model; the
@@ -192,4 +183,85 @@ def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: "SliceSet", ru
             for r in res["localisation"].itertuples():
                 out.append({"seed": s, "method": r.layer, "split": "val", "threshold": r.threshold,
                             "dsc": r.dsc, "pointing": r.pointing})
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- records
+def record_evaluation(run_dir: str | Path, table: str, result: CamEvaluation,
+                      save_threshold_as: str | None = None, seed: int | None = None,
+                      keep_threshold: bool = True) -> None:
+    """Record a :class:`CamEvaluation` in ``table``'s pseudo-mask section and store its threshold.
+
+    Parameters
+    ----------
+    table : {"table1", "table2"}
+        Which table's ``pseudo_mask`` section the rows belong to.
+    save_threshold_as : str, optional
+        Key in ``thresholds.json`` (default: ``result.name``).
+    seed : int, optional
+        Seed of the classifier the maps came from (rows of several seeds get a seed spread).
+    keep_threshold : bool
+        Store the threshold in ``thresholds.json`` (the maps later notebooks read: only the
+        primary seed's).
+    """
+    for split, df in result.scores.items():
+        report.record_scores(run_dir, table, "pseudo_mask", result.method, split,
+                             df["id"].to_numpy(), df["dsc"].to_numpy(), df["hd95"].to_numpy(), seed=seed)
+    if keep_threshold:
+        save_threshold(run_dir, save_threshold_as or result.name, result.threshold)
+
+
+def evaluate_and_record(run_dir: str | Path, slices: SliceSet, table: str,
+                        maps_by_name: Mapping[str, tuple[np.ndarray, np.ndarray]], grid: Sequence[float],
+                        method_names: Mapping[str, str], seed: int | None = None,
+                        keep_thresholds: bool = True) -> dict[str, CamEvaluation]:
+    """Evaluate several CAMs, record their Table rows and thresholds.
+
+    Parameters
+    ----------
+    maps_by_name : mapping
+        map name -> ``(index [n], maps [n, H, W])``.
+    method_names : mapping
+        map name -> name in the table (e.g. ``{"umcam": "UM-CAM"}``).
+    seed, keep_thresholds
+        See :func:`record_evaluation`.
+
+    Returns
+    -------
+    dict
+        map name -> :class:`CamEvaluation`.
+    """
+    out = {}
+    for name, (index, maps) in maps_by_name.items():
+        res = evaluate_cam(slices, index, maps, grid, name, method_names.get(name, name))
+        record_evaluation(run_dir, table, res, seed=seed, keep_threshold=keep_thresholds)
+        out[name] = res
+    return out
+
+
+#: Table name of the floor row: a pseudo mask covering the whole slice.
+FLOOR_METHOD = "All-foreground"
+
+
+def record_floor(run_dir: str | Path, slices: SliceSet, tables: Sequence[str] = ("table1", "table2")) -> pd.DataFrame:
+    """Record the all-foreground pseudo mask (every pixel "brain") as a row of ``tables``.
+
+    Every pseudo-mask row must beat this floor: a CAM that does not localise at all, thresholded
+    low enough, gives it. Scored on the positive validation and test slices like the CAMs.
+
+    Returns
+    -------
+    DataFrame
+        ``split, n, dsc, hd95`` (means).
+    """
+    out = []
+    for split in EVAL_SPLITS:
+        rows = slices.positive_rows([split])
+        if rows.size == 0:
+            continue
+        ones = np.ones((rows.size, *slices.images.shape[1:]), dtype=np.float32)
+        dsc, hd = score_pseudo_masks(ones, slices.masks[rows], 0.5)
+        for table in tables:
+            report.record_scores(run_dir, table, "pseudo_mask", FLOOR_METHOD, split, rows, dsc, hd)
+        out.append({"split": split, "n": int(rows.size), "dsc": float(np.mean(dsc)), "hd95": float(np.mean(hd))})
     return pd.DataFrame(out)

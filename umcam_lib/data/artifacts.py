@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,14 @@ class SliceSet:
         if positive_only:
             keep &= self.labels == 1
         return np.flatnonzero(keep)
+
+    def positive_rows(self, splits: Sequence[str] = SPLITS) -> np.ndarray:
+        """Rows of the positive slices of ``splits``, split after split (ascending within each).
+
+        The slices a map is computed for, a threshold chosen on or a pseudo mask scored on.
+        """
+        parts = [self.indices(s, positive_only=True) for s in splits]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def volume_slices(self, volume: int) -> np.ndarray:
         """Row indices of one volume's slices, in stack order."""

@@ -30,6 +30,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .. import io, runtime
+from ..config import check_section, default
 from ..config import fingerprint as _hash
 from ..paths import resolve
 from .artifacts import SPLITS, SliceSet, load_slices, save_slices, slices_path, volumes_path
@@ -38,7 +39,7 @@ from .nifti import DataError, Stack, StackRef, find_stacks, read_stack, scan_sta
 PREPARE_VERSION = 2
 """Bump when the preparation changes, so that cached slice sets are rebuilt."""
 
-DEFAULT_GLOB = "**/*_T2w.nii*"
+DEFAULT_GLOB: str = default("data.image_glob")
 """Images: ``.nii`` and ``.nii.gz`` stacks named ``*_T2w``."""
 
 MIN_SPLIT_SLICES = {"val": 5, "test": 1}
@@ -335,24 +336,22 @@ def _cohort_refs(data: Mapping[str, Any], run_dir: Path, seed: int, progress: bo
     ``notes`` (when given) receives one line per input file left out and per subject formed
     from a folder name; each is also printed and warned.
     """
-    source = data.get("source", "synthetic")
-    mask_suffix = data.get("mask_suffix", "_desc-brain_mask")
+    source, mask_suffix = data["source"], data["mask_suffix"]
     if source == "synthetic":
         cohort_dir = run_dir / "cohort"
         _drop_stale_cohort(cohort_dir)
         paths = _generate_cohort(cohort_dir, n_volumes=int(data["n_volumes"]), seed=seed,
-                                matrix=int(data.get("phantom_matrix", 512)), workers=runtime.worker_count(workers),
+                                matrix=int(data["phantom_matrix"]), workers=runtime.worker_count(workers),
                                 progress=progress)
         refs: list[StackRef] = []
         for p in map(Path, paths):
-            refs.extend(find_stacks(p, data.get("image_glob", DEFAULT_GLOB), mask_suffix)
+            refs.extend(find_stacks(p, data["image_glob"], mask_suffix)
                         if p.is_dir() else [stack_ref(p, mask_suffix)])
         return sorted(refs, key=lambda r: str(r.image))
     if source == "nifti":
         from .fetch import resolve_root  # a folder, or "fetal-mri-cc0": the public stacks (local copy or fetched)
 
-        refs, skipped, grouped = scan_stacks(resolve_root(data.get("root")), data.get("image_glob", DEFAULT_GLOB),
-                                             mask_suffix)
+        refs, skipped, grouped = scan_stacks(resolve_root(data["root"]), data["image_glob"], mask_suffix)
         lines = [f"skipped {path}: {why}" for path, why in skipped] + grouped
         for line in lines:
             warnings.warn(line, stacklevel=2)
@@ -461,7 +460,8 @@ def prepare_dataset(data: Mapping[str, Any], run_dir: str | Path, seed: int, pro
     data : mapping
         The ``data`` section of a profile (``source``, ``root``, ``image_glob``,
         ``mask_suffix``, ``n_volumes``, ``phantom_matrix``, ``spacing_mm``, ``image_size``,
-        ``split_ratio``, ``val_subjects``, ``test_subjects``).
+        ``split_ratio``, ``val_subjects``, ``test_subjects``), checked against the schema
+        (:class:`umcam_lib.config.DataParams`; keys it lacks take their defaults).
     run_dir : str or Path
         Run folder; writes ``data/slices.npz``, ``data/volumes.csv``,
         ``data/fingerprint.json`` (and ``cohort/`` for the synthetic source).
@@ -480,6 +480,7 @@ def prepare_dataset(data: Mapping[str, Any], run_dir: str | Path, seed: int, pro
         loaded instead.
         Nothing is written before every stack has been read and prepared.
     """
+    data = check_section("data", data)
     run_dir = resolve(run_dir)
     # the synthetic cohort is cached by the phantom module (regenerated when its parameters or
     # generator change); the fingerprint covers the parameters and the files it produced
@@ -492,13 +493,9 @@ def prepare_dataset(data: Mapping[str, Any], run_dir: str | Path, seed: int, pro
             print(f"reusing {slices_path(run_dir)} (data parameters and input files unchanged)")
         cached.notes = _read_notes(run_dir)
         return cached
-    for name in ("val_subjects", "test_subjects"):
-        if isinstance(data.get(name), str):
-            raise DataError(f"data.{name} must be a list of subject ids or stack names, got the string "
-                            f"{data[name]!r}; write [{data[name]}]")
     splits = split_subjects(
-        [r.subject for r in refs], ratio=data.get("split_ratio", (80, 10, 25)), seed=seed,
-        val_subjects=data.get("val_subjects") or (), test_subjects=data.get("test_subjects") or (),
+        [r.subject for r in refs], ratio=data["split_ratio"], seed=seed,
+        val_subjects=data["val_subjects"], test_subjects=data["test_subjects"],
         names=[r.name for r in refs],
     )
     s = build_slice_set(refs, float(data["spacing_mm"]), int(data["image_size"]), splits, progress, notes=notes)

@@ -24,7 +24,9 @@ from .pseudo_labels import (SPL_RULES, NoSeedsError, SPLBatch, egd_cues, explain
                             spl_from_distances)
 from .seed_points import largest_component, seed_mask, seeds, seeds_batch
 from .quality import spl_quality
-from .threshold import (RULES, binarise, grid_values, load_thresholds, resolve_threshold, variance_thresholds,
+from ..metrics import binarise
+from ..thresholds import load_thresholds
+from .threshold import (RULES, grid_values, resolve_threshold, variance_thresholds,
                         within_class_variance)
 
 __all__ = [

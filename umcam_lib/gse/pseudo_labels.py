@@ -24,11 +24,14 @@ import pandas as pd
 from scipy.special import expit
 
 from .. import runtime
+from ..config import check_choice, choices
+from ..metrics import binarise
 from .geodesic import geodesic_batch, geodesic_batch_points, geodesic_geodistk, zscore
 from .seed_points import largest_component, seed_mask, seeds, seeds_batch
-from .threshold import DEFAULT_GRID, binarise, variance_thresholds
+from .threshold import DEFAULT_GRID, variance_thresholds
 
-SPL_RULES = ("ratio", "authors")
+#: ``gse.spl_rule`` values (from the schema, :class:`umcam_lib.config.GseParams`).
+SPL_RULES = choices("gse.spl_rule")
 BACKENDS = ("batched", "geodistk")
 N_BG = 4
 
@@ -44,7 +47,7 @@ def egd_cues(d_f: np.ndarray, d_b: np.ndarray, beta: float = 4.0) -> tuple[np.nd
 
 def _check_rule(rule: str) -> None:
     if rule not in SPL_RULES:
-        raise ValueError(f"gse.spl_rule must be one of {SPL_RULES}, got {rule!r}")
+        check_choice("gse.spl_rule", rule)
 
 
 def spl_from_distances(d_f: np.ndarray, d_b: np.ndarray, beta: float = 4.0, rule: str = "ratio",

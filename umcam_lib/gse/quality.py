@@ -25,17 +25,12 @@ import pandas as pd
 
 from .. import metrics
 from ..data.artifacts import SliceSet
+from ..maps import row_positions
+from ..metrics import binarise
 from .seed_points import largest_component
-from .threshold import binarise
 
 COLUMNS = ["method", "split", "n", "dsc_mean", "dsc_std", "hd95_mean", "hd95_std"]
 SPL_CUT = 0.5
-
-
-def _lookup(index: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Position of each of ``rows`` in ``index`` (-1 where absent)."""
-    pos = {int(r): i for i, r in enumerate(np.asarray(index))}
-    return np.array([pos.get(int(r), -1) for r in rows], dtype=np.int64)
 
 
 def prediction_masks(rows: np.ndarray, spl_index: np.ndarray, spl_maps: np.ndarray, cam_index: np.ndarray,
@@ -57,7 +52,7 @@ def prediction_masks(rows: np.ndarray, spl_index: np.ndarray, spl_maps: np.ndarr
         Threshold each slice's seeds came from (NaN = no seeds); adds ``UM-CAM seed mask``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    cpos = _lookup(cam_index, rows)
+    cpos = row_positions(cam_index, rows)
     if (cpos < 0).any():
         raise ValueError(f"the UM-CAM maps lack slice rows {rows[cpos < 0][:10].tolist()}: "
                          f"notebook 04 must save a map for every slice")
@@ -69,7 +64,7 @@ def prediction_masks(rows: np.ndarray, spl_index: np.ndarray, spl_maps: np.ndarr
         for i in np.flatnonzero(np.isfinite(t)):
             seed[i] = largest_component(binarise(cams[i], t[i]))
         out["UM-CAM seed mask"] = seed
-    spos = _lookup(spl_index, rows)
+    spos = row_positions(spl_index, rows)
     spl = np.zeros(cams.shape, bool)
     have = spos >= 0
     spl[have] = spl_maps[spos[have]] > SPL_CUT

@@ -4,7 +4,7 @@ The authors' code pushes the background seeds 5 pixels out from the UM-CAM box o
 i.e. 5 mm. On the quick profile's 2 mm grid the same 5 pixels are 10 mm. ``gse.margin_mm``
 states the margin in millimetres and :func:`margin_pixels` converts it with the slice set's
 in-plane spacing, so a profile at another resolution keeps the same anatomy between the box and
-its background seeds. (``gse.margin``, in pixels, is still accepted when ``margin_mm`` is absent.)
+its background seeds.
 
 The geodesic distance of Eq. 5 with ``gse.lamb = 1`` integrates intensity change along a path
 and has no spatial unit; with ``lamb < 1`` a Euclidean term in pixels enters. Its weight is
@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from .pseudo_labels import SPL_RULES, spl_batch
+from ..config import check_section
+from .pseudo_labels import spl_batch
 
 #: Columns of the sweep table.
 SWEEP_COLUMNS = ["spl_rule", "beta", "lamb", "margin_mm", "margin_px", "n", "with_spl", "val_dsc_mean",
@@ -44,41 +45,31 @@ def margin_pixels(margin_mm: float, spacing_mm: float) -> int:
 def spl_settings(gse_cfg: Mapping[str, Any], spacing_mm: float) -> dict[str, Any]:
     """Keyword arguments of :func:`umcam_lib.gse.spl_batch` from the ``gse`` section.
 
-    ``margin`` comes from ``margin_mm`` (converted with ``spacing_mm``) or, when that key is
-    absent or null, from the legacy pixel ``margin``.
+    The section is checked against the schema (:func:`umcam_lib.config.check_section`; keys it
+    lacks take their defaults); ``margin`` is ``margin_mm`` converted with ``spacing_mm``.
     """
-    if gse_cfg.get("margin_mm") is not None:
-        margin = margin_pixels(float(gse_cfg["margin_mm"]), spacing_mm)
-    elif "margin" in gse_cfg:
-        margin = int(gse_cfg["margin"])
-    else:
-        raise KeyError("the gse section needs margin_mm (or the legacy pixel margin)")
-    rule = str(gse_cfg.get("spl_rule", "ratio"))
-    if rule not in SPL_RULES:
-        raise ValueError(f"gse.spl_rule must be one of {SPL_RULES}, got {rule!r}")
-    return {"beta": float(gse_cfg["beta"]), "lamb": float(gse_cfg["lamb"]), "iterations": int(gse_cfg["iterations"]),
-            "margin": margin, "spl_rule": rule}
+    g = check_section("gse", gse_cfg)
+    return {"beta": float(g["beta"]), "lamb": float(g["lamb"]), "iterations": int(g["iterations"]),
+            "margin": margin_pixels(float(g["margin_mm"]), spacing_mm), "spl_rule": str(g["spl_rule"])}
 
 
 def sweep_points(gse_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The grid of the GSE sweep (rule, beta, lamb, margin_mm); empty when no sweep list is set.
+    """The grid of the GSE sweep (rule, beta, lamb, margin_mm); empty when every sweep list is empty.
 
-    Lists default to the single configured value. The ``ratio`` rule takes only ``gse.beta``
-    (its mask does not depend on beta); the ``authors`` rule takes every ``sweep_beta``.
+    An empty list stands for the single configured value. The ``ratio`` rule takes only
+    ``gse.beta`` (its mask does not depend on beta); the ``authors`` rule takes every ``sweep_beta``.
     """
+    g = check_section("gse", gse_cfg)
     keys = ("sweep_margin_mm", "sweep_lamb", "sweep_rules", "sweep_beta")
-    if not any(gse_cfg.get(k) for k in keys):
+    if not any(g[k] for k in keys):
         return []
-    margins = [float(m) for m in (gse_cfg.get("sweep_margin_mm") or [gse_cfg.get("margin_mm", 5.0)])]
-    lambs = [float(v) for v in (gse_cfg.get("sweep_lamb") or [gse_cfg["lamb"]])]
-    rules = [str(r) for r in (gse_cfg.get("sweep_rules") or [gse_cfg.get("spl_rule", "ratio")])]
-    betas = [float(b) for b in (gse_cfg.get("sweep_beta") or [gse_cfg["beta"]])]
-    bad = [r for r in rules if r not in SPL_RULES]
-    if bad:
-        raise ValueError(f"gse.sweep_rules has unknown rules {bad}; expected some of {SPL_RULES}")
+    margins = [float(m) for m in (g["sweep_margin_mm"] or [g["margin_mm"]])]
+    lambs = [float(v) for v in (g["sweep_lamb"] or [g["lamb"]])]
+    rules = [str(r) for r in (g["sweep_rules"] or [g["spl_rule"]])]
+    betas = [float(b) for b in (g["sweep_beta"] or [g["beta"]])]
     out = []
     for rule, lamb, margin in itertools.product(rules, lambs, margins):
-        for beta in (betas if rule == "authors" else [float(gse_cfg["beta"])]):
+        for beta in (betas if rule == "authors" else [float(g["beta"])]):
             out.append({"spl_rule": rule, "beta": beta, "lamb": lamb, "margin_mm": margin})
     return out
 

@@ -12,35 +12,27 @@ Two rules, chosen by ``gse.threshold_rule``:
     empty class as variance 0), thresholds that leave either class empty are not candidates;
     a slice with no candidate gets no threshold (NaN) and hence no seeds.
 
-A pixel is foreground when ``CAM >= t`` (both compared in float32).
+A pixel is foreground when ``CAM >= t`` (both compared in float32: :func:`umcam_lib.metrics.binarise`).
+The thresholds file is read with :func:`umcam_lib.thresholds.load_thresholds`.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..config import check_choice, choices, default
 from ..metrics import threshold_grid
-from ..paths import resolve
 
-RULES = ("grid", "variance")
-DEFAULT_GRID = (0.05, 0.95, 0.05)
+#: ``gse.threshold_rule`` values (from the schema, :class:`umcam_lib.config.GseParams`).
+RULES = choices("gse.threshold_rule")
+#: ``cam.threshold_grid``'s default: 0.05, 0.10, ..., 0.95.
+DEFAULT_GRID: tuple[float, ...] = tuple(default("cam.threshold_grid"))
 
 
 def grid_values(spec: Sequence[float] = DEFAULT_GRID) -> np.ndarray:
     """Inclusive threshold grid ``[start, stop, step]`` as float64 (0.05, 0.10, ..., 0.95)."""
     return threshold_grid(spec)
-
-
-def binarise(cam: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
-    """``cam >= threshold`` in float32; ``threshold`` may be one value or one per slice [N]."""
-    cam = np.asarray(cam, dtype=np.float32)
-    t = np.asarray(threshold, dtype=np.float32)
-    if t.ndim == 1:
-        t = t.reshape((-1,) + (1,) * (cam.ndim - 1))
-    return cam >= t
 
 
 def within_class_variance(images: np.ndarray, cams: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -114,17 +106,6 @@ def variance_thresholds(images: np.ndarray, cams: np.ndarray,
     return float(out[0]) if single else out
 
 
-def load_thresholds(run_dir: str | Path) -> dict[str, float]:
-    """Read ``run_dir/cams/thresholds.json`` (method name -> validation-chosen threshold)."""
-    path = resolve(run_dir) / "cams" / "thresholds.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run notebook 04 (UM-CAM) first")
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of method -> threshold")
-    return data
-
-
 #: Keys under which thresholds.json may hold the UM-CAM threshold (map name first).
 UMCAM_KEYS = ("umcam", "UM-CAM")
 
@@ -147,10 +128,8 @@ def resolve_threshold(rule: str, thresholds: Mapping[str, float] | None = None,
         The validation-chosen UM-CAM threshold for ``grid``, the string ``"variance"`` for
         the per-slice rule.
     """
-    if rule == "variance":
+    if check_choice("gse.threshold_rule", rule) == "variance":
         return "variance"
-    if rule != "grid":
-        raise ValueError(f"gse.threshold_rule must be one of {RULES}, got {rule!r}")
     found = [k for k in keys if thresholds and k in thresholds]
     if not found:
         known = sorted(thresholds) if thresholds else []

@@ -27,7 +27,8 @@ Implementation here (``AMRClassifier``):
     forward(x)      the compensation branch's logits [B, 2] (what the validation F1 selects on)
     training_loss   CE(spotlight) + CE(compensation) + consistency * L1(CAM_s, CAM_c)
 
-Choices against the published method (named in notebook 07):
+The baseline built on it (training, the localisation map, its threshold and pseudo labels) is
+:mod:`umcam_lib.baselines.amr`. Choices against the published method (named in notebook 07):
 
 - CAMs in the consistency term are each branch's class map of the brain class (ReLU, divided
   by its per-image maximum, so the term compares shapes, not scales) on positive slices only;
@@ -42,22 +43,18 @@ Choices against the published method (named in notebook 07):
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import runtime
-from ..data.artifacts import SliceSet
 from .drs import weights_fingerprint
 from .vgg import BLOCK_LAYERS, VGGClassifier
 
 #: The block outputs that get an AMM in the compensation branch (module names).
 AMM_LAYERS: tuple[str, ...] = tuple(BLOCK_LAYERS[f"block{i}"] for i in range(1, 6))
+
 
 _EPS = 1e-6
 
@@ -276,92 +273,3 @@ def amr_classifier(spotlight: VGGClassifier, consistency: float = 1.0, reduction
     """Build an :class:`AMRClassifier` around a trained plain classifier ``spotlight``."""
     return AMRClassifier(spotlight, consistency=consistency, reduction=reduction,
                          init_from_spotlight=init_from_spotlight)
-
-
-def build_amr(spotlight: VGGClassifier, baselines: Mapping[str, Any], seed: int | None = None) -> AMRClassifier:
-    """The AMR classifier of a profile around ``spotlight`` (settings from the ``baselines`` section).
-
-    Parameters
-    ----------
-    spotlight : VGGClassifier
-        Notebook 02's classifier (``train.classifier.load_classifier(run_dir / "classifier", classifier)``).
-    baselines : mapping
-        ``amr_consistency`` and optional ``amr_reduction`` (see :func:`.drs.baseline_options`).
-    seed : int, optional
-        Seed torch first (the AMM weights are random).
-    """
-    from .drs import baseline_options
-
-    opts = baseline_options(baselines)
-    if seed is not None:
-        runtime.seed_everything(int(seed))
-    return amr_classifier(spotlight, consistency=float(opts["amr_consistency"]),
-                          reduction=int(opts["amr_reduction"]))
-
-
-def amr_cams(model: AMRClassifier, images: np.ndarray, layer: str = "block5", batch_size: int = 64,
-             device: str | torch.device | None = None, amp: bool = False, progress: bool = True) -> np.ndarray:
-    """AMR localisation maps: the mean of both branches' Grad-CAMs of ``layer``, renormalised.
-
-    Parameters
-    ----------
-    model : AMRClassifier
-    images : ndarray, shape (N, H, W)
-        Slices in [0, 1].
-    layer : str
-        Block or module name of the VGG branches.
-
-    Returns
-    -------
-    ndarray, float16, shape (N, H, W)
-        Maps in [0, 1] (each divided by its maximum; all-zero stays zero).
-    """
-    from ..cam.gradcam import compute_cams
-
-    s = compute_cams(model.spotlight, images, [layer], batch_size, device, amp, progress=progress,
-                     desc="AMR spotlight")[0].astype(np.float32)
-    c = compute_cams(model.compensation, images, [layer], batch_size, device, amp, progress=progress,
-                     desc="AMR compensation")[0].astype(np.float32)
-    return renormalise((s + c) / 2.0)
-
-
-def renormalise(maps: np.ndarray) -> np.ndarray:
-    """Divide each map [N, H, W] by its maximum (all-zero maps stay zero) -> float16."""
-    maps = np.asarray(maps, dtype=np.float32)
-    peak = maps.reshape(maps.shape[0], -1).max(axis=1) if maps.size else np.zeros(0, np.float32)
-    scale = np.where(peak > 0, peak, 1.0)[:, None, None]
-    return (maps / scale).astype(np.float16)
-
-
-def train_amr(slices: SliceSet, classifier: Mapping[str, Any], baselines: Mapping[str, Any],
-              out_dir: str | Path, spotlight: VGGClassifier, device: str | torch.device = "auto",
-              amp: bool = True, seed: int = 0, progress: bool = True) -> tuple[AMRClassifier, pd.DataFrame]:
-    """Train AMR's compensation branch with the classifier recipe; return the best epoch and history.
-
-    Parameters
-    ----------
-    slices : SliceSet
-        Image-level labels of the training slices; validation F1 of the compensation branch
-        picks the epoch.
-    classifier, baselines : mapping
-        Parameter sections (the recipe, with ``epochs = baselines.epochs``).
-    out_dir : path
-        Checkpoints (``best.pt``, ``last.pt``, ``history.csv``); an interrupted run resumes.
-    spotlight : VGGClassifier
-        Notebook 02's trained classifier (frozen spotlight branch and warm start).
-    device, amp, seed, progress
-        As :func:`umcam_lib.train.classifier.train_classifier`.
-
-    Returns
-    -------
-    model : AMRClassifier
-        Weights of the best validation epoch, eval mode, on ``device``.
-    history : DataFrame
-    """
-    from ..train.classifier import load_classifier, train_classifier
-    from .drs import training_recipe
-
-    model = build_amr(spotlight, baselines, seed=seed)
-    history = train_classifier(model, slices, training_recipe(classifier, baselines), out_dir, device, amp, seed,
-                               progress)
-    return load_classifier(out_dir, classifier, model=model, device=device), history

@@ -1,4 +1,4 @@
-"""DRS: discriminative region suppression (Kim, Han and Kim, AAAI 2021), the first weak baseline.
+"""DRS: discriminative region suppression (Kim, Han and Kim, AAAI 2021), the network.
 
 A classifier trained with image-level labels looks only at the few pixels that separate the
 classes best, so its CAM covers a small part of the object. DRS caps every activation of every
@@ -18,40 +18,22 @@ This module builds the DRS classifier on the study's VGG-16 (:mod:`umcam_lib.mod
                  names of ``BLOCK_LAYERS`` still address the last ReLU of each block, whose
                  output is now the suppressed activation)
     extra.*      ``extra_layers`` 3x3 convolutions (C5 -> C5) each followed by a suppressed ReLU,
-                 as the DRS authors' "extra" layers (they use three)
+                 as the DRS authors' "extra" layers (they use three); identities (Dirac kernels)
+                 when the network is warm-started from a trained plain classifier
     classifier   1x1 convolution to 2 classes, then global average pooling (as the study's VGG)
 
-Choices against the published method (named in notebook 07):
-
-- the localisation map is the Grad-CAM of ``block5`` (``features.29``, the last ReLU of the
-  backbone, stride 16) for the brain class, the same layer as the study's Grad-CAM baseline;
-  the DRS authors read the class map of the final 1x1 layer, which in the non-dilated VGG has
-  stride 32 (4 x 4 pixels at 128 x 128) - too coarse to compare boundaries;
-- the map is read either as trained, every activation capped (the DRS authors' inference), or
-  with the caps switched off (:func:`suppression_disabled`); :func:`choose_readout` keeps the
-  one with the higher validation Dice (``baselines.drs_readout``, default ``auto``). On this
-  study's coarse feature maps the capped readout tends to saturate over most of the slice:
-  capping every layer removes the contrast inside broadly active channels;
-- notebook 07 warm-starts the network from notebook 02's classifier (the DRS authors start
-  from ImageNet weights, which the study does not have); the extra layers then start as
-  identities. The fifth block is dilated only when the study's classifier is;
-- the authors' second stage (a refinement network trained on the localisation maps and
-  saliency maps) is not used: the map goes straight to the study's threshold -> UNet path.
+The baseline built on it (training, localisation maps, threshold, pseudo labels; the choices
+against the published method) is :mod:`umcam_lib.baselines.drs`.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from .. import runtime
-from ..data.artifacts import SliceSet
 from .vgg import VGGClassifier, vgg16_classifier
 
 #: Default suppression factor of the DRS paper (their best on PASCAL VOC).
@@ -181,7 +163,7 @@ class DRSClassifier(VGGClassifier):
         3x3 convolution + suppressed ReLU layers between the backbone and the 1x1 head
         (``baselines.drs_extra_layers``; 3 in the DRS paper, 0 for none).
     warm_start : bool
-        The weights will be copied from a trained plain classifier (:func:`build_drs` ``init``):
+        The weights will be copied from a trained plain classifier (:func:`drs_classifier` ``init``):
         the extra layers start as identities (Dirac kernels) instead of a random initialisation.
     **vgg_options
         ``pooling``, ``lse_r``, ``input_norm``, ``padding`` of :class:`VGGClassifier` (those of
@@ -243,7 +225,7 @@ def suppression_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` with every :class:`Suppression` switched off (plain ReLUs) inside the block.
 
     Reading a DRS-trained network without its caps shows where the training spread the
-    activation, without the saturation the caps cause (see :func:`drs_cams`).
+    activation, without the saturation the caps cause (see :func:`umcam_lib.baselines.drs.drs_cams`).
     """
     modules = [m for m in model.modules() if isinstance(m, Suppression)]
     before = [m.enabled for m in modules]
@@ -316,247 +298,3 @@ def copy_plain_weights(source: VGGClassifier, target: nn.Module) -> None:
                              f"the classifier section must match notebook 02's")
         state[key] = value.detach().clone()
     target.load_state_dict(state, strict=False)
-
-
-def baseline_options(baselines: Mapping[str, Any]) -> dict[str, Any]:
-    """The DRS / AMR settings of a ``baselines`` parameter section, checked, with defaults.
-
-    Keys: ``drs_delta`` (0.55), ``drs_learnable`` (false), ``drs_extra_layers`` (3),
-    ``drs_readout`` ("auto": DRS map with or without its caps, chosen on validation; or
-    "suppressed" / "unsuppressed"), ``amr_consistency`` (1.0), ``amr_reduction`` (4),
-    ``epochs`` (required).
-
-    Raises
-    ------
-    ValueError
-        Naming the ``baselines.*`` key that is missing or out of range.
-    """
-    if "epochs" not in baselines:
-        raise ValueError("the baselines section needs 'epochs' (classifier epochs of DRS and AMR)")
-    out = {"drs_delta": DEFAULT_DELTA, "drs_learnable": False, "drs_extra_layers": 3, "drs_readout": "auto",
-           "amr_consistency": 1.0, "amr_reduction": 4, **dict(baselines)}
-    if not 0.0 < float(out["drs_delta"]) <= 1.0:
-        raise ValueError(f"baselines.drs_delta must be in (0, 1], got {out['drs_delta']!r}")
-    if int(out["drs_extra_layers"]) < 0:
-        raise ValueError(f"baselines.drs_extra_layers must be >= 0, got {out['drs_extra_layers']!r}")
-    if float(out["amr_consistency"]) < 0:
-        raise ValueError(f"baselines.amr_consistency must be >= 0, got {out['amr_consistency']!r}")
-    if int(out["amr_reduction"]) < 1:
-        raise ValueError(f"baselines.amr_reduction must be >= 1, got {out['amr_reduction']!r}")
-    if out["drs_readout"] not in ("auto", "suppressed", "unsuppressed"):
-        raise ValueError(f"baselines.drs_readout must be 'auto', 'suppressed' or 'unsuppressed', "
-                         f"got {out['drs_readout']!r}")
-    if int(out["epochs"]) < 1:
-        raise ValueError(f"baselines.epochs must be >= 1, got {out['epochs']!r}")
-    return out
-
-
-def build_drs(classifier: Mapping[str, Any], baselines: Mapping[str, Any], in_channels: int = 1,
-              seed: int | None = None, init: VGGClassifier | None = None) -> DRSClassifier:
-    """The DRS classifier of a profile: architecture from ``classifier``, DRS from ``baselines``.
-
-    Parameters
-    ----------
-    classifier : mapping
-        The ``classifier`` section (``width``, ``dilated``, ``pretrained``).
-    baselines : mapping
-        The ``baselines`` section (see :func:`baseline_options`).
-    seed : int, optional
-        Seed torch first, so the random initialisation is reproducible.
-    init : VGGClassifier, optional
-        Warm start from this trained plain classifier (see :func:`drs_classifier`).
-    """
-    opts = baseline_options(baselines)
-    if seed is not None:
-        runtime.seed_everything(int(seed))
-    return drs_classifier(width=float(classifier["width"]), in_channels=in_channels,
-                          dilated=bool(classifier["dilated"]), pretrained=classifier.get("pretrained", False),
-                          delta=float(opts["drs_delta"]), learnable=bool(opts["drs_learnable"]),
-                          extra_layers=int(opts["drs_extra_layers"]), init=init,
-                          batch_norm=bool(classifier.get("batch_norm", False)),
-                          pooling=str(classifier.get("pooling", "avg")), lse_r=float(classifier.get("lse_r", 5.0)),
-                          input_norm=str(classifier.get("input_norm", "imagenet")),
-                          padding=str(classifier.get("padding", "zeros")))
-
-
-def drs_cams(model: DRSClassifier, images: np.ndarray, layer: str = "block5", batch_size: int = 64,
-             device: str | torch.device | None = None, amp: bool = False, progress: bool = True,
-             suppress: bool = True) -> np.ndarray:
-    """DRS localisation maps: Grad-CAM of ``layer`` (default ``block5``) for the brain class.
-
-    Parameters
-    ----------
-    model : DRSClassifier
-    images : ndarray, shape (N, H, W)
-        Slices in [0, 1].
-    layer : str
-        Block or module name (``block5`` = ``features.29``).
-    batch_size, device, amp, progress
-        As :func:`umcam_lib.cam.gradcam.compute_cams`.
-    suppress : bool
-        ``True``: the network as trained, every activation capped (the DRS authors' inference).
-        ``False``: the same weights read with the caps switched off (:func:`suppression_disabled`).
-        Capping at every layer removes the contrast inside broadly active channels, so on
-        coarse feature maps the capped readout can saturate over most of the slice;
-        :func:`choose_readout` picks between the two on validation.
-
-    Returns
-    -------
-    ndarray, float16, shape (N, H, W)
-        Maps in [0, 1], each divided by its maximum.
-    """
-    from ..cam.gradcam import compute_cams
-
-    desc = "DRS Grad-CAM" + ("" if suppress else " (caps off)")
-    if suppress:
-        return compute_cams(model, images, [layer], batch_size, device, amp, progress=progress, desc=desc)[0]
-    with suppression_disabled(model):
-        return compute_cams(model, images, [layer], batch_size, device, amp, progress=progress, desc=desc)[0]
-
-
-# ----------------------------------------------------------------------------- the baseline path
-# Shared by DRS and AMR (notebook 07): classifier -> CAM -> validation threshold -> pseudo labels.
-
-def training_recipe(classifier: Mapping[str, Any], baselines: Mapping[str, Any]) -> dict[str, Any]:
-    """The classifier recipe (``classifier`` section) with ``epochs = baselines.epochs``."""
-    return {**dict(classifier), "epochs": int(baseline_options(baselines)["epochs"])}
-
-
-def train_drs(slices: SliceSet, classifier: Mapping[str, Any], baselines: Mapping[str, Any], out_dir: str | Path,
-              init: VGGClassifier | None = None, device: str | torch.device = "auto", amp: bool = True,
-              seed: int = 0, progress: bool = True) -> tuple[DRSClassifier, pd.DataFrame]:
-    """Train the DRS classifier with the classifier recipe; return its best epoch and the history.
-
-    Parameters
-    ----------
-    slices : SliceSet
-        Image-level labels of the training slices; validation F1 picks the epoch.
-    classifier, baselines : mapping
-        Parameter sections (:func:`build_drs`, :func:`training_recipe`).
-    out_dir : path
-        Checkpoints (``best.pt``, ``last.pt``, ``history.csv``); an interrupted run resumes.
-    init : VGGClassifier, optional
-        Warm start from notebook 02's classifier (see :func:`drs_classifier`).
-    device, amp, seed, progress
-        As :func:`umcam_lib.train.classifier.train_classifier`.
-
-    Returns
-    -------
-    model : DRSClassifier
-        Weights of the best validation epoch, eval mode, on ``device``.
-    history : DataFrame
-        One row per epoch (see ``train_classifier``).
-    """
-    from ..train.classifier import load_classifier, train_classifier
-
-    model = build_drs(classifier, baselines, seed=seed, init=init)
-    history = train_classifier(model, slices, training_recipe(classifier, baselines), out_dir, device, amp, seed,
-                               progress)
-    return load_classifier(out_dir, classifier, model=model, device=device), history
-
-
-def cam_rows(slices: SliceSet) -> np.ndarray:
-    """Rows whose baseline CAM is computed: every positive slice of every split, ascending.
-
-    Positive training slices become pseudo labels (negative ones are all background anyway);
-    positive validation slices choose the threshold; positive test slices are scored with it.
-    """
-    return np.sort(np.concatenate([slices.indices(s, positive_only=True) for s in ("train", "val", "test")]))
-
-
-def choose_readout(slices: SliceSet, index: np.ndarray, candidates: Mapping[str, np.ndarray], grid: Sequence[float],
-                   method: str = "DRS", readout: str = "auto") -> tuple[str, dict[str, Any]]:
-    """Pick one of several maps of the same slices by validation Dice (as a threshold is picked).
-
-    Parameters
-    ----------
-    slices : SliceSet
-    index : ndarray, shape (n,)
-        Slice rows of every candidate.
-    candidates : mapping
-        Readout name -> maps [n, H, W] in [0, 1] (e.g. ``{"suppressed": ..., "unsuppressed": ...}``).
-    grid : sequence of float
-        Candidate thresholds.
-    method : str
-        Table name prefix: the evaluations are named ``"<method> (<readout>)"``.
-    readout : str
-        ``"auto"``: the candidate with the highest mean validation Dice at its best threshold
-        (the first among ties); or a candidate name to force it (``baselines.drs_readout``).
-
-    Returns
-    -------
-    chosen : str
-        The chosen readout name.
-    evaluations : dict
-        Readout name -> :class:`umcam_lib.cam.CamEvaluation` (validation and test scores of each).
-    """
-    from ..cam.pseudo_mask import evaluate_cam
-
-    if not candidates:
-        raise ValueError("choose_readout needs at least one candidate map set")
-    if readout != "auto" and readout not in candidates:
-        raise ValueError(f"baselines.drs_readout must be 'auto' or one of {sorted(candidates)}, got {readout!r}")
-    evaluations = {name: evaluate_cam(slices, index, maps, grid, name, f"{method} ({name})")
-                   for name, maps in candidates.items()}
-    if readout == "auto":
-        readout = max(evaluations, key=lambda k: (float(np.max(evaluations[k].val_curve)), -list(evaluations).index(k)))
-    return readout, evaluations
-
-
-def pseudo_label_targets(slices: SliceSet, index: np.ndarray, maps: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Hard pseudo labels ``CAM >= threshold`` of every positive training slice.
-
-    Parameters
-    ----------
-    slices : SliceSet
-    index : ndarray, shape (n,)
-        Slice rows of ``maps``; must contain every positive training slice.
-    maps : ndarray, shape (n, H, W)
-        CAMs in [0, 1].
-    threshold : float
-        The validation-chosen threshold.
-
-    Returns
-    -------
-    dict
-        ``index`` [m] (positive training rows), ``maps`` [m, H, W] float32 in {0, 1},
-        ``threshold``: the ``targets`` of :func:`umcam_lib.train.segmentation.train_evaluate_record`,
-        which gives every negative training slice an all-background label.
-    """
-    from ..cam.pseudo_mask import take_rows
-
-    rows = slices.indices("train", positive_only=True)
-    taken = take_rows(np.asarray(index), np.asarray(maps), rows, "baseline CAMs")
-    return {"index": rows, "maps": (np.asarray(taken, dtype=np.float32) >= float(threshold)).astype(np.float32),
-            "threshold": float(threshold)}
-
-
-def evaluate_baseline_cam(run_dir: str | Path, slices: SliceSet, index: np.ndarray, maps: np.ndarray,
-                          grid: Sequence[float], name: str, method: str) -> tuple[Any, dict[str, Any]]:
-    """Threshold a baseline's CAMs on validation, score them, store the threshold, build labels.
-
-    Parameters
-    ----------
-    run_dir : path
-        The threshold goes to ``cams/thresholds.json`` under key ``name``.
-    slices : SliceSet
-    index, maps : ndarray
-        Slice rows [n] and CAMs [n, H, W] (at least :func:`cam_rows`).
-    grid : sequence of float
-        Candidate thresholds (``metrics.threshold_grid(cam["threshold_grid"])``).
-    name, method : str
-        Map name (``"drs"``) and table name (``"DRS"``).
-
-    Returns
-    -------
-    evaluation : umcam_lib.cam.CamEvaluation
-        Threshold, validation curve and per-slice Dice / HD95 of positive val and test slices
-        (not recorded in Table 2, whose pseudo-mask section holds the paper's CAM variants).
-    targets : dict
-        :func:`pseudo_label_targets` at the chosen threshold.
-    """
-    from ..cam.pseudo_mask import evaluate_cam, save_threshold
-
-    evaluation = evaluate_cam(slices, index, maps, grid, name, method)
-    save_threshold(run_dir, name, evaluation.threshold)
-    return evaluation, pseudo_label_targets(slices, index, maps, evaluation.threshold)

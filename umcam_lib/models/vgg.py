@@ -236,6 +236,9 @@ class VGGClassifier(nn.Module):
         features; reflection or replication padding hides the border.
     """
 
+    #: Names that :func:`umcam_lib.cam.gradcam.resolve_layer_names` accepts for module names.
+    layer_aliases: dict[str, str] = BLOCK_LAYERS
+
     def __init__(self, width: float = 1.0, in_channels: int = 1, dilated: bool = False,
                  num_classes: int = 2, batch_norm: bool = False, pooling: str = "avg",
                  lse_r: float = 5.0, input_norm: str = "imagenet", padding: str = "zeros") -> None:

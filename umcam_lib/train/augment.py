@@ -31,15 +31,10 @@ import torch.nn.functional as F_nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-#: Defaults of the augmentation parameters (``classifier.augment: true``).
-DEFAULT_AUGMENT: dict[str, Any] = {
-    "gamma": [0.7, 1.5],
-    "rotation": 30.0,
-    "rotation_p": 0.5,
-    "flip": True,
-    "crop_padding": 0.125,
-    "scale": None,
-}
+from ..config import AUGMENT_DEFAULTS, check_section
+
+#: Defaults of the augmentation parameters (``classifier.augment: true``): those of the schema.
+DEFAULT_AUGMENT: dict[str, Any] = AUGMENT_DEFAULTS
 
 
 class RandomGamma(v2.Transform):
@@ -65,17 +60,14 @@ class RandomGamma(v2.Transform):
 
 def augment_options(augment: bool | Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Normalise ``classifier.augment``: ``true`` -> defaults, a mapping -> defaults updated by it,
-    ``false``/``None`` -> ``None`` (no augmentation)."""
+    ``false``/``None`` -> ``None`` (no augmentation). Any other value, or a mapping with an
+    unknown key, raises ``ParameterError`` (the schema's check of ``classifier.augment``)."""
     if augment is None or augment is False:
         return None
+    augment = check_section("classifier", {"augment": augment})["augment"]
     if augment is True:
         return dict(DEFAULT_AUGMENT)
-    if isinstance(augment, Mapping):
-        unknown = set(augment) - set(DEFAULT_AUGMENT)
-        if unknown:
-            raise ValueError(f"classifier.augment: unknown keys {sorted(unknown)} (known: {sorted(DEFAULT_AUGMENT)})")
-        return {**DEFAULT_AUGMENT, **dict(augment)}
-    raise ValueError(f"classifier.augment must be true, false or a mapping, got {augment!r}")
+    return {**DEFAULT_AUGMENT, **dict(augment)}
 
 
 def build_augmentation(image_size: tuple[int, int], augment: bool | Mapping[str, Any] | None = True) -> v2.Transform | None:

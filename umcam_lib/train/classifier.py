@@ -1,28 +1,22 @@
 """Training and evaluating the slice classifier from image-level labels.
 
-The recipe (paper section 3.1.2, METHOD section 6) is a set of parameters, the ``classifier``
-section of the profile::
+The recipe (paper section 3.1.2, METHOD section 6) is the ``classifier`` section of the
+profile; its keys, defaults and allowed values are those of
+:class:`umcam_lib.config.ClassifierParams`, and every function here checks the section with
+:func:`umcam_lib.config.check_section` (keys it lacks take their defaults)::
 
-    width, dilated, pretrained        architecture (see umcam_lib.models.vgg)
-    epochs, batch_size                200 and 32 in the paper
-    lr, momentum, weight_decay        SGD: 1e-3, 0.99, 5e-4 in the paper
-    augment                           true / false / mapping (see umcam_lib.train.augment)
-    batch_norm   (optional, false)    batch normalisation after every convolution (not in the
-                                      paper; lets a thin network learn from scratch in few epochs)
-    optimizer    (optional, "sgd")    "sgd" (the paper) or "adam" (AdamW; ``momentum`` is beta1)
-    balance      (optional, false)    weight the cross-entropy by inverse class frequency
-    num_workers  (optional, 0)        DataLoader worker processes
-    pooling      (optional, "avg")    global pooling of the class map: avg (the paper), max, lse
-    lse_r        (optional, 5.0)      sharpness of lse pooling
-    input_norm   (optional, "imagenet")  or "zero_background" (see umcam_lib.models.vgg)
-    padding      (optional, "zeros")  padding of the 3x3 convolutions: zeros (VGG-16), reflect, replicate
-    equivariance (optional, 0.0)      weight of :func:`equivariance_loss` (0 = the paper's plain
-                                      cross-entropy; the DRS / AMR baselines never use it)
-    label_unit   (optional, "slice")  what a yes/no label is given to: "slice" (the paper) or
-                                      "crop" (random squares of the slices, umcam_lib.data.weak_labels)
-    crop_mm, crops_per_slice, crop_brain_fraction   the crops of label_unit "crop": side in mm,
-                                      crops drawn per slice, share of the slice's brain a "brain"
-                                      crop holds
+    width, dilated, pretrained, batch_norm,     architecture (see umcam_lib.models.vgg); batch
+    pooling, lse_r, input_norm, padding         norm and the rest are not in the paper
+    epochs, batch_size                          200 and 32 in the paper
+    optimizer, lr, momentum, weight_decay       "sgd" (the paper: 1e-3, 0.99, 5e-4) or "adamw"
+                                                (AdamW; ``momentum`` is its beta1), as for ``seg``
+    augment                                     true / false / mapping (see umcam_lib.train.augment)
+    balance                                     weight the cross-entropy by inverse class frequency
+    num_workers                                 DataLoader worker processes
+    equivariance                                weight of :func:`equivariance_loss` (0 = the paper's
+                                                plain cross-entropy; the DRS / AMR baselines never use it)
+    label_unit, crop_mm, crops_per_slice,       what one yes/no label is given to: "slice" (the paper) or
+    crop_brain_fraction                         "crop" (random squares; umcam_lib.data.weak_labels)
 
 The best epoch is the one with the highest validation F1 (of the "brain" class at p >= 0.5),
 as in the authors' code. After every epoch ``last.pt`` and ``history.csv`` are rewritten
@@ -47,39 +41,23 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import runtime
+from ..config import check_section
 from ..data.artifacts import SliceSet
 from ..data.weak_labels import crop_set, crop_size_px
 from ..models.vgg import VGGClassifier, vgg16_classifier
 from ..paths import resolve
 from . import common
-from .augment import augment_options, build_augmentation
+from .augment import build_augmentation
 
-#: Keys every ``classifier`` section must have.
-REQUIRED_KEYS = ("width", "dilated", "pretrained", "epochs", "batch_size", "lr", "momentum",
-                 "weight_decay", "augment")
-#: Optional keys and their defaults.
-OPTIONAL_KEYS: dict[str, Any] = {"batch_norm": False, "optimizer": "sgd", "balance": False, "num_workers": 0,
-                                  "pooling": "avg", "lse_r": 5.0, "input_norm": "imagenet", "padding": "zeros",
-                                  "equivariance": 0.0, "label_unit": "slice", "crop_mm": 128.0,
-                                  "crops_per_slice": 8, "crop_brain_fraction": 0.5}
 #: Keys that do not change the result of an epoch (a run may be extended or resumed with others).
 _RESUME_FREE_KEYS = ("epochs",)
 
 
 # ----------------------------------------------------------------------------- configuration
 def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``cfg`` with optional keys filled in; fail clearly on missing or bad values."""
-    missing = [k for k in REQUIRED_KEYS if k not in cfg]
-    if missing:
-        raise KeyError(f"classifier parameters lack {missing} (see params/quick.yaml, section 'classifier')")
-    out = {**OPTIONAL_KEYS, **dict(cfg)}
-    for key in ("epochs", "batch_size"):
-        if int(out[key]) < 1:
-            raise ValueError(f"classifier.{key} must be >= 1, got {out[key]!r}")
-    if float(out["lr"]) <= 0:
-        raise ValueError(f"classifier.lr must be > 0, got {out['lr']!r}")
-    augment_options(out["augment"])  # validates
-    return out
+    """The ``classifier`` section checked against the schema, missing keys at their defaults
+    (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
+    return check_section("classifier", cfg)
 
 
 def build_classifier(cfg: Mapping[str, Any], seed: int | None = None, in_channels: int = 1) -> nn.Module:
@@ -88,18 +66,23 @@ def build_classifier(cfg: Mapping[str, Any], seed: int | None = None, in_channel
     Parameters
     ----------
     cfg : mapping
-        ``width``, ``dilated``, ``pretrained`` are used.
+        The ``classifier`` section (its architecture keys are used).
     seed : int, optional
         Seed torch (and numpy, python) first, so the random initialisation is reproducible.
     """
+    cfg = check_config(cfg)
     if seed is not None:
         runtime.seed_everything(seed)
-    return vgg16_classifier(width=float(cfg["width"]), in_channels=in_channels,
-                            dilated=bool(cfg["dilated"]), pretrained=cfg.get("pretrained", False),
-                            batch_norm=bool(cfg.get("batch_norm", False)),
-                            pooling=str(cfg.get("pooling", "avg")), lse_r=float(cfg.get("lse_r", 5.0)),
-                            input_norm=str(cfg.get("input_norm", "imagenet")),
-                            padding=str(cfg.get("padding", "zeros")))
+    return vgg16_classifier(width=float(cfg["width"]), in_channels=in_channels, dilated=bool(cfg["dilated"]),
+                            pretrained=cfg["pretrained"], **architecture(cfg))
+
+
+def architecture(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :class:`~umcam_lib.models.vgg.VGGClassifier` beyond width and
+    depth that a (checked) ``classifier`` section sets: ``batch_norm``, ``pooling``, ``lse_r``,
+    ``input_norm``, ``padding`` (shared with the DRS baseline, which is built on the same VGG)."""
+    return {"batch_norm": bool(cfg["batch_norm"]), "pooling": str(cfg["pooling"]), "lse_r": float(cfg["lse_r"]),
+            "input_norm": str(cfg["input_norm"]), "padding": str(cfg["padding"])}
 
 
 # ----------------------------------------------------------------------------- data
@@ -220,18 +203,6 @@ def metrics_table(model: nn.Module, slices: SliceSet, splits: tuple[str, ...] = 
 # ----------------------------------------------------------------------------- training
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch)) % (2**63)
-
-
-def make_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """``sgd`` (the paper: momentum, L2 weight decay) or ``adam`` (AdamW: decoupled weight decay;
-    ``momentum`` is its beta1)."""
-    name = str(cfg.get("optimizer", "sgd")).lower()
-    lr, wd, mom = float(cfg["lr"]), float(cfg["weight_decay"]), float(cfg["momentum"])
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=mom, weight_decay=wd)
-    if name == "adam":
-        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(mom, 0.999), weight_decay=wd)
-    raise ValueError(f"classifier.optimizer must be 'sgd' or 'adam', got {name!r}")
 
 
 def _class_weights(labels: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -453,7 +424,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
     # channels-last convolutions are about twice as fast for these thin layers on the CPU
     # (and are what tensor cores want on CUDA); the model is converted back at the end
     model.to(dev, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = common.make_optimizer(model, cfg, "classifier")
     state = common.resume(out_dir, model, optimizer, config=run_config, epochs=int(cfg["epochs"]))
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
 

@@ -19,12 +19,13 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..config import check_choice
 from ..io import atomic_path
 from ..paths import resolve
 from ..provenance import library_fingerprint
@@ -75,6 +76,28 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Mapping[str, Any], section: str) -> torch.optim.Optimizer:
+    """The optimiser of a training section (``classifier`` or ``seg``); one vocabulary for both.
+
+    ``sgd``: SGD with ``momentum`` and L2 ``weight_decay`` (the paper's). ``adamw``: AdamW
+    (decoupled ``weight_decay``) with ``momentum`` as its beta1 (beta2 0.999).
+
+    Parameters
+    ----------
+    model : nn.Module
+    cfg : mapping
+        A checked section (:func:`umcam_lib.config.check_section`) with ``optimizer``, ``lr``,
+        ``momentum`` and ``weight_decay``.
+    section : str
+        Its name, for the error message.
+    """
+    name = check_choice(f"{section}.optimizer", cfg["optimizer"])
+    lr, wd, mom = float(cfg["lr"]), float(cfg["weight_decay"]), float(cfg["momentum"])
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, betas=(mom, 0.999), weight_decay=wd)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=mom, weight_decay=wd)
 
 
 def _save(obj: dict[str, Any], path: Path) -> None:

@@ -16,7 +16,7 @@ The sweep trains UM-CAM+SPL at every (reading, lambda) of ``seg.sweep_main`` x
 ``seg.patience``), scores the validation volumes only, and picks the point with the best mean
 validation DSC. With AdamW the loss scale does not matter, so reading ``umcam`` at lambda is the
 same training as reading ``spl`` at 1 / lambda: both are the SPL share
-``w = lambda / (1 + lambda)`` resp. ``1 / (1 + lambda)`` (:func:`~umcam_lib.train.segmentation.spl_share`),
+``w = lambda / (1 + lambda)`` resp. ``1 / (1 + lambda)`` (:func:`~umcam_lib.losses.spl_share`),
 and a point whose share was already trained is not trained again (column ``same_as``). Only
 after the choice are models opened on the test set.
 
@@ -34,8 +34,12 @@ import torch
 
 from .. import metrics
 from ..data import SliceSet
+from ..io import atomic_path
+from ..losses import LOSS_MAIN, PAPER_LAMBDA, PAPER_MAIN, spl_share
 from ..paths import resolve
-from . import segmentation as seg
+from .seg_predict import evaluate_variant, load_variant, variant_dir
+from .seg_targets import cam_pseudo_masks, load_spl
+from .seg_train import check_seg_config, train_variant
 
 SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",
                  "val_hd95_mean", "val_hd95_std", "val_hd95_mm_mean", "best_epoch", "epochs_run"]
@@ -52,14 +56,15 @@ def point_dir(run_dir: str | Path, main: str, lamb: float) -> Path:
 
 
 def _point_cfg(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> dict[str, Any]:
-    return {**seg.check_seg_config(seg_cfg), "epochs": int(seg_cfg["sweep_epochs"]), "lambda_spl": float(lamb),
+    cfg = check_seg_config(seg_cfg)
+    return {**cfg, "epochs": int(cfg["sweep_epochs"]), "lambda_spl": float(lamb),
             "loss_main": main}
 
 
 def _share_key(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> tuple[Any, ...]:
     """Points with equal keys train identically (AdamW ignores the loss scale; SGD does not)."""
-    if seg.check_seg_config(seg_cfg)["optimizer"] == "adamw":
-        return ("share", round(seg.spl_share(lamb, main), 3))
+    if check_seg_config(seg_cfg)["optimizer"] == "adamw":
+        return ("share", round(spl_share(lamb, main), 3))
     return (main, float(lamb))
 
 
@@ -69,20 +74,16 @@ TABLE_VARIANT, TABLE_SAME = "UM-CAM+SPL", "table:UM-CAM+SPL"
 
 def _is_table_point(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> bool:
     """True when the point is the Table 1 UM-CAM+SPL run itself (same reading, lambda and epochs)."""
-    cfg = seg.check_seg_config(seg_cfg)
+    cfg = check_seg_config(seg_cfg)
     return (main, float(lamb)) == (cfg["loss_main"], float(cfg["lambda_spl"])) \
-        and int(seg_cfg["sweep_epochs"]) == int(cfg["epochs"])
+        and int(cfg["sweep_epochs"]) == int(cfg["epochs"])
 
 
 def sweep_grid(seg_cfg: Mapping[str, Any]) -> list[tuple[str, float]]:
     """(reading, lambda) of every grid point, readings outermost."""
-    mains = [str(m) for m in seg_cfg.get("sweep_main") or [seg.check_seg_config(seg_cfg)["loss_main"]]]
-    lambdas = [float(lam) for lam in seg_cfg["sweep_lambda"]]
-    bad = [m for m in mains if m not in seg.LOSS_MAIN]
-    if bad:
-        raise ValueError(f"seg.sweep_main has unknown readings {bad}; expected some of {seg.LOSS_MAIN}")
-    if not mains or not lambdas:
-        raise ValueError("seg.sweep_main and seg.sweep_lambda must each list at least one value")
+    cfg = check_seg_config(seg_cfg)
+    mains = [str(m) for m in cfg["sweep_main"]]
+    lambdas = [float(lam) for lam in cfg["sweep_lambda"]]
     return [(m, lam) for m in mains for lam in lambdas]
 
 
@@ -91,7 +92,7 @@ def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any
                 amp: bool = True, seed: int = 0, progress: bool = True) -> torch.nn.Module:
     """Train UM-CAM+SPL under one reading and lambda for at most ``seg.sweep_epochs`` epochs (resumable)."""
     targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
-    return seg.train_variant(f"UM-CAM+SPL {main} l={lamb:g}", slices, targets, _point_cfg(seg_cfg, main, lamb),
+    return train_variant(f"UM-CAM+SPL {main} l={lamb:g}", slices, targets, _point_cfg(seg_cfg, main, lamb),
                              run_dir, device, amp, seed, out_dir=point_dir(run_dir, main, lamb), progress=progress)
 
 
@@ -113,11 +114,9 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
         Columns :data:`SWEEP_COLUMNS`; validation volumes only. Per-volume scores are kept in
         ``run_dir/seg/sweep/val_scores.csv``.
     """
-    from ..io import atomic_path
-
-    cfg = seg.check_seg_config(seg_cfg)
-    um = seg.cam_pseudo_masks(run_dir, slices, "UM-CAM")
-    spl = seg.load_spl(run_dir, slices, fallback=um)
+    cfg = check_seg_config(seg_cfg)
+    um = cam_pseudo_masks(run_dir, slices, "UM-CAM")
+    spl = load_spl(run_dir, slices, fallback=um)
     rows, per_volume, trained = [], [], {}
     for main, lamb in sweep_grid(seg_cfg):
         key = _share_key(seg_cfg, main, lamb)
@@ -129,17 +128,17 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
         same = ""
         if _is_table_point(seg_cfg, main, lamb):  # the Table 1 row's own run: reuse it, do not train it twice
             targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
-            model = seg.train_variant(TABLE_VARIANT, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
-            d, same = seg.variant_dir(run_dir, TABLE_VARIANT), TABLE_SAME
+            model = train_variant(TABLE_VARIANT, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
+            d, same = variant_dir(run_dir, TABLE_VARIANT), TABLE_SAME
         else:
             model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
             d = point_dir(run_dir, main, lamb)
-        sc = seg.evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
+        sc = evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
                                   postprocess=str(cfg["postprocess"]))
         best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
         epochs_run = len(pd.read_csv(d / "history.csv"))
         per_volume.append(sc.assign(loss_main=main, **{"lambda": lamb}))
-        row = {"loss_main": main, "lambda": lamb, "spl_share": seg.spl_share(lamb, main), "same_as": same,
+        row = {"loss_main": main, "lambda": lamb, "spl_share": spl_share(lamb, main), "same_as": same,
                "n": len(sc), "val_dsc_mean": sc["dsc"].mean(), "val_dsc_std": sc["dsc"].std(ddof=1),
                "val_hd95_mean": sc["hd95"].mean(), "val_hd95_std": sc["hd95"].std(ddof=1),
                "val_hd95_mm_mean": sc["hd95_mm"].mean(), "best_epoch": int(best["epoch"]), "epochs_run": epochs_run}
@@ -166,7 +165,7 @@ def _trained_dir(run_dir: str | Path, sweep: pd.DataFrame, main: str, lamb: floa
         return None
     same = str(hit["same_as"].iloc[0]) if isinstance(hit["same_as"].iloc[0], str) else ""
     if same == TABLE_SAME:
-        d = seg.variant_dir(run_dir, TABLE_VARIANT)
+        d = variant_dir(run_dir, TABLE_VARIANT)
     else:
         d = resolve(run_dir) / "seg" / "sweep" / (same or point_name(main, lamb))
     return d if (d / "best.pt").is_file() else None
@@ -189,12 +188,12 @@ def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, An
         test_dsc_std, test_hd95_mean, test_hd95_std, test_hd95_mm_mean, p_value`` (paired Wilcoxon on
         test DSC against the validation-chosen row; empty for that row and for the same model).
     """
-    cfg = seg.check_seg_config(seg_cfg)
+    cfg = check_seg_config(seg_cfg)
     points = {"validation-chosen": chosen_point(sweep)}
-    for main in seg.LOSS_MAIN:
+    for main in LOSS_MAIN:
         if (sweep["loss_main"] == main).any():
             points[f"best {main} reading"] = chosen_point(sweep, main)
-    points["paper"] = (seg.PAPER_MAIN, seg.PAPER_LAMBDA)
+    points["paper"] = (PAPER_MAIN, PAPER_LAMBDA)
     out, test, cache = [], {}, {}
     um = spl = None
     for label, (main, lamb) in points.items():
@@ -202,22 +201,22 @@ def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, An
         key = str(d) if d is not None else point_name(main, lamb)
         if key not in cache:
             if d is None:
-                um = um if um is not None else seg.cam_pseudo_masks(run_dir, slices, "UM-CAM")
-                spl = spl if spl is not None else seg.load_spl(run_dir, slices, fallback=um)
+                um = um if um is not None else cam_pseudo_masks(run_dir, slices, "UM-CAM")
+                spl = spl if spl is not None else load_spl(run_dir, slices, fallback=um)
                 model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
-                val = seg.evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
+                val = evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
                                            postprocess=str(cfg["postprocess"]))
                 val_mean = float(val["dsc"].mean())
             else:
-                model = seg.load_variant(run_dir, "", int(cfg["width"]), device, out_dir=d)
+                model = load_variant(run_dir, "", int(cfg["width"]), device, out_dir=d)
                 hit = sweep[(sweep["loss_main"] == main) & (sweep["lambda"] == lamb)]
                 val_mean = float(hit["val_dsc_mean"].iloc[0])
-            sc = seg.evaluate_variant(model, slices, "test", device, amp, batch_size=int(cfg["eval_batch_size"]),
+            sc = evaluate_variant(model, slices, "test", device, amp, batch_size=int(cfg["eval_batch_size"]),
                                       postprocess=str(cfg["postprocess"]))
             cache[key] = (val_mean, sc)
         val_mean, sc = cache[key]
         test[label] = (key, sc.set_index("volume")["dsc"])
-        out.append({"point": label, "loss_main": main, "lambda": lamb, "spl_share": seg.spl_share(lamb, main),
+        out.append({"point": label, "loss_main": main, "lambda": lamb, "spl_share": spl_share(lamb, main),
                     "val_dsc_mean": val_mean, "n": len(sc),
                     "test_dsc_mean": sc["dsc"].mean(), "test_dsc_std": sc["dsc"].std(ddof=1),
                     "test_hd95_mean": sc["hd95"].mean(), "test_hd95_std": sc["hd95"].std(ddof=1),

@@ -1,0 +1,141 @@
+"""Prediction and 3D scoring of a trained UNet, and the stored predictions.
+
+Every slice of every volume of a split is predicted (no slice chosen by its ground truth) and
+scored in 3D with :mod:`umcam_lib.scoring`. Predictions are stored as
+``run_dir/seg/<variant>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file of probabilities).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .. import runtime
+from ..data import SliceSet
+from ..maps import load_maps, save_maps
+from ..models.unet import build_unet
+from ..paths import resolve
+from ..scoring import evaluate_volumes, oracle_selection, split_rows
+from .common import load_best
+from .seg_targets import VARIANTS
+
+def variant_dir(run_dir: str | Path, name: str) -> Path:
+    """``run_dir/seg/<name>`` (characters other than letters, digits, ``+-_.`` become ``_``)."""
+    return resolve(run_dir) / "seg" / re.sub(r"[^A-Za-z0-9+\-_.]", "_", name)
+
+def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.device = "cpu", amp: bool = False,
+                  batch_size: int = 64) -> np.ndarray:
+    """Foreground probability (softmax channel 1) of each slice.
+
+    Parameters
+    ----------
+    images : ndarray, float, shape (n, H, W)
+        Slices in [0, 1].
+
+    Returns
+    -------
+    ndarray, float32, shape (n, H, W)
+    """
+    dev = runtime.select_device(device) if isinstance(device, str) else device
+    use_amp = runtime.use_amp(dev, amp)
+    model.eval()
+    out = np.empty(images.shape, dtype=np.float32)
+    weights = [p for p in model.parameters() if p.ndim == 4]
+    fmt = torch.channels_last if weights and weights[0].is_contiguous(memory_format=torch.channels_last) \
+        and not weights[0].is_contiguous() else torch.contiguous_format
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32))[:, None].to(dev)
+            x = x.contiguous(memory_format=fmt)
+            with runtime.autocast(dev, use_amp):
+                logits = model(x)
+            out[i:i + batch_size] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+    return out
+
+def predict_split(model: nn.Module, slices: SliceSet, split: str, device: str | torch.device = "cpu",
+                  amp: bool = False, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Predict every slice of every volume of ``split`` (no selection by ground truth).
+
+    Returns
+    -------
+    rows : ndarray, int, shape (n,)
+        Slice rows, volume by volume in stack order.
+    probs : ndarray, float32, shape (n, H, W)
+        Foreground probabilities.
+    """
+    rows = split_rows(slices, split)
+    return rows, predict_probs(model, slices.images[rows], device, amp, batch_size)
+
+def evaluate_variant(model: nn.Module, slices: SliceSet, split: str, device: str | torch.device = "auto",
+                     amp: bool = True, run_dir: str | Path | None = None, name: str | None = None,
+                     batch_size: int = 64, postprocess: str = "none") -> pd.DataFrame:
+    """Predict all slices of ``split``, stack them per volume and score each volume in 3D.
+
+    With ``run_dir`` and ``name`` the probabilities are stored as
+    ``run_dir/seg/<name>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file; raw, before any
+    ``postprocess``, which is applied to the binarised volume before scoring).
+
+    Returns
+    -------
+    DataFrame
+        One row per volume: ``method, split, volume, n_slices, gt_voxels, pred_voxels, dsc``
+        (%), ``hd95`` (voxel units: pixels in-plane, slices through-plane), ``hd95_mm``.
+    """
+    rows, probs = predict_split(model, slices, split, device, amp, batch_size)
+    if run_dir is not None and name is not None:
+        save_maps(variant_dir(run_dir, name).parent, variant_dir(run_dir, name).name, f"pred_{split}", rows, probs)
+    scores = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=postprocess)
+    scores.insert(0, "split", split)
+    scores.insert(0, "method", name or "model")
+    return scores
+
+def load_predictions(run_dir: str | Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, probs)`` stored by :func:`evaluate_variant`."""
+    d = variant_dir(run_dir, name)
+    return load_maps(d.parent, d.name, f"pred_{split}")
+
+def load_variant(run_dir: str | Path, name: str, width: int, device: str | torch.device = "cpu",
+                 out_dir: str | Path | None = None) -> nn.Module:
+    """Rebuild a trained UNet from ``best.pt`` (``run_dir/seg/<name>`` unless ``out_dir``)."""
+    dev = runtime.select_device(device) if isinstance(device, str) else device
+    model = build_unet(int(width)).to(dev)
+    load_best(resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name), model, map_location=dev)
+    return model.eval()
+
+
+def oracle_comparison(slices: SliceSet, run_dir: str | Path, variants: Sequence[str] = VARIANTS,
+                      split: str = "test") -> pd.DataFrame:
+    """Mean 3D scores under three protocols, from the stored predictions (:func:`load_predictions`).
+
+    ``all``: every slice predicted (the study's protocol); ``lcc``: the same, then only the
+    largest 3D connected component of each volume kept (``seg.postprocess: lcc``); ``oracle``:
+    only the slices whose ground truth is non-empty (the authors' evaluation).
+
+    Returns one row per variant: ``method, dsc_all, dsc_lcc, dsc_oracle, hd95_all, hd95_lcc,
+    hd95_oracle, hd95_mm_all, hd95_mm_lcc, hd95_mm_oracle``.
+    """
+    rows = []
+    for name in variants:
+        index, probs = load_predictions(run_dir, name, split)
+        pred = probs > 0.5
+        res = {"all": evaluate_volumes(slices, split, index, pred),
+               "lcc": evaluate_volumes(slices, split, index, pred, postprocess="lcc"),
+               "oracle": evaluate_volumes(slices, split, index, oracle_selection(slices, index, pred))}
+        row: dict[str, Any] = {"method": name}
+        for metric in ("dsc", "hd95", "hd95_mm"):
+            for proto, df in res.items():
+                row[f"{metric}_{proto}"] = df[metric].mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation per method and split of per-volume scores."""
+    agg = scores.groupby(["method", "split"], sort=False)[["dsc", "hd95", "hd95_mm"]].agg(["mean", "std"])
+    agg.columns = [f"{a}_{b}" for a, b in agg.columns]
+    return agg.reset_index()

@@ -1,0 +1,229 @@
+"""The training loop of the segmentation UNet (METHOD Eq. 8), resumable and seeded.
+
+Model selection: after each validated epoch every slice of every validation volume is
+predicted (in batches) and the mean 3D DSC over validation volumes is computed; ``best.pt``
+keeps the best epoch. ``seg.epochs`` is a cap: with ``seg.patience`` a run stops after that many
+validations without a better score, and with ``seg.plateau_decay`` each such validation also
+lowers the learning rate, so a run ends on a plateau rather than at a fixed budget. The test
+split is never looked at during training.
+
+The ``seg`` section's keys, defaults and allowed values are those of
+:class:`umcam_lib.config.SegParams`; :func:`check_seg_config` checks a section against them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from .. import runtime
+from ..config import check_choice, check_section
+from ..data import SliceSet
+from ..losses import eq8_loss
+from ..models.unet import build_unet
+from ..paths import resolve
+from ..scoring import evaluate_volumes
+from .augment import augment_segmentation_batch
+from .common import load_best, make_optimizer, resume, save_best, save_last
+from .seg_predict import predict_split, variant_dir
+from .seg_targets import training_set
+
+#: Keys that change what a training run computes (the resume check compares them).
+_TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
+               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
+               "augment", "augment_scale")
+
+
+def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``seg`` section checked against the schema, missing keys at their defaults
+    (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``).
+
+    The keys (:class:`umcam_lib.config.SegParams`): ``optimizer`` (``sgd``: the paper's SGD with
+    ``momentum``; ``adamw``: AdamW with ``momentum`` as beta1, for short CPU budgets),
+    ``epoch_slices`` (training slices drawn per epoch; null = all), ``positive_fraction`` (share
+    of positive slices in each epoch's draw; null = as they come, the paper's uniform sampling),
+    ``val_every`` (validate every k epochs and at the last), ``eval_batch_size``, ``patience``
+    (early stopping: stop after this many validations without a better validation DSC; null =
+    train all ``epochs``, which is then the cap), ``loss_main`` (the reading of Eq. 8:
+    :mod:`umcam_lib.losses`), ``channels_last`` (memory format of the UNet on the CPU; the same
+    numbers up to float rounding, faster on some CPUs), ``postprocess`` (``none`` or ``lcc``: keep
+    the largest 3D connected component of each predicted volume), ``plateau_decay`` (multiply the
+    learning rate by this factor after every validation that does not beat the best so far; null
+    = constant learning rate), ``min_epochs`` (a warm-up: no early stop and no decay before this
+    many epochs, while every prediction is still empty), and the recipe ``width, epochs,
+    batch_size, lr, momentum, weight_decay, lambda_spl, soft_labels``.
+    """
+    return check_section("seg", cfg)
+
+
+def _fingerprint(rows: np.ndarray, *arrays: np.ndarray | None, extra: Any = None) -> str:
+    h = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes())
+    for a in arrays:
+        if a is not None:
+            h.update(np.ascontiguousarray(a, dtype=np.float16).tobytes())
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+def _val_score(model: nn.Module, slices: SliceSet, dev: torch.device, amp: bool, batch_size: int,
+               postprocess: str = "none") -> float:
+    rows, probs = predict_split(model, slices, "val", dev, amp, batch_size)
+    return float(evaluate_volumes(slices, "val", rows, probs > 0.5, postprocess=postprocess)["dsc"].mean())
+
+def stale_validations(history: Sequence[Mapping[str, Any]], best_epoch: int) -> int:
+    """Validated epochs after ``best_epoch`` (the early-stopping counter, rebuilt from a history)."""
+    return sum(1 for h in history if int(h["epoch"]) > int(best_epoch) and not np.isnan(float(h["val_dsc"])))
+
+def _permutations(items: np.ndarray, count: int, gen: torch.Generator) -> np.ndarray:
+    """``count`` items drawn by concatenating seeded permutations of ``items`` (each item once per round)."""
+    rounds = -(-count // max(len(items), 1))
+    return np.concatenate([items[torch.randperm(len(items), generator=gen).numpy()] for _ in range(rounds)])[:count]
+
+def epoch_order(labels: np.ndarray, seed: int, epoch: int, take: int | None = None,
+                positive_fraction: float | None = None) -> np.ndarray:
+    """Positions (into the training rows) of one epoch's slices, in training order.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (n,)
+        Image-level labels of the training rows.
+    seed, epoch : int
+        The order depends on these only, so a resumed run repeats an uninterrupted one.
+    take : int, optional
+        Slices per epoch (``None``: all n).
+    positive_fraction : float, optional
+        Share of positive slices among them (drawn round-robin through seeded permutations of
+        the positives and of the negatives); ``None``: a plain permutation of all rows.
+    """
+    gen = runtime.generator(seed * 1_000_003 + epoch)
+    n = len(labels)
+    count = n if take is None else int(take)
+    if positive_fraction is None:
+        return _permutations(np.arange(n), count, gen)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    n_pos = int(round(count * float(positive_fraction))) if len(neg) else count
+    n_pos = n_pos if len(pos) else 0
+    chosen = np.concatenate([_permutations(pos, n_pos, gen), _permutations(neg, count - n_pos, gen)])
+    return chosen[torch.randperm(len(chosen), generator=gen).numpy()]
+
+
+def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_cfg: Mapping[str, Any],
+                  run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
+                  out_dir: str | Path | None = None, progress: bool = True) -> nn.Module:
+    """Train one UNet on pseudo labels; resumable; return it with its best validation weights.
+
+    Parameters
+    ----------
+    name : str
+        Variant name (a folder under ``run_dir/seg`` unless ``out_dir`` is given).
+    slices : SliceSet
+        Training slices are those of split ``train``; validation volumes choose the epoch.
+    targets : dict
+        ``index``, ``maps`` (and optionally ``spl``, ``lambda``): see the module docstring.
+    seg_cfg : dict
+        The ``seg`` parameter section (:func:`check_seg_config`). ``epoch_slices`` and
+        ``positive_fraction`` shape each epoch's draw of training slices (:func:`epoch_order`);
+        ``val_every`` sets how often the validation volumes are scored.
+    run_dir : path
+        The run folder.
+    device : {"auto", "cpu", "cuda"} or torch.device
+    amp : bool
+        Float16 autocast with gradient scaling, on CUDA only (the scaler's state is not part of
+        ``last.pt``: a resumed CUDA run restarts it).
+    seed : int
+        Seeds the initial weights and the order of slices (bit-identical runs on the CPU).
+    out_dir : path, optional
+        Where ``last.pt``, ``best.pt`` and ``history.csv`` go (default ``run_dir/seg/<name>``).
+    progress : bool
+        Show a tqdm bar over epochs.
+
+    Returns
+    -------
+    torch.nn.Module
+        The UNet (on ``device``, eval mode) with the weights of the best validation epoch
+        (mean 3D DSC over validation volumes; the last epoch when there is no validation split).
+    """
+    cfg = check_seg_config(seg_cfg)
+    dev = runtime.select_device(device) if isinstance(device, str) else device
+    use_amp = runtime.use_amp(dev, amp)
+    out = resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name)
+    if min(slices.images.shape[1:]) < 32:
+        raise ValueError(f"the UNet needs slices of at least 32 x 32 pixels (four poolings, instance norm), got "
+                         f"{slices.images.shape[1:]}: raise data.image_size")
+    rows, y, y_spl = training_set(slices, targets, soft=bool(cfg["soft_labels"]))
+    lamb = float(targets.get("lambda", cfg["lambda_spl"])) if y_spl is not None else 0.0
+    main = str(check_choice("seg.loss_main", targets.get("main", cfg["loss_main"])))
+    has_val = len(slices.volume_ids("val")) > 0
+    patience = None if cfg["patience"] is None or not has_val else int(cfg["patience"])
+    post = str(cfg["postprocess"])
+    fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+
+    runtime.seed_everything(seed)
+    model = build_unet(int(cfg["width"])).to(dev, memory_format=fmt)
+    opt = make_optimizer(model, cfg, "seg")
+    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
+    config = {"variant": name, "seed": int(seed), "lambda": lamb, **{k: cfg[k] for k in _TRAIN_KEYS},
+              "main": main if y_spl is not None else "umcam", "postprocess": post,
+              "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
+    state = resume(out, model, opt, config=config)
+    n_epochs = int(cfg["epochs"])
+    images = torch.from_numpy(np.ascontiguousarray(slices.images[rows], dtype=np.float32))
+    ty, ts = torch.from_numpy(y), (torch.from_numpy(y_spl) if y_spl is not None else None)
+    bs = int(cfg["batch_size"])
+
+    def stopped() -> bool:
+        return patience is not None and state.best_epoch >= 0 and state.epoch >= int(cfg["min_epochs"]) and \
+            stale_validations(state.history, state.best_epoch) >= patience
+
+    bar = tqdm(total=n_epochs, initial=state.epoch, desc=f"UNet {name}", disable=not progress, leave=True)
+    while state.epoch < n_epochs and not stopped():
+        t0, epoch = time.perf_counter(), state.epoch
+        order = epoch_order(slices.labels[rows], seed, epoch, cfg["epoch_slices"], cfg["positive_fraction"])
+        model.train()
+        aug_gen = runtime.generator(seed * 1_000_003 + epoch + 7)
+        total, count = 0.0, 0
+        for i in range(0, len(order), bs):
+            b = torch.from_numpy(order[i:i + bs])
+            x, yb = images[b][:, None].to(dev).contiguous(memory_format=fmt), ty[b].to(dev)
+            sb = ts[b].to(dev) if ts is not None else None
+            if cfg["augment"]:
+                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg["augment_scale"]))
+                x = x.contiguous(memory_format=fmt)
+            with runtime.autocast(dev, use_amp):
+                logits = model(x)
+            loss = eq8_loss(logits, yb, sb, lamb, soft=True, main=main)  # labels already thresholded if hard
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            total += float(loss.detach()) * len(b)
+            count += len(b)
+        last = epoch + 1 == n_epochs
+        val = float("nan")
+        if has_val and ((epoch + 1) % int(cfg["val_every"]) == 0 or last):
+            val = _val_score(model, slices, dev, use_amp, int(cfg["eval_batch_size"]), post)
+        score = val if has_val else float(epoch)
+        state.epoch = epoch + 1
+        state.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val_dsc": val,
+                              "seconds": time.perf_counter() - t0})
+        if not np.isnan(score) and score > state.best_score:
+            state.best_score, state.best_epoch = score, epoch + 1
+            save_best(out, model, state, config)
+        elif has_val and not np.isnan(val) and cfg["plateau_decay"] is not None and epoch + 1 >= int(cfg["min_epochs"]):
+            for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
+                group["lr"] *= float(cfg["plateau_decay"])
+        save_last(out, model, opt, state, config)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", val_dsc=f"{val:.1f}", best=f"{state.best_score:.1f}")
+    bar.close()
+    if state.epoch < n_epochs and progress:
+        print(f"UNet {name}: early stop after epoch {state.epoch} (best validation DSC {state.best_score:.1f} "
+              f"at epoch {state.best_epoch}, {patience} validations without improvement)")
+    load_best(out, model, map_location=dev)
+    return model.eval()

@@ -279,7 +279,7 @@ class GseParams:
 class SegParams:
     """``seg``: the UNets of notebooks 06 and 07 and the Eq. 8 sweep."""
 
-    width: int = param(8, ge=1)
+    width: int = param(16, ge=1)
     optimizer: str = param("adamw", choices=("adamw", "sgd"))
     epochs: int = param(30, ge=1)
     patience: int | None = param(5, ge=1)

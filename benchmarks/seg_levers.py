@@ -1,0 +1,65 @@
+"""Try UNet (seg section) levers on the fully supervised UNet of a prepared run.
+
+Trains the FullySup UNet of ``--run`` (notebook 01's slices) with the run profile's ``seg``
+section updated by ``key=value`` pairs, then prints one JSON line: validation and test 3D DSC
+(without and with the largest-connected-component step), epochs and seconds. Choose on the
+validation numbers; the test numbers are printed beside them for the report only.
+
+Usage::
+
+    python benchmarks/seg_levers.py --run runs/quick --profile quick NAME [key=value ...]
+    python benchmarks/seg_levers.py --run runs/quick --profile quick w16 width=16
+
+Each result is appended to ``<out>/seg_levers.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from umcam_lib.config import load_params, profile_path
+from umcam_lib.data.artifacts import load_slices
+from umcam_lib.scoring import evaluate_volumes
+from umcam_lib.train import segmentation as S
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name")
+    ap.add_argument("changes", nargs="*", metavar="key=value")
+    ap.add_argument("--run", default="runs/quick")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--out", default="/tmp/seg_levers")
+    args = ap.parse_args(argv)
+    cfg = dict(load_params(profile_path(args.profile))["seg"])
+    for kv in args.changes:
+        key, _, value = kv.partition("=")
+        if key not in cfg:
+            ap.error(f"unknown seg key {key!r}")
+        cfg[key] = yaml.safe_load(value)
+    slices = load_slices(args.run)
+    out = Path(args.out) / args.name
+    t0 = time.time()
+    targets = S.variant_targets("FullySup", slices, args.run, cfg)
+    model = S.train_variant("FullySup", slices, targets, cfg, args.run, device="cpu", seed=0, out_dir=out,
+                            progress=False)
+    res = {"name": args.name, "changes": args.changes, "seconds": round(time.time() - t0)}
+    for split in ("val", "test"):
+        rows, probs = S.predict_split(model, slices, split, "cpu", False, 64)
+        for post in ("none", "lcc"):
+            d = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=post)
+            res[f"{split}_dsc_{post}"] = round(float(d["dsc"].mean()), 1)
+    res["epochs"] = len(pd.read_csv(out / "history.csv"))
+    print(json.dumps(res))
+    with open(Path(args.out) / "seg_levers.jsonl", "a") as f:
+        f.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
-from umcam_lib.config import load_params, profile_path
+from umcam_lib.config import check_section, load_params, profile_path
 from umcam_lib.data.artifacts import load_slices
 from umcam_lib.scoring import evaluate_volumes
 from umcam_lib.train import segmentation as S
@@ -35,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default="runs/quick")
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--out", default="/tmp/seg_levers")
+    ap.add_argument("--trace", type=int, default=0, metavar="K",
+                    help="also score validation and test every K epochs (a learning curve, one JSON line each)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
-    cfg = dict(load_params(profile_path(args.profile))["seg"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = check_section("seg", load_params(profile_path(args.profile))["seg"])
     for kv in args.changes:
         key, _, value = kv.partition("=")
         if key not in cfg:
@@ -45,15 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     slices = load_slices(args.run)
     out = Path(args.out) / args.name
     t0 = time.time()
+
+    def scores(model: torch.nn.Module) -> dict[str, float]:
+        res = {}
+        for split in ("val", "test"):
+            rows, probs = S.predict_split(model, slices, split, "cpu", False, 64)
+            for post in ("none", "lcc"):
+                d = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=post)
+                res[f"{split}_dsc_{post}"] = round(float(d["dsc"].mean()), 1)
+        return res
+
+    def trace(epoch: int, model: torch.nn.Module) -> None:
+        if args.trace and epoch % args.trace == 0:
+            print(json.dumps({"name": args.name, "epoch": epoch, "seconds": round(time.time() - t0),
+                              **scores(model)}), flush=True)
+
     targets = S.variant_targets("FullySup", slices, args.run, cfg)
     model = S.train_variant("FullySup", slices, targets, cfg, args.run, device="cpu", seed=0, out_dir=out,
-                            progress=False)
-    res = {"name": args.name, "changes": args.changes, "seconds": round(time.time() - t0)}
-    for split in ("val", "test"):
-        rows, probs = S.predict_split(model, slices, split, "cpu", False, 64)
-        for post in ("none", "lcc"):
-            d = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=post)
-            res[f"{split}_dsc_{post}"] = round(float(d["dsc"].mean()), 1)
+                            progress=False, on_epoch=trace)
+    res = {"name": args.name, "changes": args.changes, "seconds": round(time.time() - t0), **scores(model)}
     res["epochs"] = len(pd.read_csv(out / "history.csv"))
     print(json.dumps(res))
     with open(Path(args.out) / "seg_levers.jsonl", "a") as f:

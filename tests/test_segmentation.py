@@ -323,3 +323,46 @@ def test_largest_component_3d_keeps_the_biggest_blob_across_slices():
     raw = evaluate.evaluate_volumes(s, "test", rows, pred)
     lcc = evaluate.evaluate_volumes(s, "test", rows, pred, postprocess="lcc")
     assert lcc["dsc"].iloc[0] == pytest.approx(100.0) and raw["dsc"].iloc[0] < 100.0
+
+
+def test_random_patches_cut_images_and_labels_at_the_same_place_and_focus_on_the_label():
+    from umcam_lib.train.augment import random_patches
+    x = torch.arange(2 * 48 * 48, dtype=torch.float32).reshape(2, 1, 48, 48)
+    y = torch.zeros(2, 48, 48)
+    y[:, 40:44, 2:6] = 1.0  # a small object in a corner
+    gen = torch.Generator().manual_seed(0)
+    px, (py, none) = random_patches(x, [y.clone(), None], 16, gen, focus=y, focus_p=1.0)
+    assert px.shape == (2, 1, 16, 16) and py.shape == (2, 16, 16) and none is None
+    assert (py.sum(dim=(1, 2)) > 0).all()  # every patch centred on the object holds it
+    for i in range(2):  # the patch is a window of the slice, the label cut from the same window
+        top, left = divmod(int(px[i, 0, 0, 0]) - i * 48 * 48, 48)
+        assert torch.equal(px[i, 0], x[i, 0, top:top + 16, left:left + 16])
+        assert torch.equal(py[i], y[i, top:top + 16, left:left + 16])
+    with pytest.raises(ValueError, match="seg.patch"):
+        random_patches(x, [y], 64, gen)
+
+
+def test_patch_training_runs_and_the_unet_then_predicts_whole_slices(tmp_path):
+    torch.set_num_threads(1)
+    s = fake_slices(size=64)
+    cfg = {**SEG_CFG, "patch": 32}
+    model = seg.train_variant("P", s, _targets(s), cfg, tmp_path, device="cpu", seed=0, progress=False)
+    assert seg.predict_probs(model, s.images[:3]).shape == (3, 64, 64)
+    for bad in (16, 40):
+        with pytest.raises(Exception, match="seg.patch"):
+            seg.check_seg_config({**SEG_CFG, "patch": bad})
+
+
+def test_cosine_schedule_anneals_the_learning_rate_and_the_epoch_hook_sees_every_epoch(tmp_path):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    cfg = {**SEG_CFG, "epochs": 4, "lr_schedule": "cosine", "optimizer": "adamw"}
+    seen = []
+    seg.train_variant("C", s, _targets(s), cfg, tmp_path, device="cpu", seed=0, progress=False,
+                      on_epoch=lambda e, m: seen.append((e, m.training)))
+    assert seen == [(1, False), (2, False), (3, False), (4, False)]
+    lr = torch.load(tmp_path / "seg" / "C" / "last.pt", weights_only=False)["optimizer"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(cfg["lr"] * 0.5 * (1 + math.cos(math.pi * 3 / 4)))  # the last epoch's rate
+    with pytest.raises(Exception, match="plateau_decay"):
+        seg.train_variant("D", s, _targets(s), {**cfg, "plateau_decay": 0.5}, tmp_path, device="cpu",
+                          progress=False)

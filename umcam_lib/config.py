@@ -284,6 +284,7 @@ class SegParams:
     epochs: int = param(30, ge=1)
     patience: int | None = param(5, ge=1)
     plateau_decay: float | None = param(None, gt=0, lt=1)
+    lr_schedule: str = param("constant", choices=("constant", "cosine"))
     min_epochs: int = param(6, ge=0)
     epoch_slices: int | None = param(192, ge=1)
     positive_fraction: float | None = param(0.5, gt=0, lt=1)  # 0 or 1 would leave one class out of every epoch
@@ -298,6 +299,9 @@ class SegParams:
     augment_scale: list[float] = param([1.0, 1.0], gt=0, nonempty=True,
                                        check=lambda v: None if len(v) == 2 and v[0] <= v[1]
                                        else f"expected [low, high] with low <= high, got {v}")
+    patch: int | None = param(None, ge=32,  # instance norm needs a 2 x 2 bottleneck
+                              check=lambda v: None if v is None or v % 16 == 0
+                              else f"must be a multiple of 16 (four poolings), got {v}")
     loss_main: str = param("umcam", choices=("umcam", "spl"))
     lambda_spl: float = param(0.1, ge=0)
     soft_labels: bool = param(True)

@@ -211,3 +211,57 @@ def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor 
         out = [None if t is None else warp(t).to(t.dtype) for t in out]
     x = x.clamp(0.0, 1.0) ** g.to(x.device, x.dtype).view(b, 1, 1, 1)
     return x, out
+
+
+def random_patches(images: torch.Tensor, targets: list[torch.Tensor | None], size: int, gen: torch.Generator,
+                   focus: torch.Tensor | None = None, focus_p: float = 0.5
+                   ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """Cut one random square patch of ``size`` pixels out of every slice of a UNet batch.
+
+    A fully convolutional UNet trained on patches is applied to whole slices unchanged; a patch
+    costs ``(size / H) ** 2`` of a slice, so the same time buys more optimisation steps.
+
+    Parameters
+    ----------
+    images : Tensor, shape (B, 1, H, W)
+    targets : list of Tensor (B, H, W) or None
+        Label maps cut at the same place (``None`` entries pass through).
+    size : int
+        Patch side in pixels, at most ``min(H, W)``.
+    gen : torch.Generator
+        All draws come from it.
+    focus : Tensor (B, H, W), optional
+        Where a patch may be centred "on the object": with probability ``focus_p`` a slice whose
+        ``focus`` map has pixels ``>= 0.5`` gets a patch centred on one of them (drawn uniformly;
+        the training label, never a reference mask unless the label is one). Otherwise the
+        patch position is uniform.
+    focus_p : float
+        Probability of a focused patch.
+
+    Returns
+    -------
+    (images, targets)
+        Tensors of shape (B, 1, size, size) and (B, size, size).
+    """
+    b, _, h, w = images.shape
+    if not 1 <= size <= min(h, w):
+        raise ValueError(f"seg.patch: a patch of {size} px does not fit slices of {h} x {w} px")
+    tops = torch.randint(0, h - size + 1, (b,), generator=gen)
+    lefts = torch.randint(0, w - size + 1, (b,), generator=gen)
+    use_focus = torch.rand(b, generator=gen) < focus_p
+    if focus is not None:
+        for i in range(b):
+            if not bool(use_focus[i]):
+                continue
+            fg = torch.nonzero(focus[i] >= 0.5)
+            if len(fg) == 0:
+                continue
+            r, c = fg[int(torch.randint(0, len(fg), (1,), generator=gen))].tolist()
+            tops[i] = min(max(r - size // 2, 0), h - size)
+            lefts[i] = min(max(c - size // 2, 0), w - size)
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([t[i, ..., int(tops[i]):int(tops[i]) + size, int(lefts[i]):int(lefts[i]) + size]
+                            for i in range(b)])
+
+    return cut(images), [None if t is None else cut(t) for t in targets]

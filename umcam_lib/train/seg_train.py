@@ -13,10 +13,11 @@ The ``seg`` section's keys, defaults and allowed values are those of
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,13 +25,13 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .. import runtime
-from ..config import check_choice, check_section
+from ..config import ParameterError, check_choice, check_section
 from ..data import SliceSet
 from ..losses import eq8_loss
 from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes
-from .augment import augment_segmentation_batch
+from .augment import augment_segmentation_batch, random_patches
 from .common import load_best, make_optimizer, resume, save_best, save_last
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
@@ -38,7 +39,7 @@ from .seg_targets import training_set
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
                "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
-               "augment", "augment_scale")
+               "augment", "augment_scale", "patch", "lr_schedule")
 
 
 def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,7 +57,10 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     numbers up to float rounding, faster on some CPUs), ``postprocess`` (``none`` or ``lcc``: keep
     the largest 3D connected component of each predicted volume), ``plateau_decay`` (multiply the
     learning rate by this factor after every validation that does not beat the best so far; null
-    = constant learning rate), ``min_epochs`` (a warm-up: no early stop and no decay before this
+    = constant learning rate), ``lr_schedule`` (``cosine``: the learning rate of epoch ``e`` is
+    ``lr * (1 + cos(pi * e / epochs)) / 2``, annealed to zero by the last epoch; not combined with
+    ``plateau_decay``), ``patch`` (train on random square patches of this many pixels,
+    :func:`umcam_lib.train.augment.random_patches`; null = whole slices), ``min_epochs`` (a warm-up: no early stop and no decay before this
     many epochs, while every prediction is still empty), and the recipe ``width, epochs,
     batch_size, lr, momentum, weight_decay, lambda_spl, soft_labels``.
     """
@@ -115,7 +119,8 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, take: int | None = No
 
 def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_cfg: Mapping[str, Any],
                   run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
-                  out_dir: str | Path | None = None, progress: bool = True) -> nn.Module:
+                  out_dir: str | Path | None = None, progress: bool = True,
+                  on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Train one UNet on pseudo labels; resumable; return it with its best validation weights.
 
     Parameters
@@ -142,6 +147,9 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         Where ``last.pt``, ``best.pt`` and ``history.csv`` go (default ``run_dir/seg/<name>``).
     progress : bool
         Show a tqdm bar over epochs.
+    on_epoch : callable, optional
+        Called as ``on_epoch(epoch, model)`` after each epoch (1-based; the model in eval mode,
+        put back in train mode afterwards): lets a benchmark trace a learning curve.
 
     Returns
     -------
@@ -150,6 +158,9 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         (mean 3D DSC over validation volumes; the last epoch when there is no validation split).
     """
     cfg = check_seg_config(seg_cfg)
+    if cfg["lr_schedule"] == "cosine" and cfg["plateau_decay"] is not None:
+        raise ParameterError("seg.lr_schedule: cosine sets the learning rate of every epoch; "
+                             "set seg.plateau_decay to null with it")
     dev = runtime.select_device(device) if isinstance(device, str) else device
     use_amp = runtime.use_amp(dev, amp)
     out = resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name)
@@ -185,6 +196,9 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     while state.epoch < n_epochs and not stopped():
         t0, epoch = time.perf_counter(), state.epoch
         order = epoch_order(slices.labels[rows], seed, epoch, cfg["epoch_slices"], cfg["positive_fraction"])
+        if cfg["lr_schedule"] == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = float(cfg["lr"]) * 0.5 * (1.0 + math.cos(math.pi * epoch / n_epochs))
         model.train()
         aug_gen = runtime.generator(seed * 1_000_003 + epoch + 7)
         total, count = 0.0, 0
@@ -194,6 +208,9 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             sb = ts[b].to(dev) if ts is not None else None
             if cfg["augment"]:
                 x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg["augment_scale"]))
+                x = x.contiguous(memory_format=fmt)
+            if cfg["patch"] is not None:
+                x, (yb, sb) = random_patches(x, [yb, sb], int(cfg["patch"]), aug_gen, focus=yb)
                 x = x.contiguous(memory_format=fmt)
             with runtime.autocast(dev, use_amp):
                 logits = model(x)
@@ -219,6 +236,9 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
                 group["lr"] *= float(cfg["plateau_decay"])
         save_last(out, model, opt, state, config)
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(state.epoch, model)
         bar.update(1)
         bar.set_postfix(loss=f"{total / max(count, 1):.4f}", val_dsc=f"{val:.1f}", best=f"{state.best_score:.1f}")
     bar.close()

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/seg_levers")
     ap.add_argument("--trace", type=int, default=0, metavar="K",
                     help="also score validation and test every K epochs (a learning curve, one JSON line each)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the UNet's weights and slice order")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -67,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                               **scores(model)}), flush=True)
 
     targets = S.variant_targets("FullySup", slices, args.run, cfg)
-    model = S.train_variant("FullySup", slices, targets, cfg, args.run, device="cpu", seed=0, out_dir=out,
+    model = S.train_variant("FullySup", slices, targets, cfg, args.run, device="cpu", seed=args.seed, out_dir=out,
                             progress=False, on_epoch=trace)
-    res = {"name": args.name, "changes": args.changes, "seconds": round(time.time() - t0), **scores(model)}
+    res = {"name": args.name, "changes": args.changes, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model)}
     res["epochs"] = len(pd.read_csv(out / "history.csv"))
     print(json.dumps(res))
     with open(Path(args.out) / "seg_levers.jsonl", "a") as f:

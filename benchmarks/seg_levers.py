@@ -1,14 +1,19 @@
-"""Try UNet (seg section) levers on the fully supervised UNet of a prepared run.
+"""Try UNet (seg section) levers on a UNet of a prepared run.
 
-Trains the FullySup UNet of ``--run`` (notebook 01's slices) with the run profile's ``seg``
+Trains the FullySup UNet of ``--run`` (notebook 01's slices; ``--variant`` names another, e.g.
+``UM-CAM``, whose labels notebooks 03-05 left in the run) with the run profile's ``seg``
 section updated by ``key=value`` pairs, then prints one JSON line: validation and test 3D DSC
-(without and with the largest-connected-component step), epochs and seconds. Choose on the
-validation numbers; the test numbers are printed beside them for the report only.
+(without and with the largest-connected-component step), epochs and seconds. ``--trace K``
+also prints both every K epochs (a learning curve); ``--seed`` retrains with another seed (the
+spread a rerun would show). Choose on the validation numbers; the test numbers are printed
+beside them for the report only.
 
 Usage::
 
     python benchmarks/seg_levers.py --run runs/quick --profile quick NAME [key=value ...]
     python benchmarks/seg_levers.py --run runs/quick --profile quick w16 width=16
+    python benchmarks/seg_levers.py --run runs/real --profile real --trace 10 p96 patch=96 epoch_slices=192
+    python benchmarks/seg_levers.py --run runs/real --profile real --seed 1 --variant UM-CAM s1
 
 Each result is appended to ``<out>/seg_levers.jsonl``.
 """
@@ -38,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/seg_levers")
     ap.add_argument("--trace", type=int, default=0, metavar="K",
                     help="also score validation and test every K epochs (a learning curve, one JSON line each)")
+    ap.add_argument("--variant", default="FullySup",
+                    help="the UNet to train: FullySup or a notebook-06 variant (Grad-CAM, UM-CAM, SPL, UM-CAM+SPL)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the UNet's weights and slice order")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
@@ -67,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"name": args.name, "epoch": epoch, "seconds": round(time.time() - t0),
                               **scores(model)}), flush=True)
 
-    targets = S.variant_targets("FullySup", slices, args.run, cfg)
-    model = S.train_variant("FullySup", slices, targets, cfg, args.run, device="cpu", seed=args.seed, out_dir=out,
+    targets = S.variant_targets(args.variant, slices, args.run, cfg)
+    model = S.train_variant(args.variant, slices, targets, cfg, args.run, device="cpu", seed=args.seed, out_dir=out,
                             progress=False, on_epoch=trace)
-    res = {"name": args.name, "changes": args.changes, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model)}
+    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model)}
     res["epochs"] = len(pd.read_csv(out / "history.csv"))
     print(json.dumps(res))
     with open(Path(args.out) / "seg_levers.jsonl", "a") as f:

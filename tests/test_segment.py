@@ -254,3 +254,33 @@ def test_segment_tiny_run_test_stacks(tiny_run, tmp_path):
     if recorded:  # the notebook's per-volume scores (slice grid), paired by volume
         rec = pd.read_csv(recorded[0]).set_index("id").loc[test.volume.to_numpy()]
         assert np.all(np.abs(rec.dsc.to_numpy() - scores.dsc.to_numpy()) < 10)
+
+
+def test_postprocess_keeps_the_largest_component_and_defaults_to_the_runs_setting(tmp_path):
+    """A stray bright blob far from the brain: ``lcc`` drops it, ``none`` keeps it, and without
+    an explicit choice ``segment`` follows the checkpoint's recorded ``seg.postprocess``."""
+    img, mask, truth = make_stack(tmp_path / "in")
+    data = np.asanyarray(nib.load(str(img)).dataobj).copy()
+    data[2:8, 3:6, 2:8] = 800  # a small bright cube in a corner, outside the brain
+    a = nib.load(str(img))
+    nib.save(nib.Nifti1Image(data, a.affine, a.header), str(img))
+    kept = {}
+    for post in ("none", "lcc"):
+        s = sg.segment(tmp_path / "run", [img], tmp_path / post, method="bright", model=Bright(), prep=PREP,
+                       device="cpu", progress=False, postprocess=post)
+        kept[post] = s
+        record = json.loads((tmp_path / post / "segment_desc-bright.json").read_text())
+        assert record["postprocess"] == post
+    assert kept["lcc"].pred_voxels[0] < kept["none"].pred_voxels[0]
+    assert kept["lcc"].dsc[0] > kept["none"].dsc[0] and kept["lcc"].hd95_mm[0] < kept["none"].hd95_mm[0]
+    out = np.asanyarray(nib.load(str(tmp_path / "lcc" / "sub-01_run-1_T2w_desc-bright_mask.nii.gz")).dataobj)
+    assert out[2:8, 3:6, 2:8].sum() == 0
+    # the default: the run's setting, read from the checkpoint's config
+    run = fake_run(tmp_path)
+    ck = torch.load(run / "seg" / "FullySup" / "best.pt", weights_only=False)
+    ck["config"]["postprocess"] = "lcc"
+    torch.save(ck, run / "seg" / "FullySup" / "best.pt")
+    sg.segment(run, [img], tmp_path / "default", method="FullySup", device="cpu", progress=False)
+    assert json.loads((tmp_path / "default" / "segment_desc-fullysup.json").read_text())["postprocess"] == "lcc"
+    with pytest.raises(ValueError, match="postprocess"):
+        sg.segment(run, [img], tmp_path / "bad", method="FullySup", device="cpu", progress=False, postprocess="x")

@@ -22,6 +22,8 @@ What happens to each stack (the model was trained on slices prepared by
 4. the inverse geometry (:func:`invert`): un-crop / un-pad, resample each slice's probabilities
    back to the native in-plane grid (the same edge-aligned linear interpolation), threshold at
    ``--threshold``, move the slice axis back;
+4b. with ``--postprocess lcc`` (the default when the UNet was trained with
+   ``seg.postprocess: lcc``, as in the real profile), keep the largest 3D connected component;
 5. write ``<stem>_desc-<label>_mask.nii.gz`` (uint8 0/1) with the input's header, so shape,
    affine, qform and sform equal the input's; ``<label>`` is the method in lower-case letters
    and digits (``umcamspl``) unless ``--desc``. Folders keep their layout under ``OUT``.
@@ -62,6 +64,7 @@ from .data.prepare import center_fit, prepare_stack, resample_inplane
 from .models.unet import build_unet
 from .paths import resolve
 from .train.seg_predict import predict_probs, variant_dir
+from .scoring import largest_component_3d
 
 DEFAULT_METHOD = "UM-CAM+SPL"
 SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", "slice_axis", "n_slices",
@@ -372,7 +375,8 @@ def write_mask(mask: np.ndarray, like: nib.spatialimages.SpatialImage, path: str
 def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, method: str = DEFAULT_METHOD,
             desc: str | None = None, mask_suffix: str = "_desc-brain_mask", device: str = "auto",
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
-            model: nn.Module | None = None, prep: Preprocessing | None = None) -> pd.DataFrame:
+            model: nn.Module | None = None, prep: Preprocessing | None = None,
+            postprocess: str | None = None) -> pd.DataFrame:
     """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
 
     Parameters
@@ -395,6 +399,10 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     model, prep : optional
         A model and preprocessing to use instead of the run's (tests; ``run_dir`` then only
         names the source in the records).
+    postprocess : {"none", "lcc"}, optional
+        ``lcc`` keeps the largest 3D connected component of each mask (on the native grid).
+        Default: what the UNet was trained and selected with (the run's ``seg.postprocess``,
+        recorded in its checkpoint; ``none`` when not recorded).
 
     Returns
     -------
@@ -411,6 +419,9 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     if model is None:
         model, info = load_model(run_dir, method, dev)
     prep = prep or run_preprocessing(run_dir)
+    post = postprocess if postprocess is not None else str(info.get("config", {}).get("postprocess", "none"))
+    if post not in ("none", "lcc"):
+        raise ValueError(f"postprocess must be 'none' or 'lcc', got {post!r}")
     # every input is read and checked before the first mask is written
     for job in tqdm(jobs, desc="checking stacks", unit="stack", disable=not progress or len(jobs) < 2, leave=False):
         read_input(job)
@@ -419,6 +430,8 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     for job in tqdm(jobs, desc=f"segmenting ({method})", unit="stack", disable=not progress):
         stack, like = read_input(job)
         mask = segment_stack(model, stack, prep, dev, amp, threshold, batch_size)
+        if post == "lcc":
+            mask = largest_component_3d(mask.astype(bool)).astype(np.uint8)
         file_mask = to_file_axes(mask, stack, like)
         write_mask(file_mask, like, job.out, descrip=f"umcam_lib.segment {method}")
         spacing = nifti.voxel_spacing(stack.affine)
@@ -440,7 +453,7 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     io.write_json(out_dir / f"segment_desc-{label}.json", {
         "run_dir": str(resolve(run_dir)), **{k: v for k, v in info.items() if k != "config"},
         "unet": info.get("config", {}), "spacing_mm": prep.spacing_mm, "image_size": prep.image_size,
-        "threshold": float(threshold), "device": str(dev), "amp": bool(amp), "n_stacks": len(jobs),
+        "threshold": float(threshold), "postprocess": post, "device": str(dev), "amp": bool(amp), "n_stacks": len(jobs),
         "seconds": round(time.perf_counter() - t0, 2), "masks": [str(j.out) for j in jobs]})
     return scores
 
@@ -458,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     ap.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold")
+    ap.add_argument("--postprocess", choices=("run", "none", "lcc"), default="run",
+                    help="lcc: keep the largest 3D component of each mask; run (default): as the UNet was "
+                         "trained and selected (the run's seg.postprocess)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -477,7 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.inputs or not args.out:
             ap.error("give INPUT file(s) or folder(s) and --out (or --list)")
         scores = segment(args.run_dir, args.inputs, args.out, args.method, args.desc, args.mask_suffix, args.device,
-                         args.amp, args.threshold, args.batch_size, progress=not args.quiet)
+                         args.amp, args.threshold, args.batch_size, progress=not args.quiet,
+                         postprocess=None if args.postprocess == "run" else args.postprocess)
     except (DataError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,9 @@
 Trains the FullySup UNet of ``--run`` (notebook 01's slices; ``--variant`` names another, e.g.
 ``UM-CAM``, whose labels notebooks 03-05 left in the run) with the run profile's ``seg``
 section updated by ``key=value`` pairs, then prints one JSON line: validation and test 3D DSC
-(without and with the largest-connected-component step), epochs and seconds. ``--trace K``
+(without and with the largest-connected-component step; and both again with test-time
+augmentation, ``*_tta_*``, the mean over each slice's 8 right-angle rotations and flips),
+epochs and seconds. ``--trace K``
 also prints both every K epochs (a learning curve); ``--seed`` retrains with another seed (the
 spread a rerun would show). Choose on the validation numbers; the test numbers are printed
 beside them for the report only.
@@ -60,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / args.name
     t0 = time.time()
 
-    def scores(model: torch.nn.Module) -> dict[str, float]:
+    def scores(model: torch.nn.Module, tta: bool = False) -> dict[str, float]:
         res = {}
         for split in ("val", "test"):
-            rows, probs = S.predict_split(model, slices, split, "cpu", False, 64)
+            rows, probs = S.predict_split(model, slices, split, "cpu", False, 64, tta=tta)
             for post in ("none", "lcc"):
                 d = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=post)
-                res[f"{split}_dsc_{post}"] = round(float(d["dsc"].mean()), 1)
+                res[f"{split}_{'tta_' if tta else ''}dsc_{post}"] = round(float(d["dsc"].mean()), 1)
         return res
 
     def trace(epoch: int, model: torch.nn.Module) -> None:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = S.variant_targets(args.variant, slices, args.run, cfg)
     model = S.train_variant(args.variant, slices, targets, cfg, args.run, device="cpu", seed=args.seed, out_dir=out,
                             progress=False, on_epoch=trace)
-    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model)}
+    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model), **scores(model, tta=True)}
     res["epochs"] = len(pd.read_csv(out / "history.csv"))
     print(json.dumps(res))
     with open(Path(args.out) / "seg_levers.jsonl", "a") as f:

@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from umcam_lib import config
+from umcam_lib.data import load_slices
+from umcam_lib.scoring import evaluate_volumes
 from umcam_lib.train import segmentation
 
 pytestmark = pytest.mark.slow
@@ -77,3 +79,19 @@ def test_sweep_tables_and_figures_exist(tiny_run):
     assert (chosen["loss_main"], chosen["lambda"]) == (best["loss_main"], best["lambda"])
     oracle = pd.read_csv(fig / "segmentation_oracle.csv")
     assert {"dsc_all", "dsc_lcc", "dsc_oracle"} <= set(oracle.columns)
+
+
+def test_tta_table_scores_every_unet_both_ways_and_the_plain_column_is_table1(tiny_run):
+    """The tiny profile does not use seg.tta, so the 'plain' test column equals Table 1's / 2's rows."""
+    tta = pd.read_csv(tiny_run.figures_dir / "segmentation_tta.csv").set_index("method")
+    assert list(tta.index) == list(segmentation.VARIANTS)
+    for split in ("val", "test"):
+        assert tta[f"{split}_plain"].between(0, 100).all() and tta[f"{split}_tta"].between(0, 100).all()
+        np.testing.assert_allclose(tta[f"{split}_gain"], tta[f"{split}_tta"] - tta[f"{split}_plain"], atol=1e-6)
+    seg = config.load_params(config.profile_path("tiny"))["seg"]
+    assert seg["tta"] is False
+    slices = load_slices(tiny_run.run_dir)
+    for name in segmentation.VARIANTS:
+        index, probs = segmentation.load_predictions(tiny_run.run_dir, name, "test")  # what Table 1 / 2 scored
+        stored = evaluate_volumes(slices, "test", index, probs > 0.5, postprocess=seg["postprocess"])
+        assert stored["dsc"].mean() == pytest.approx(tta.loc[name, "test_plain"], abs=0.5)  # stored in float16

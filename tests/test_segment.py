@@ -284,3 +284,21 @@ def test_postprocess_keeps_the_largest_component_and_defaults_to_the_runs_settin
     assert json.loads((tmp_path / "default" / "segment_desc-fullysup.json").read_text())["postprocess"] == "lcc"
     with pytest.raises(ValueError, match="postprocess"):
         sg.segment(run, [img], tmp_path / "bad", method="FullySup", device="cpu", progress=False, postprocess="x")
+
+
+def test_tta_defaults_to_the_runs_setting_and_can_be_forced(tmp_path):
+    """``seg.tta`` recorded in the checkpoint turns test-time augmentation on; ``tta=False`` turns it off.
+    The predictions differ (an untrained UNet is not rotation-invariant), the masks still overlay."""
+    img, _, _ = make_stack(tmp_path / "in")
+    run = fake_run(tmp_path)
+    ck = torch.load(run / "seg" / "FullySup" / "best.pt", weights_only=False)
+    ck["config"]["tta"] = True
+    torch.save(ck, run / "seg" / "FullySup" / "best.pt")
+    seen = {}
+    for name, tta in (("default", None), ("off", False)):
+        sg.segment(run, [img], tmp_path / name, method="FullySup", device="cpu", progress=False, tta=tta,
+)
+        seen[name] = json.loads((tmp_path / name / "segment_desc-fullysup.json").read_text())["tta"]
+        out = nib.load(str(tmp_path / name / "sub-01_run-1_T2w_desc-fullysup_mask.nii.gz"))
+        assert out.shape == nib.load(str(img)).shape
+    assert seen == {"default": True, "off": False}

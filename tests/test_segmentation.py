@@ -366,3 +366,70 @@ def test_cosine_schedule_anneals_the_learning_rate_and_the_epoch_hook_sees_every
     with pytest.raises(Exception, match="plateau_decay"):
         seg.train_variant("D", s, _targets(s), {**cfg, "plateau_decay": 0.5}, tmp_path, device="cpu",
                           progress=False)
+
+
+def test_weight_average_follows_the_ema_formula():
+    net = torch.nn.Linear(1, 1, bias=False)
+    avg = seg_train.weight_average(net, 0.9)
+    seen = []
+    for value in (1.0, 3.0, -2.0):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        avg.update_parameters(net)
+        seen.append(avg.module.weight.item())
+    first = 1.0  # the first update copies the weights
+    second = 0.9 * first + 0.1 * 3.0
+    assert seen == pytest.approx([first, second, 0.9 * second + 0.1 * -2.0])
+
+
+def test_ema_keeps_the_average_and_a_resumed_run_continues_it(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    cfg = {**SEG_CFG, "epochs": 3, "val_every": 99, "ema": 0.9}  # only the last epoch is validated: best = last
+    a = seg.train_variant("A", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)
+    last = torch.load(tmp_path / "seg" / "A" / "last.pt", weights_only=False)
+    averaged = {k[len("module."):]: v for k, v in last["average"].items() if k.startswith("module.")}
+    kept = a.state_dict()
+    assert set(averaged) == set(kept)
+    assert all(torch.equal(kept[k], averaged[k]) for k in kept)  # the UNet kept is the average ...
+    assert not all(torch.equal(kept[k], last["model"][k]) for k in kept)  # ... not the raw weights
+
+    real_save = seg_train.save_last
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(seg_train, "save_last", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        seg.train_variant("B", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)
+    monkeypatch.setattr(seg_train, "save_last", real_save)
+    b = seg.train_variant("B", s, _targets(s), cfg, tmp_path, device="cpu", seed=1, progress=False)
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    with pytest.raises(Exception, match="seg.ema"):
+        seg.check_seg_config({**SEG_CFG, "ema": 1.0})
+
+
+def test_dihedral_average_maps_every_view_back_and_evaluate_variant_uses_it(tmp_path):
+    from umcam_lib.train.seg_predict import dihedral_average
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 8, 6)).astype(np.float32)  # not square, not symmetric
+    views = []
+
+    def identity(x):
+        views.append(x.shape)
+        return x
+
+    np.testing.assert_allclose(dihedral_average(identity, images), images, rtol=1e-6)  # each view mapped back
+    assert len(views) == 8 and {(3, 8, 6), (3, 6, 8)} == set(views)
+    column = dihedral_average(lambda x: np.broadcast_to(np.arange(x.shape[2], dtype=np.float32), x.shape), images)
+    np.testing.assert_allclose(column, column[:, ::-1, ::-1], rtol=1e-6)  # a position cue averages out symmetrically
+
+    torch.set_num_threads(1)
+    s = fake_slices()
+    model = seg.train_variant("T", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=0, progress=False)
+    rows, plain = seg.predict_split(model, s, "test")
+    _, averaged = seg.predict_split(model, s, "test", tta=True)
+    assert plain.shape == averaged.shape and not np.allclose(plain, averaged)
+    scores = seg.evaluate_variant(model, s, "test", "cpu", False, tta=True)
+    assert len(scores) == 1 and 0 <= scores["dsc"].iloc[0] <= 100

@@ -285,6 +285,7 @@ class SegParams:
     patience: int | None = param(5, ge=1)
     plateau_decay: float | None = param(None, gt=0, lt=1)
     lr_schedule: str = param("constant", choices=("constant", "cosine"))
+    ema: float | None = param(None, gt=0, lt=1)  # decay per step of an exponential moving average of the weights
     min_epochs: int = param(6, ge=0)
     epoch_slices: int | None = param(192, ge=1)
     positive_fraction: float | None = param(0.5, gt=0, lt=1)  # 0 or 1 would leave one class out of every epoch
@@ -306,6 +307,7 @@ class SegParams:
     lambda_spl: float = param(0.1, ge=0)
     soft_labels: bool = param(True)
     postprocess: str = param("none", choices=("none", "lcc"))
+    tta: bool = param(False)  # average each prediction over the 8 right-angle rotations / flips of the slice
     sweep_main: list[str] = param(["umcam", "spl"], nonempty=True,
                                   check=lambda v: None if set(v) <= {"umcam", "spl"}
                                   else f"allowed values: umcam, spl; got {v}")

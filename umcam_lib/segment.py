@@ -18,7 +18,9 @@ What happens to each stack (the model was trained on slices prepared by
    spacing; it is moved last;
 2. :func:`~umcam_lib.data.prepare.prepare_stack` with the run's ``data.spacing_mm`` and
    ``data.image_size`` (in-plane resampling, robust intensity normalisation, centre pad/crop);
-3. the UNet's foreground probability on every slice;
+3. the UNet's foreground probability on every slice (with ``--tta on``, the default when the
+   UNet was trained with ``seg.tta: true``, averaged over the slice's 8 right-angle rotations
+   and flips);
 4. the inverse geometry (:func:`invert`): un-crop / un-pad, resample each slice's probabilities
    back to the native in-plane grid (the same edge-aligned linear interpolation), threshold at
    ``--threshold``, move the slice axis back;
@@ -339,15 +341,16 @@ def preprocess(stack: Stack, prep: Preprocessing) -> np.ndarray:
 
 
 def segment_stack(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
-                  amp: bool = False, threshold: float = 0.5, batch_size: int = 32) -> np.ndarray:
-    """Predict one stack; the mask on the stack's native grid, slice axis last.
+                  amp: bool = False, threshold: float = 0.5, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+    """Predict one stack; the mask on the stack's native grid, slice axis last (``tta``:
+    :func:`umcam_lib.train.seg_predict.predict_probs`).
 
     Returns
     -------
     ndarray, uint8, shape (H, W, S)
         0/1, the shape of ``stack.image``.
     """
-    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size)
+    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size, tta)
     native = invert(probs, stack.image.shape, stack.spacing, prep.spacing_mm)
     return (native >= threshold).astype(np.uint8)
 
@@ -376,7 +379,7 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
             desc: str | None = None, mask_suffix: str = "_desc-brain_mask", device: str = "auto",
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
             model: nn.Module | None = None, prep: Preprocessing | None = None,
-            postprocess: str | None = None) -> pd.DataFrame:
+            postprocess: str | None = None, tta: bool | None = None) -> pd.DataFrame:
     """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
 
     Parameters
@@ -403,6 +406,9 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
         ``lcc`` keeps the largest 3D connected component of each mask (on the native grid).
         Default: what the UNet was trained and selected with (the run's ``seg.postprocess``,
         recorded in its checkpoint; ``none`` when not recorded).
+    tta : bool, optional
+        Average each slice's prediction over its 8 right-angle rotations and flips. Default: as
+        the run reported its UNets (``seg.tta``, recorded in the checkpoint; off when not recorded).
 
     Returns
     -------
@@ -422,6 +428,7 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     post = postprocess if postprocess is not None else str(info.get("config", {}).get("postprocess", "none"))
     if post not in ("none", "lcc"):
         raise ValueError(f"postprocess must be 'none' or 'lcc', got {post!r}")
+    use_tta = bool(tta) if tta is not None else bool(info.get("config", {}).get("tta", False))
     # every input is read and checked before the first mask is written
     for job in tqdm(jobs, desc="checking stacks", unit="stack", disable=not progress or len(jobs) < 2, leave=False):
         read_input(job)
@@ -429,7 +436,7 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     rows = []
     for job in tqdm(jobs, desc=f"segmenting ({method})", unit="stack", disable=not progress):
         stack, like = read_input(job)
-        mask = segment_stack(model, stack, prep, dev, amp, threshold, batch_size)
+        mask = segment_stack(model, stack, prep, dev, amp, threshold, batch_size, use_tta)
         if post == "lcc":
             mask = largest_component_3d(mask.astype(bool)).astype(np.uint8)
         file_mask = to_file_axes(mask, stack, like)
@@ -453,7 +460,7 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     io.write_json(out_dir / f"segment_desc-{label}.json", {
         "run_dir": str(resolve(run_dir)), **{k: v for k, v in info.items() if k != "config"},
         "unet": info.get("config", {}), "spacing_mm": prep.spacing_mm, "image_size": prep.image_size,
-        "threshold": float(threshold), "postprocess": post, "device": str(dev), "amp": bool(amp), "n_stacks": len(jobs),
+        "threshold": float(threshold), "postprocess": post, "tta": use_tta, "device": str(dev), "amp": bool(amp), "n_stacks": len(jobs),
         "seconds": round(time.perf_counter() - t0, 2), "masks": [str(j.out) for j in jobs]})
     return scores
 
@@ -474,6 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--postprocess", choices=("run", "none", "lcc"), default="run",
                     help="lcc: keep the largest 3D component of each mask; run (default): as the UNet was "
                          "trained and selected (the run's seg.postprocess)")
+    ap.add_argument("--tta", choices=("run", "on", "off"), default="run",
+                    help="on: average each slice over its 8 right-angle rotations/flips (8x the cost); "
+                         "run (default): as the run reported its UNets (seg.tta)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -494,7 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error("give INPUT file(s) or folder(s) and --out (or --list)")
         scores = segment(args.run_dir, args.inputs, args.out, args.method, args.desc, args.mask_suffix, args.device,
                          args.amp, args.threshold, args.batch_size, progress=not args.quiet,
-                         postprocess=None if args.postprocess == "run" else args.postprocess)
+                         postprocess=None if args.postprocess == "run" else args.postprocess,
+                         tta=None if args.tta == "run" else args.tta == "on")
     except (DataError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -130,11 +130,16 @@ def _with_code(config: dict[str, Any] | None) -> dict[str, Any]:
 
 def save_last(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
               state: TrainState, config: dict[str, Any] | None = None,
-              scheduler: Any = None) -> None:
-    """Write ``last.pt`` (resumable state) and ``history.csv`` under ``run_dir``."""
+              scheduler: Any = None, average: torch.nn.Module | None = None) -> None:
+    """Write ``last.pt`` (resumable state) and ``history.csv`` under ``run_dir``.
+
+    ``average`` is an optional moving average of the weights (:func:`weight_average`), saved
+    beside the model so that a resumed run continues it.
+    """
     run_dir = resolve(run_dir)
     _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+           "average": average.state_dict() if average is not None else None,
            "state": state.__dict__, "config": _with_code(config)}, run_dir / "last.pt")
     with atomic_path(run_dir / "history.csv") as tmp:
         pd.DataFrame(state.history).to_csv(tmp, index=False)
@@ -149,7 +154,7 @@ def save_best(run_dir: str | Path, model: torch.nn.Module, state: TrainState,
 
 def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
            config: dict[str, Any] | None = None, scheduler: Any = None,
-           epochs: int | None = None) -> TrainState:
+           epochs: int | None = None, average: torch.nn.Module | None = None) -> TrainState:
     """Load ``last.pt`` into ``model`` and ``optimizer`` when it may be continued.
 
     Parameters
@@ -166,6 +171,8 @@ def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
     epochs : int, optional
         The number of epochs asked for: a run that already went further is not resumed (its
         best epoch could be one the user did not ask for).
+    average : nn.Module, optional
+        A moving average of the weights (:func:`weight_average`) that receives its saved state.
 
     Returns
     -------
@@ -197,9 +204,30 @@ def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt.get("scheduler") is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
+    if average is not None and ckpt.get("average") is not None:
+        average.load_state_dict(ckpt["average"])
     state = TrainState(**ckpt["state"])
     print(f"resuming {path.parent} after epoch {state.epoch} (best {state.best_score:.4f} at epoch {state.best_epoch})")
     return state
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> torch.nn.Module:
+    """An exponential moving average of ``model``'s weights (``torch.optim.swa_utils``).
+
+    After each optimisation step call ``average.update_parameters(model)``; the averaged
+    network is ``average.module``. Each update moves the average a fraction ``1 - decay`` of
+    the way to the current weights, so it spans about ``1 / (1 - decay)`` steps (0.99: the last
+    100 or so). Buffers are averaged too.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network being trained (copied; the copy starts at its current weights).
+    decay : float
+        In (0, 1).
+    """
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
 
 
 def load_best(run_dir: str | Path, model: torch.nn.Module, map_location: str | torch.device = "cpu") -> dict[str, Any]:

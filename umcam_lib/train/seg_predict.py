@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,19 +28,52 @@ def variant_dir(run_dir: str | Path, name: str) -> Path:
     """``run_dir/seg/<name>`` (characters other than letters, digits, ``+-_.`` become ``_``)."""
     return resolve(run_dir) / "seg" / re.sub(r"[^A-Za-z0-9+\-_.]", "_", name)
 
+def dihedral_average(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: the mean of ``predict`` over the 8 right-angle rotations and flips.
+
+    Each view of the slices (``k`` quarter turns, then optionally a left-right flip) is
+    predicted and mapped back to the original orientation before averaging, so every output
+    pixel is the mean of eight predictions of that same pixel.
+
+    Parameters
+    ----------
+    predict : callable
+        Maps slices ``[n, h, w]`` to per-pixel values of the same shape.
+    images : ndarray, shape (n, H, W)
+
+    Returns
+    -------
+    ndarray, float32, shape (n, H, W)
+    """
+    total = np.zeros(images.shape, dtype=np.float64)
+    for k in range(4):
+        for flip in (False, True):
+            view = np.rot90(images, k, axes=(1, 2))
+            view = view[:, :, ::-1] if flip else view
+            out = predict(np.ascontiguousarray(view))
+            out = out[:, :, ::-1] if flip else out
+            total += np.rot90(out, -k, axes=(1, 2))
+    return (total / 8).astype(np.float32)
+
+
 def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.device = "cpu", amp: bool = False,
-                  batch_size: int = 64) -> np.ndarray:
+                  batch_size: int = 64, tta: bool = False) -> np.ndarray:
     """Foreground probability (softmax channel 1) of each slice.
 
     Parameters
     ----------
     images : ndarray, float, shape (n, H, W)
         Slices in [0, 1].
+    tta : bool
+        Average over the slices' 8 right-angle rotations and flips (:func:`dihedral_average`;
+        8 times the cost).
 
     Returns
     -------
     ndarray, float32, shape (n, H, W)
     """
+    if tta:
+        return dihedral_average(lambda x: predict_probs(model, x, device, amp, batch_size), images)
     dev = runtime.select_device(device) if isinstance(device, str) else device
     use_amp = runtime.use_amp(dev, amp)
     model.eval()
@@ -58,8 +91,9 @@ def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.devi
     return out
 
 def predict_split(model: nn.Module, slices: SliceSet, split: str, device: str | torch.device = "cpu",
-                  amp: bool = False, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every slice of every volume of ``split`` (no selection by ground truth).
+                  amp: bool = False, batch_size: int = 64, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Predict every slice of every volume of ``split`` (no selection by ground truth; ``tta``:
+    :func:`predict_probs`).
 
     Returns
     -------
@@ -69,12 +103,15 @@ def predict_split(model: nn.Module, slices: SliceSet, split: str, device: str | 
         Foreground probabilities.
     """
     rows = split_rows(slices, split)
-    return rows, predict_probs(model, slices.images[rows], device, amp, batch_size)
+    return rows, predict_probs(model, slices.images[rows], device, amp, batch_size, tta)
 
 def evaluate_variant(model: nn.Module, slices: SliceSet, split: str, device: str | torch.device = "auto",
                      amp: bool = True, run_dir: str | Path | None = None, name: str | None = None,
-                     batch_size: int = 64, postprocess: str = "none") -> pd.DataFrame:
+                     batch_size: int = 64, postprocess: str = "none", tta: bool = False) -> pd.DataFrame:
     """Predict all slices of ``split``, stack them per volume and score each volume in 3D.
+
+    ``tta`` averages each slice's prediction over its 8 right-angle rotations and flips
+    (:func:`dihedral_average`).
 
     With ``run_dir`` and ``name`` the probabilities are stored as
     ``run_dir/seg/<name>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file; raw, before any
@@ -86,7 +123,7 @@ def evaluate_variant(model: nn.Module, slices: SliceSet, split: str, device: str
         One row per volume: ``method, split, volume, n_slices, gt_voxels, pred_voxels, dsc``
         (%), ``hd95`` (voxel units: pixels in-plane, slices through-plane), ``hd95_mm``.
     """
-    rows, probs = predict_split(model, slices, split, device, amp, batch_size)
+    rows, probs = predict_split(model, slices, split, device, amp, batch_size, tta)
     if run_dir is not None and name is not None:
         save_maps(variant_dir(run_dir, name).parent, variant_dir(run_dir, name).name, f"pred_{split}", rows, probs)
     scores = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=postprocess)
@@ -139,3 +176,32 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
     agg = scores.groupby(["method", "split"], sort=False)[["dsc", "hd95", "hd95_mm"]].agg(["mean", "std"])
     agg.columns = [f"{a}_{b}" for a, b in agg.columns]
     return agg.reset_index()
+
+
+def tta_comparison(slices: SliceSet, run_dir: str | Path, width: int, variants: Sequence[str] = VARIANTS,
+                   splits: Sequence[str] = ("val", "test"), postprocess: str = "none",
+                   device: str | torch.device = "cpu", batch_size: int = 64) -> pd.DataFrame:
+    """Mean 3D DSC of each trained UNet with and without test-time augmentation.
+
+    Each UNet (``best.pt``) predicts every slice of each split twice: as it is, and averaged
+    over the slice's 8 right-angle rotations and flips (:func:`dihedral_average`); both are
+    scored in 3D after ``postprocess``. The validation columns are what ``seg.tta`` is chosen on.
+
+    Returns
+    -------
+    DataFrame
+        One row per variant: ``method``, then ``<split>_plain``, ``<split>_tta`` and
+        ``<split>_gain`` (tta minus plain, DSC points) for each split.
+    """
+    out = []
+    for name in variants:
+        model = load_variant(run_dir, name, width, device)
+        row: dict[str, Any] = {"method": name}
+        for split in splits:
+            for label, tta in (("plain", False), ("tta", True)):
+                index, probs = predict_split(model, slices, split, device, False, batch_size, tta)
+                row[f"{split}_{label}"] = float(evaluate_volumes(slices, split, index, probs > 0.5,
+                                                                 postprocess=postprocess)["dsc"].mean())
+            row[f"{split}_gain"] = row[f"{split}_tta"] - row[f"{split}_plain"]
+        out.append(row)
+    return pd.DataFrame(out)

@@ -134,7 +134,7 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
             model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
             d = point_dir(run_dir, main, lamb)
         sc = evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
-                                  postprocess=str(cfg["postprocess"]))
+                                  postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
         best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
         epochs_run = len(pd.read_csv(d / "history.csv"))
         per_volume.append(sc.assign(loss_main=main, **{"lambda": lamb}))
@@ -205,14 +205,14 @@ def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, An
                 spl = spl if spl is not None else load_spl(run_dir, slices, fallback=um)
                 model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
                 val = evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
-                                           postprocess=str(cfg["postprocess"]))
+                                           postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
                 val_mean = float(val["dsc"].mean())
             else:
                 model = load_variant(run_dir, "", int(cfg["width"]), device, out_dir=d)
                 hit = sweep[(sweep["loss_main"] == main) & (sweep["lambda"] == lamb)]
                 val_mean = float(hit["val_dsc_mean"].iloc[0])
             sc = evaluate_variant(model, slices, "test", device, amp, batch_size=int(cfg["eval_batch_size"]),
-                                      postprocess=str(cfg["postprocess"]))
+                                      postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
             cache[key] = (val_mean, sc)
         val_mean, sc = cache[key]
         test[label] = (key, sc.set_index("volume")["dsc"])

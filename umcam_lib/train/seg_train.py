@@ -4,8 +4,12 @@ Model selection: after each validated epoch every slice of every validation volu
 predicted (in batches) and the mean 3D DSC over validation volumes is computed; ``best.pt``
 keeps the best epoch. ``seg.epochs`` is a cap: with ``seg.patience`` a run stops after that many
 validations without a better score, and with ``seg.plateau_decay`` each such validation also
-lowers the learning rate, so a run ends on a plateau rather than at a fixed budget. The test
-split is never looked at during training.
+lowers the learning rate, so a run ends on a plateau rather than at a fixed budget. With
+``seg.ema`` the network validated, kept and returned is an exponential moving average of the
+weights (updated after every step), which smooths the epoch-to-epoch swings of a noisy,
+heavily augmented run. The validation score that chooses the epoch is computed without
+``seg.tta`` (the test-time augmentation of reported predictions, eight times the cost). The
+test split is never looked at during training.
 
 The ``seg`` section's keys, defaults and allowed values are those of
 :class:`umcam_lib.config.SegParams`; :func:`check_seg_config` checks a section against them.
@@ -32,14 +36,14 @@ from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes
 from .augment import augment_segmentation_batch, random_patches
-from .common import load_best, make_optimizer, resume, save_best, save_last
+from .common import load_best, make_optimizer, resume, save_best, save_last, weight_average
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
                "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
-               "augment", "augment_scale", "patch", "lr_schedule")
+               "augment", "augment_scale", "patch", "lr_schedule", "ema")
 
 
 def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,7 +63,10 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     learning rate by this factor after every validation that does not beat the best so far; null
     = constant learning rate), ``lr_schedule`` (``cosine``: the learning rate of epoch ``e`` is
     ``lr * (1 + cos(pi * e / epochs)) / 2``, annealed to zero by the last epoch; not combined with
-    ``plateau_decay``), ``patch`` (train on random square patches of this many pixels,
+    ``plateau_decay``), ``ema`` (decay of an exponential moving average of the weights, updated
+    every step: validation, ``best.pt`` and the returned UNet use the average; null = the raw
+    weights), ``tta`` (predictions reported and written are averaged over the 8 right-angle
+    rotations and flips of each slice; epochs are chosen without it), ``patch`` (train on random square patches of this many pixels,
     :func:`umcam_lib.train.augment.random_patches`; null = whole slices), ``min_epochs`` (a warm-up: no early stop and no decay before this
     many epochs, while every prediction is still empty), and the recipe ``width, epochs,
     batch_size, lr, momentum, weight_decay, lambda_spl, soft_labels``.
@@ -149,7 +156,8 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         Show a tqdm bar over epochs.
     on_epoch : callable, optional
         Called as ``on_epoch(epoch, model)`` after each epoch (1-based; the model in eval mode,
-        put back in train mode afterwards): lets a benchmark trace a learning curve.
+        put back in train mode afterwards; the weight average with ``seg.ema``): lets a
+        benchmark trace a learning curve.
 
     Returns
     -------
@@ -180,9 +188,11 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     opt = make_optimizer(model, cfg, "seg")
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
     config = {"variant": name, "seed": int(seed), "lambda": lamb, **{k: cfg[k] for k in _TRAIN_KEYS},
-              "main": main if y_spl is not None else "umcam", "postprocess": post,
+              "main": main if y_spl is not None else "umcam", "postprocess": post, "tta": bool(cfg["tta"]),
               "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
-    state = resume(out, model, opt, config=config)
+    average = weight_average(model, float(cfg["ema"])) if cfg["ema"] is not None else None
+    scored = average.module if average is not None else model  # the network validated and kept
+    state = resume(out, model, opt, config=config, average=average)
     n_epochs = int(cfg["epochs"])
     images = torch.from_numpy(np.ascontiguousarray(slices.images[rows], dtype=np.float32))
     ty, ts = torch.from_numpy(y), (torch.from_numpy(y_spl) if y_spl is not None else None)
@@ -219,26 +229,28 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if average is not None:
+                average.update_parameters(model)
             total += float(loss.detach()) * len(b)
             count += len(b)
         last = epoch + 1 == n_epochs
         val = float("nan")
         if has_val and ((epoch + 1) % int(cfg["val_every"]) == 0 or last):
-            val = _val_score(model, slices, dev, use_amp, int(cfg["eval_batch_size"]), post)
+            val = _val_score(scored, slices, dev, use_amp, int(cfg["eval_batch_size"]), post)
         score = val if has_val else float(epoch)
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val_dsc": val,
                               "seconds": time.perf_counter() - t0})
         if not np.isnan(score) and score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
-            save_best(out, model, state, config)
+            save_best(out, scored, state, config)
         elif has_val and not np.isnan(val) and cfg["plateau_decay"] is not None and epoch + 1 >= int(cfg["min_epochs"]):
             for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
                 group["lr"] *= float(cfg["plateau_decay"])
-        save_last(out, model, opt, state, config)
+        save_last(out, model, opt, state, config, average=average)
         if on_epoch is not None:
             model.eval()
-            on_epoch(state.epoch, model)
+            on_epoch(state.epoch, scored.eval())
         bar.update(1)
         bar.set_postfix(loss=f"{total / max(count, 1):.4f}", val_dsc=f"{val:.1f}", best=f"{state.best_score:.1f}")
     bar.close()

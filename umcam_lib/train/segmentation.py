@@ -12,7 +12,7 @@ pieces live below it and are gathered here:
 :mod:`.seg_train`           the training loop (``train_variant``, ``epoch_order``) and the
                             ``seg`` section's check (``check_seg_config``)
 :mod:`.seg_predict`         prediction and 3D scoring (``evaluate_variant``,
-                            ``oracle_comparison``), stored predictions
+                            ``oracle_comparison``, ``tta_comparison``), stored predictions
 ==========================  ===============================================================
 
 Pseudo labels of a variant are a dict ``targets`` with
@@ -68,7 +68,7 @@ from ..config import choices
 from ..data import SliceSet
 from ..losses import LOSS_MAIN, PAPER_BETA, PAPER_LAMBDA, PAPER_MAIN, eq8_loss, soft_cross_entropy, spl_share
 from .seg_predict import (evaluate_variant, load_predictions, load_variant, oracle_comparison, predict_probs,
-                          predict_split, summary, variant_dir)
+                          predict_split, summary, tta_comparison, variant_dir)
 from .seg_targets import (CAM_MAPS, VARIANTS, all_targets, cam_pseudo_masks, label_examples, load_spl,
                           training_set, variant_targets)
 from .seg_train import check_seg_config, epoch_order, stale_validations, train_variant
@@ -82,8 +82,8 @@ __all__ = [
     "VARIANT_TABLES", "all_targets", "cam_pseudo_masks", "check_seg_config", "epoch_order", "eq8_loss",
     "evaluate_variant", "label_examples", "load_predictions", "load_spl", "load_variant", "oracle_comparison",
     "predict_probs", "predict_split", "record_variant", "run_variants", "soft_cross_entropy", "spl_share",
-    "stale_validations", "summary", "train_evaluate_record", "train_variant", "training_set", "variant_dir",
-    "variant_targets",
+    "stale_validations", "summary", "train_evaluate_record", "train_variant", "training_set", "tta_comparison",
+    "variant_dir", "variant_targets",
 ]
 
 #: Tables each variant's scores go to (Table 1 bottom: the ablation; Table 2: the comparison).
@@ -129,7 +129,7 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
     frames = []
     for split in splits:
         scores = evaluate_variant(model, slices, split, device, amp, run_dir, name, int(cfg["eval_batch_size"]),
-                                  postprocess=str(cfg["postprocess"]))
+                                  postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
         record_variant(run_dir, scores, tables)
         frames.append(scores)
     return pd.concat(frames, ignore_index=True)

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/tta_levers")
     ap.add_argument("--ensemble", action="store_true", help="also score the mean of all the UNets given (with TTA)")
     ap.add_argument("--postprocess", choices=("none", "lcc"), help="default: the profile's seg.postprocess")
+    ap.add_argument("--width", type=int, help="UNet width of the checkpoints (default: the profile's seg.width)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     lines, views = [], {}
     for item in args.unets:
         label, _, folder = item.partition("=")
-        model = S.load_variant(args.run, label, int(cfg["width"]), out_dir=folder or None)
+        model = S.load_variant(args.run, label, args.width or int(cfg["width"]), out_dir=folder or None)
         res = {"unet": label, "folder": folder or str(S.variant_dir(args.run, label)), "run": args.run,
                "postprocess": post}
         for split in ("val", "test"):

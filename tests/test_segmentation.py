@@ -433,3 +433,17 @@ def test_dihedral_average_maps_every_view_back_and_evaluate_variant_uses_it(tmp_
     assert plain.shape == averaged.shape and not np.allclose(plain, averaged)
     scores = seg.evaluate_variant(model, s, "test", "cpu", False, tta=True)
     assert len(scores) == 1 and 0 <= scores["dsc"].iloc[0] <= 100
+
+
+def test_turning_tta_on_retrains_nothing_and_is_recorded_in_best_pt(tmp_path):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    a = seg.train_variant("A", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=0, progress=False)
+    best = tmp_path / "seg" / "A" / "best.pt"
+    assert torch.load(best, weights_only=True)["config"]["tta"] is False
+    before = (tmp_path / "seg" / "A" / "last.pt").stat().st_mtime_ns
+    b = seg.train_variant("A", s, _targets(s), {**SEG_CFG, "tta": True}, tmp_path, device="cpu", seed=0,
+                          progress=False)
+    assert (tmp_path / "seg" / "A" / "last.pt").stat().st_mtime_ns == before  # no epoch was trained again
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    assert torch.load(best, weights_only=True)["config"]["tta"] is True

@@ -211,6 +211,23 @@ def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
     return state
 
 
+def note_in_best(run_dir: str | Path, **settings: Any) -> None:
+    """Record prediction settings (not training settings) in ``best.pt``'s config.
+
+    Settings that change how a trained model is *used* (``seg.tta``) must not restart its
+    training, so they are left out of the config that :func:`resume` compares and written into
+    ``best.pt`` here, where ``python -m umcam_lib.segment`` reads its defaults. The file is
+    rewritten (atomically) only when a value differs.
+    """
+    path = resolve(run_dir) / "best.pt"
+    ckpt = load_checkpoint(path)
+    config = dict(ckpt.get("config") or {})
+    if all(config.get(k) == v for k, v in settings.items()):
+        return
+    ckpt["config"] = {**config, **settings}
+    _save(ckpt, path)
+
+
 def weight_average(model: torch.nn.Module, decay: float) -> torch.nn.Module:
     """An exponential moving average of ``model``'s weights (``torch.optim.swa_utils``).
 

@@ -36,7 +36,7 @@ from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes
 from .augment import augment_segmentation_batch, random_patches
-from .common import load_best, make_optimizer, resume, save_best, save_last, weight_average
+from .common import load_best, make_optimizer, note_in_best, resume, save_best, save_last, weight_average
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 
@@ -66,7 +66,8 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     ``plateau_decay``), ``ema`` (decay of an exponential moving average of the weights, updated
     every step: validation, ``best.pt`` and the returned UNet use the average; null = the raw
     weights), ``tta`` (predictions reported and written are averaged over the 8 right-angle
-    rotations and flips of each slice; epochs are chosen without it), ``patch`` (train on random square patches of this many pixels,
+    rotations and flips of each slice; epochs are chosen without it, and changing it retrains
+    nothing: it is recorded in ``best.pt`` only), ``patch`` (train on random square patches of this many pixels,
     :func:`umcam_lib.train.augment.random_patches`; null = whole slices), ``min_epochs`` (a warm-up: no early stop and no decay before this
     many epochs, while every prediction is still empty), and the recipe ``width, epochs,
     batch_size, lr, momentum, weight_decay, lambda_spl, soft_labels``.
@@ -188,7 +189,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     opt = make_optimizer(model, cfg, "seg")
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
     config = {"variant": name, "seed": int(seed), "lambda": lamb, **{k: cfg[k] for k in _TRAIN_KEYS},
-              "main": main if y_spl is not None else "umcam", "postprocess": post, "tta": bool(cfg["tta"]),
+              "main": main if y_spl is not None else "umcam", "postprocess": post,
               "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
     average = weight_average(model, float(cfg["ema"])) if cfg["ema"] is not None else None
     scored = average.module if average is not None else model  # the network validated and kept
@@ -258,4 +259,5 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         print(f"UNet {name}: early stop after epoch {state.epoch} (best validation DSC {state.best_score:.1f} "
               f"at epoch {state.best_epoch}, {patience} validations without improvement)")
     load_best(out, model, map_location=dev)
+    note_in_best(out, tta=bool(cfg["tta"]))  # how its predictions are reported; changing it retrains nothing
     return model.eval()

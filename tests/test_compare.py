@@ -39,3 +39,26 @@ def test_a_companion_may_not_name_companions(tmp_path):
     with pytest.raises(ParameterError, match="names companions itself"):
         pipeline.run_pipeline(params_file=main, only="01", out=tmp_path / "run", figures=tmp_path / "fig")
     assert not (tmp_path / "run").exists()       # nothing ran, nothing half-written
+
+
+def test_legend_names_each_run_by_its_label_unit_and_covers_no_bar(tmp_path):
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    for name, unit in (("real-slice", "slice"), ("real", "crop")):
+        (tmp_path / name / "provenance").mkdir(parents=True)
+        (tmp_path / name / "provenance" / "02.json").write_text(json.dumps({"params": {"classifier": {"label_unit": unit}}}))
+    assert compare.run_label(tmp_path / "real-slice", "real-slice") == "slice labels (real-slice)"
+    assert compare.run_label(tmp_path / "real", "real") == "crop labels (real)"
+    assert compare.run_label(tmp_path / "none", "none") == "none"          # no provenance: the name alone
+    table = pd.DataFrame({"section": ["pseudo_mask", "segmentation"], "method": ["UM-CAM", "FullySup"],
+                          "dsc_a": [70.0, 90.0], "seed_sd_a": [2.0, float("nan")],
+                          "dsc_b": [60.0, 95.0], "seed_sd_b": [1.0, float("nan")]})
+    fig = compare.side_by_side_figure(table, ["a", "b"], display={"a": "slice labels (a)", "b": "crop labels (b)"})
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["slice labels (a)", "crop labels (b)"]
+    fig.canvas.draw()
+    box, axes_box = legend.get_window_extent(), ax.get_window_extent()
+    assert box.y0 >= axes_box.y1 - 1                                       # above the axes, over no bar

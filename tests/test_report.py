@@ -93,3 +93,34 @@ def test_orderings_say_when_a_link_does_not_hold_in_every_seed(tmp_path):
     assert pm.loc["UM-CAM", "n_seeds"] == 3 and pm.loc["UM-CAM", "seeds_agreeing"] == 2
     text = findings.describe_section(report.summarise(tmp_path, "table1"), "pseudo_mask", "val")
     assert "UM-CAM over Average-CAM" in text and "does not exceed" in text
+
+
+def test_volume_scores_and_their_seaborn_figures(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(3)
+    for method in ("FullySup", "UM-CAM", "Grad-CAM"):
+        for split in ("val", "test"):
+            _record(tmp_path, method, split, rng.uniform(0, 100, 4), section="segmentation")
+    # the same UNet recorded in both tables appears once
+    _record(tmp_path, "UM-CAM+SPL", "test", [10, 20, 30, 40], table="table1", section="segmentation")
+    _record(tmp_path, "UM-CAM+SPL", "test", [10, 20, 30, 40], table="table2", section="segmentation")
+    v = report.volume_scores(tmp_path, "segmentation")
+    assert list(v["method"].cat.categories) == ["Grad-CAM", "UM-CAM", "UM-CAM+SPL", "FullySup"]  # display order
+    assert len(v[(v["method"] == "UM-CAM+SPL") & (v["split"] == "test")]) == 4
+    fig = report.plot_volume_scores(tmp_path, "segmentation")
+    assert len(fig.axes) == 2                                     # one panel per split
+    test_ax = fig.axes[1]
+    assert [t.get_text() for t in test_ax.get_xticklabels()] == ["Grad-CAM", "UM-CAM", "UM-CAM+SPL", "FullySup"]
+    n_points = sum(len(c.get_offsets()) for c in test_ax.collections if hasattr(c, "get_offsets"))
+    assert n_points >= 16                                         # every volume drawn (plus the mean markers)
+    with pytest.raises(ValueError, match="no 'pseudo_mask' scores"):
+        report.plot_volume_scores(tmp_path, "pseudo_mask")
+    with pytest.raises(ValueError, match="per seed"):
+        report.plot_seed_spread(tmp_path)
+    for seed in (0, 1, 2):
+        report.record_scores(tmp_path, "table1", "pseudo_mask", "UM-CAM", "val", range(5), rng.uniform(40, 60, 5),
+                             np.ones(5), seed=seed)
+    seeds = pd.DataFrame({"seed": [0, 1, 2], "split": "val", "f1": [0.8, 0.7, 0.9]})
+    fig = report.plot_seed_spread(tmp_path, seeds)
+    assert len(fig.axes) == 2 and "3 seeds" in fig.axes[0].get_title()

@@ -6,6 +6,8 @@ per run.
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Mapping
 
@@ -57,12 +59,37 @@ def side_by_side(runs: Mapping[str, str | Path], split: str = "test") -> pd.Data
     return out.sort_values(["_s", "_m"]).drop(columns=["_s", "_m"]).reset_index(drop=True)
 
 
-def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "") -> "object":
+def run_label(run_dir: str | Path, name: str) -> str:
+    """A legend entry for a run that says what its classifier was trained on.
+
+    Reads ``classifier.label_unit`` from the run's provenance of notebook 02
+    (``<run_dir>/provenance/02.json``): e.g. ``"slice labels (real-slice)"``. Returns ``name``
+    alone when the run recorded no such provenance.
+    """
+    path = Path(run_dir) / "provenance" / "02.json"
+    if not path.is_file():
+        return name
+    unit = (json.loads(path.read_text()).get("params", {}).get("classifier", {}) or {}).get("label_unit")
+    return f"{unit} labels ({name})" if unit else name
+
+
+def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "",
+                        display: Mapping[str, str] | None = None) -> "object":
     """Horizontal bars of ``dsc_<label>`` per method (one colour per run), error bars = seed SD.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`side_by_side`.
+    labels : list of str
+        The run labels of ``table``'s column groups.
+    display : mapping, optional
+        Run label -> legend text (e.g. from :func:`run_label`); the label itself otherwise.
 
     Returns
     -------
     matplotlib Figure
+        The legend sits above the bars, outside the axes, so it covers none.
     """
     import matplotlib.pyplot as plt
 
@@ -72,15 +99,17 @@ def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "")
     fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(table) + 1.2))
     for i, label in enumerate(labels):
         err = table.get(f"seed_sd_{label}")
-        ax.barh(y + (i - (len(labels) - 1) / 2) * h, table[f"dsc_{label}"], height=h, label=label,
+        ax.barh(y + (i - (len(labels) - 1) / 2) * h, table[f"dsc_{label}"], height=h,
+                label=(display or {}).get(label, label),
                 xerr=None if err is None else err.fillna(0.0), capsize=2)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel("DSC (%)")
     ax.set_xlim(0, 100)
-    ax.legend(title="run", loc="lower right")
+    ax.legend(title="classifier trained on", loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              ncol=min(len(labels), 3), fontsize=8, title_fontsize=8, frameon=False)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -92,7 +121,8 @@ def write_side_by_side(runs: Mapping[str, str | Path], figures_dir: str | Path, 
 
     table = side_by_side(runs, split)
     save_table(table, figures_dir, name, caption=f"Tables 1 and 2 ({split}) for each run: " + ", ".join(runs))
-    fig = side_by_side_figure(table, list(runs), title=f"{split} DSC, run by run")
+    display = {label: run_label(d, label) for label, d in runs.items()}
+    fig = side_by_side_figure(table, list(runs), title=f"{split} DSC, run by run", display=display)
     out = Path(figures_dir) / f"{name}.png"
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)

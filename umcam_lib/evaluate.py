@@ -20,7 +20,7 @@ from .scoring import (POSTPROCESS, SCORE_COLUMNS, evaluate_volumes, iter_volumes
 
 __all__ = ["POSTPROCESS", "SCORE_COLUMNS", "evaluate_volumes", "iter_volumes", "largest_component_3d",
            "oracle_selection", "score_volume", "split_rows", "example_rows", "plot_examples", "plot_sweep",
-           "plot_labels", "plot_training_curves"]
+           "plot_labels", "plot_training_curves", "running_mean"]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -113,39 +113,54 @@ def plot_sweep(sweep: pd.DataFrame, chosen: tuple[str, float] | None = None,
     Parameters
     ----------
     sweep : DataFrame
-        :func:`umcam_lib.train.seg_sweep.run_sweep` (``loss_main, lambda, spl_share`` and ``value``).
+        :func:`umcam_lib.train.seg_sweep.run_sweep` (``loss_main, lambda, spl_share`` and ``value``;
+        ``same_as`` names the point a row shares its training with).
     chosen, paper : (reading, lambda), optional
         Circled in black (validation-chosen) and marked with a white-edged star (the paper's).
 
     Returns
     -------
     matplotlib.figure.Figure
-        x: share ``w`` of the SPL term (0 = UM-CAM only, 1 = SPL only); each point labelled
-        with its lambda. Under AdamW the two readings meet where their shares coincide.
+        x: share ``w`` of the SPL term (0 = UM-CAM only, 1 = SPL only). Reading ``umcam`` is drawn
+        with small filled circles and a thin solid line, reading ``spl`` with large open squares and
+        a thick dashed line beneath it, so that where the two coincide (same ``w``, trained once) both stay visible.
+        Each ``w`` gets one label listing the lambda of each reading there.
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    styles = {"umcam": dict(marker="o", label="CE(UM-CAM) + lambda CE(SPL)"),
-              "spl": dict(marker="s", label="CE(SPL) + lambda CE(UM-CAM)")}
+    fig, ax = plt.subplots(figsize=(8.6, 3.9))
+    styles = {"umcam": dict(marker="o", markersize=6, linestyle="-", color="tab:blue", zorder=3,
+                            label="reading umcam: CE(UM-CAM) + λ CE(SPL)"),
+              "spl": dict(marker="s", markersize=13, linestyle="--", linewidth=3.2, alpha=0.75, color="tab:orange",
+                          markerfacecolor="none", markeredgewidth=1.6, zorder=2, label="reading spl: CE(SPL) + λ CE(UM-CAM)")}
     for main, g in sweep.groupby("loss_main", sort=False):
         g = g.sort_values("spl_share")
-        ax.plot(g["spl_share"], g[value], linestyle="-", **styles.get(str(main), dict(marker="x", label=str(main))))
-        for _, r in g.iterrows():
-            ax.annotate(f"{r['lambda']:g}", (r["spl_share"], r[value]), textcoords="offset points", xytext=(3, 4),
-                        fontsize=7)
-    for point, style in ((chosen, dict(marker="o", markersize=16, markerfacecolor="none", markeredgecolor="black",
+        ax.plot(g["spl_share"], g[value], **styles.get(str(main), dict(marker="x", label=str(main))))
+    # one label per SPL share: the lambda of each reading that lands there, and whether it was trained once
+    keyed = sweep.assign(_w=sweep["spl_share"].round(6))
+    for k, (w, g) in enumerate(keyed.groupby("_w", sort=True)):
+        parts = [f"{r.loss_main} λ={r['lambda']:g}" for _, r in g.sort_values("loss_main", ascending=False).iterrows()]
+        shared = "same_as" in g and g["same_as"].fillna("").astype(str).str.len().gt(0).any() and len(g) > 1
+        text = " = ".join(parts) + ("\n(one training)" if shared else "")
+        y = float(g[value].max())
+        ax.annotate(text, (float(w), y), textcoords="offset points", xytext=(0, 12 if k % 2 == 0 else -26),
+                    ha="center", fontsize=7, color="0.2",
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6))
+    for point, style in ((chosen, dict(marker="o", markersize=20, markerfacecolor="none", markeredgecolor="black",
                                        markeredgewidth=1.8, label="validation-chosen")),
                          (paper, dict(marker="*", markersize=14, color="gold", markeredgecolor="black",
-                                      label="paper (umcam reading, lambda 0.1)"))):
+                                      label="paper (umcam reading, λ 0.1)"))):
         if point is not None:
             hit = sweep[(sweep["loss_main"] == point[0]) & (sweep["lambda"] == point[1])]
             if not hit.empty:
-                ax.plot(hit["spl_share"], hit[value], linestyle="none", **style)
-    ax.set_xlabel("share of the SPL term in Eq. 8  (0: UM-CAM only, 1: SPL only)")
+                ax.plot(hit["spl_share"], hit[value], linestyle="none", zorder=4, **style)
+    ax.set_xlabel("share w of the SPL term in Eq. 8  (0: UM-CAM only, 1: SPL only)")
     ax.set_ylabel("mean validation 3D DSC (%)" if value == "val_dsc_mean" else value)
-    ax.set_xlim(-0.02, 1.02)
-    ax.legend(fontsize=7, loc="best")
+    ax.set_xlim(-0.1, 1.1)
+    lo, hi = float(sweep[value].min()), float(sweep[value].max())
+    pad = max(2.0, 0.25 * (hi - lo))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
@@ -180,7 +195,12 @@ def plot_labels(image: np.ndarray, gt: np.ndarray, labels: dict[str, np.ndarray]
     return fig
 
 
-def plot_training_curves(histories: dict[str, pd.DataFrame]) -> Any:
+def running_mean(values: pd.Series, window: int) -> pd.Series:
+    """Centred running mean over ``window`` consecutive values (shorter at the ends), NaNs skipped."""
+    return values.rolling(max(1, int(window)), center=True, min_periods=1).mean()
+
+
+def plot_training_curves(histories: dict[str, pd.DataFrame], smooth: int | None = None) -> Any:
     """Training loss and validation 3D DSC per epoch of each UNet (``history.csv`` of each run).
 
     Parameters
@@ -188,29 +208,44 @@ def plot_training_curves(histories: dict[str, pd.DataFrame]) -> Any:
     histories : dict
         Name -> DataFrame with columns ``epoch, loss, val_dsc`` (``val_dsc`` NaN on epochs that
         were not validated).
+    smooth : int, optional
+        Window (in validations, and in epochs for the loss) of the running mean drawn as the line;
+        None: a tenth of the longest run's validations (at least 1: no smoothing for short runs).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Left: training loss; right: validation DSC with the kept (best) epoch marked. A curve that
-        ends before the others stopped early (its validation DSC had plateaued).
+        Left: training loss; right: validation DSC at its cadence, every validation as a faint
+        point and the running mean as the line, with the kept (best) epoch starred at its raw
+        value. A curve that ends before the others stopped early (its validation DSC had
+        plateaued).
     """
     import matplotlib.pyplot as plt
 
-    fig, (ax_l, ax_v) = plt.subplots(1, 2, figsize=(10, 3.6))
+    n_val = max((int(h["val_dsc"].notna().sum()) for h in histories.values()), default=1)
+    window = int(smooth) if smooth is not None else max(1, round(n_val / 10))
+    fig, (ax_l, ax_v) = plt.subplots(1, 2, figsize=(12, 3.9))
     for name, h in histories.items():
-        line, = ax_l.plot(h["epoch"], h["loss"], label=name)
+        raw_l = ax_l.plot(h["epoch"], h["loss"], linestyle="none", marker=".", markersize=3, alpha=0.3)[0]
+        color = raw_l.get_color()
+        ax_l.plot(h["epoch"], running_mean(h["loss"], window), color=color, label=name)
         v = h.dropna(subset=["val_dsc"])
         if len(v):
-            ax_v.plot(v["epoch"], v["val_dsc"], marker=".", color=line.get_color(), label=name)
+            ax_v.plot(v["epoch"], v["val_dsc"], linestyle="none", marker="o", markersize=3, alpha=0.3, color=color)
+            ax_v.plot(v["epoch"], running_mean(v["val_dsc"], window), color=color, label=name)
             best = v.loc[v["val_dsc"].idxmax()]
-            ax_v.plot([best["epoch"]], [best["val_dsc"]], marker="*", markersize=11, color=line.get_color())
+            ax_v.plot([best["epoch"]], [best["val_dsc"]], marker="*", markersize=12, color=color,
+                      markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+    what = f"line: running mean over {window} validations; dots: each validation" if window > 1 \
+        else "dots and line: each validation"
     ax_l.set_xlabel("epoch")
     ax_l.set_ylabel("training loss (Eq. 8)")
     ax_l.set_yscale("log")
+    ax_l.set_title(("line: running mean over %d epochs; dots: each epoch" % window) if window > 1 else
+                   "training loss per epoch", fontsize=9)
     ax_v.set_xlabel("epoch")
     ax_v.set_ylabel("validation 3D DSC (%)")
-    ax_v.set_title("star: kept epoch (best.pt)", fontsize=9)
-    ax_v.legend(fontsize=7, loc="lower right")
+    ax_v.set_title(f"{what}; star: kept epoch (best.pt)", fontsize=9)
+    ax_v.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig

@@ -24,6 +24,7 @@ Paired tests use each item's DSC averaged over seeds.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -329,3 +330,133 @@ def save_table(df: pd.DataFrame, figures_dir: str | Path, name: str, caption: st
     md = (f"{caption}\n\n" if caption else "") + to_markdown(df)
     write_text(out / f"{name}.md", md)
     write_text(out / f"{name}.tex", to_latex(df, caption))
+
+
+# ----------------------------------------------------------------------------- distributions (seaborn)
+def volume_scores(run_dir: str | Path, section: str = "segmentation", metric: str = "dsc") -> pd.DataFrame:
+    """Per-item ``metric`` of every method of ``section`` (seed-averaged; one row per method, split, id).
+
+    A method recorded in both tables (UM-CAM+SPL) appears once. Columns ``method, split, id, <metric>``,
+    methods in :data:`METHOD_ORDER`.
+    """
+    s = load_scores(run_dir)
+    s = s[s["section"] == section]
+    if s.empty:
+        raise ValueError(f"{scores_dir(run_dir)}: no {section!r} scores recorded")
+    s = seed_average(s.drop(columns=["table"]).drop_duplicates(["section", "split", "method", "id", "seed"]))
+    s = s.drop_duplicates(["split", "method", "id"])
+    order = sorted(s["method"].unique(), key=_method_rank)
+    s["method"] = pd.Categorical(s["method"], categories=order, ordered=True)
+    return s.sort_values(["method", "split", "id"])[["method", "split", "id", metric]].reset_index(drop=True)
+
+
+def plot_volume_scores(run_dir: str | Path, section: str = "segmentation", metric: str = "dsc",
+                       splits: Sequence[str] = SPLITS) -> "object":
+    """Box plot with every item as a point: the per-volume (or per-slice) score of each method.
+
+    Parameters
+    ----------
+    run_dir : path
+        Run folder with recorded scores (:func:`record_scores`).
+    section : {"segmentation", "pseudo_mask"}
+        ``segmentation``: one point per volume (3D DSC, %); ``pseudo_mask``: one per slice.
+    metric : str
+        ``dsc`` (%) or ``hd95`` (px).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per split; the methods in display order, the mean marked by a white diamond.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = volume_scores(run_dir, section, metric)
+    splits = [sp for sp in splits if (data["split"] == sp).any()]
+    n_methods = data["method"].nunique()
+    fig, axes = plt.subplots(1, len(splits), figsize=(max(4.5, 0.7 * n_methods + 1.5) * len(splits), 3.8),
+                             squeeze=False, sharey=True)
+    unit = "volume" if section == "segmentation" else "slice"
+    for ax, split in zip(axes[0], splits):
+        d = data[data["split"] == split]
+        order = [m for m in d["method"].cat.categories if (d["method"] == m).any()]
+        with warnings.catch_warnings():  # seaborn 0.13.2 passes matplotlib 3.11's deprecated ``vert``
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*vert: bool was deprecated.*")
+            sns.boxplot(data=d, x="method", y=metric, order=order, ax=ax, color="0.9", fliersize=0, width=0.6,
+                        showmeans=True, meanprops=dict(marker="D", markerfacecolor="white", markeredgecolor="black",
+                                                       markersize=5))
+        sns.stripplot(data=d, x="method", y=metric, order=order, ax=ax, hue="method", hue_order=order,
+                      palette="tab10", size=4, jitter=0.15, legend=False)
+        n = d.groupby("method", observed=True)["id"].nunique()
+        n_items = int(n.max())
+        ax.set_title(f"{split}: one point per {unit} ({n_items} {unit}{'s' if n_items != 1 else ''})", fontsize=9)
+        ax.set_xlabel("")
+        ax.set_ylabel(("3D DSC (%)" if section == "segmentation" else "DSC (%)") if metric == "dsc" else metric)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        for lbl in ax.get_xticklabels():
+            lbl.set_horizontalalignment("right")
+        if metric == "dsc":
+            ax.set_ylim(-2, 102)
+    fig.suptitle(f"{'UNet' if section == 'segmentation' else 'pseudo-mask'} {metric.upper()} of every method "
+                 f"(box: quartiles; diamond: mean)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_spread(run_dir: str | Path, classification: pd.DataFrame | None = None,
+                     section: str = "pseudo_mask", metric: str = "dsc") -> "object":
+    """Per-seed means: how far a rerun with another classifier seed moves each row.
+
+    Parameters
+    ----------
+    run_dir : path
+        Run folder; rows recorded per seed (``...__s<seed>.csv``) are shown, one point per seed.
+    classification : DataFrame, optional
+        ``classification_seeds`` of notebook 02 (``seed, split, f1``): a second panel with each
+        seed's slice-classification F1.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: mean ``metric`` per seed for every method of ``section`` recorded with seeds, by
+        split; right (when given): classification F1 per seed.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    s = load_scores(run_dir)
+    s = s[(s["section"] == section) & (s["seed"] != NO_SEED)].drop(columns=["table"])
+    s = s.drop_duplicates(["section", "split", "method", "id", "seed"])
+    spread = seed_spread(s, metric)
+    if spread.empty:
+        raise ValueError(f"{scores_dir(run_dir)}: no {section!r} scores recorded per seed")
+    order = sorted(spread["method"].unique(), key=_method_rank)
+    panels = 2 if classification is not None and not classification.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(0.75 * len(order) + 2.5 + 3.2 * (panels - 1), 3.8), squeeze=False,
+                             gridspec_kw=dict(width_ratios=[max(2, len(order) / 2)] + [1] * (panels - 1)))
+    ax = axes[0, 0]
+    sns.stripplot(data=spread, x="method", y="mean", hue="split", order=order, hue_order=list(SPLITS),
+                  dodge=True, jitter=0.08, size=6, ax=ax, palette="Set1")
+    sns.pointplot(data=spread, x="method", y="mean", hue="split", order=order, hue_order=list(SPLITS),
+                  dodge=0.4, linestyle="none", errorbar="sd", markers="_", markersize=14, ax=ax,
+                  palette="Set1", legend=False)
+    n_seeds = int(spread["seed"].nunique())
+    ax.set_title(f"{section.replace('_', ' ')} rows: mean {metric.upper()} of each of {n_seeds} seeds "
+                 "(bar: mean +- SD over seeds)", fontsize=9)
+    ax.set_xlabel("")
+    ax.set_ylabel(f"mean {metric.upper()} (%)" if metric == "dsc" else f"mean {metric}")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    for lbl in ax.get_xticklabels():
+        lbl.set_horizontalalignment("right")
+    ax.legend(title="split", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if panels == 2:
+        ax2 = axes[0, 1]
+        sns.stripplot(data=classification, x="split", y="f1", hue="split", order=list(SPLITS),
+                      hue_order=list(SPLITS), palette="Set1", size=6, jitter=0.08, ax=ax2, legend=False)
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_title("classifier F1 per seed (notebook 02)", fontsize=9)
+        ax2.set_xlabel("")
+        ax2.set_ylabel("slice classification F1")
+    fig.tight_layout()
+    return fig

@@ -43,6 +43,14 @@ def _points(ax: plt.Axes, pts: Sequence[tuple[int, int]], color: str, marker: st
         ax.scatter(c, r, s=36, c=color, marker=marker, edgecolors="white", linewidths=0.6, zorder=3)
 
 
+def _colorbar(ax: plt.Axes, im, label: str = "") -> None:
+    """A slim colour bar beside one map panel."""
+    cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    cb.ax.tick_params(labelsize=6)
+    if label:
+        cb.set_label(label, fontsize=6)
+
+
 def plot_spl_examples(examples: Sequence[Mapping[str, object]], images: np.ndarray, cams: np.ndarray,
                       masks: np.ndarray, row_labels: Sequence[str] | None = None) -> plt.Figure:
     """One row per example slice: image, UM-CAM, seeds, D_f, D_b, SPL, ground truth.
@@ -65,7 +73,7 @@ def plot_spl_examples(examples: Sequence[Mapping[str, object]], images: np.ndarr
             a.set_yticks([])
         ax[0].imshow(img, cmap="gray")
         ax[1].imshow(img, cmap="gray")
-        ax[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        _colorbar(ax[1], ax[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1), "UM-CAM")
         _outline(ax[1], np.asarray(ex["mask"]), "white")
         ax[2].imshow(img, cmap="gray")
         _outline(ax[2], np.asarray(ex["component"]), "yellow")
@@ -78,9 +86,9 @@ def plot_spl_examples(examples: Sequence[Mapping[str, object]], images: np.ndarr
         if ex["spl"] is not None:
             d_f, d_b = np.asarray(ex["d_f"]), np.asarray(ex["d_b"])
             vmax = float(np.percentile(np.concatenate([d_f.ravel(), d_b.ravel()]), 99))
-            ax[3].imshow(d_f, cmap="magma", vmin=0, vmax=vmax)
-            ax[4].imshow(d_b, cmap="magma", vmin=0, vmax=vmax)
-            ax[5].imshow(np.asarray(ex["spl"]), cmap="RdBu_r", vmin=0, vmax=1)
+            _colorbar(ax[3], ax[3].imshow(d_f, cmap="magma", vmin=0, vmax=vmax), "geodesic distance")
+            _colorbar(ax[4], ax[4].imshow(d_b, cmap="magma", vmin=0, vmax=vmax), "geodesic distance")
+            _colorbar(ax[5], ax[5].imshow(np.asarray(ex["spl"]), cmap="RdBu_r", vmin=0, vmax=1), "P(brain)")
             _outline(ax[5], np.asarray(ex["spl"]) > 0.5, "black")
         ax[6].imshow(img, cmap="gray")
         _outline(ax[6], gt, "lime")
@@ -113,12 +121,14 @@ def plot_geodesic_vs_euclidean(image: np.ndarray, seed: tuple[int, int], iterati
     # two seed sets on the same slice is one batch call per lambda
     d_euc = geodesic_batch_points(z[None], pts, 2, 0.0, iterations)[0, 0]
     d_geo = geodesic_batch_points(z[None], pts, 2, 1.0, iterations)[0, 0]
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
     panels = [(image, "gray", "image and seed"), (d_euc, "magma", "lamb = 0: Euclidean (chamfer) distance"),
               (d_geo, "magma", "lamb = 1: geodesic distance")]
     for ax, (data, cmap, title) in zip(axes, panels):
         vmax = None if cmap == "gray" else float(np.percentile(data, 99))
-        ax.imshow(data, cmap=cmap, vmin=0 if vmax else None, vmax=vmax)
+        im = ax.imshow(data, cmap=cmap, vmin=0 if vmax else None, vmax=vmax)
+        if cmap != "gray":
+            _colorbar(ax, im, "pixels" if "Euclidean" in title else "summed |intensity change| (z-scored)")
         ax.scatter([seed[1]], [seed[0]], s=30, c="red", edgecolors="white")
         if gt is not None:
             _outline(ax, gt, "lime")

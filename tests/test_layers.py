@@ -34,12 +34,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("baselines", ["umcam_lib.baselines", "umcam_lib.baselines.*"]),
     # tables of recorded scores, their figures and the findings drawn from them
     ("report", ["umcam_lib.report", "umcam_lib.evaluate", "umcam_lib.findings", "umcam_lib.compare",
-                "umcam_lib.overview"]),
+                "umcam_lib.overview", "umcam_lib.method_figure"]),
     # a notebook's step that computes and records (Tables 1-2 rows, thresholds.json), and the
     # package front that gathers names for the notebooks (``from umcam_lib import cam``)
     ("study", ["umcam_lib.cam", "umcam_lib.cam.study", "umcam_lib.train.segmentation"]),
     # programs: the notebook runner, the parameter-cell tool, segmenting new stacks
-    ("apps", ["umcam_lib.pipeline", "umcam_lib.notebook_params", "umcam_lib.segment", "umcam_lib.progress"]),
+    ("apps", ["umcam_lib.pipeline", "umcam_lib.notebook_params", "umcam_lib.segment", "umcam_lib.progress",
+              "umcam_lib.plan", "umcam_lib.publish"]),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 

@@ -95,3 +95,62 @@ def test_tta_table_scores_every_unet_both_ways_and_the_plain_column_is_table1(ti
         index, probs = segmentation.load_predictions(tiny_run.run_dir, name, "test")  # what Table 1 / 2 scored
         stored = evaluate_volumes(slices, "test", index, probs > 0.5, postprocess=seg["postprocess"])
         assert stored["dsc"].mean() == pytest.approx(tta.loc[name, "test_plain"], abs=0.5)  # stored in float16
+
+
+def _printed(run_dir, name: str) -> str:
+    import json
+    nb = json.loads((run_dir / "notebooks" / name).read_text())
+    return "\n".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+
+
+def test_method_overview_is_drawn_from_the_runs_own_artifacts(tiny_run):
+    """The figure exists, and what it recomputes for its slice (UM-CAM from the per-block CAMs,
+    the SPL from the stored UM-CAM) equals what notebooks 04 and 05 stored."""
+    import re
+    assert (tiny_run.figures_dir / "method_overview.png").stat().st_size > 20_000
+    assert (tiny_run.figures_dir / "segmentation_volumes.png").stat().st_size > 5_000
+    line = next(x for x in _printed(tiny_run.run_dir, "06_segmentation.ipynb").splitlines()
+                if "Recomputed vs stored" in x)
+    um, spl = map(float, re.search(r"UM-CAM max difference ([\d.]+), SPL ([\d.na]+)", line).groups())
+    assert um < 0.01, line
+    assert spl < 0.01 or np.isnan(spl), line
+
+
+def test_method_panels_name_the_missing_artifact(tmp_path):
+    from umcam_lib import method_figure
+    with pytest.raises(FileNotFoundError, match="classifier/best.pt"):
+        method_figure.method_panels(tmp_path, {}, {}, {}, {})
+
+
+def test_training_curves_draw_a_running_mean_over_faint_raw_validations():
+    import matplotlib
+    matplotlib.use("Agg")
+    from umcam_lib import evaluate
+    rng = np.random.default_rng(0)
+    e = np.arange(1, 41)
+    h = pd.DataFrame({"epoch": e, "loss": np.exp(-e / 20), "val_dsc": rng.uniform(0, 80, 40)})
+    fig = evaluate.plot_training_curves({"A": h})
+    ax_v = fig.axes[1]
+    raw, smooth = ax_v.lines[0], ax_v.lines[1]
+    assert raw.get_alpha() < 0.5 and raw.get_linestyle() == "None"
+    np.testing.assert_allclose(smooth.get_ydata(), evaluate.running_mean(h["val_dsc"], 4))
+    assert np.std(np.diff(smooth.get_ydata())) < np.std(np.diff(h["val_dsc"]))   # the line is smoother
+    assert "running mean over 4 validations" in ax_v.get_title()
+
+
+def test_sweep_keeps_both_readings_visible_and_labels_each_share_once():
+    import matplotlib
+    matplotlib.use("Agg")
+    from umcam_lib import evaluate
+    sweep = pd.DataFrame({"loss_main": ["umcam"] * 3 + ["spl"] * 3, "lambda": [0.1, 1.0, 10.0] * 2,
+                          "spl_share": [1 / 11, 0.5, 10 / 11, 10 / 11, 0.5, 1 / 11],
+                          "same_as": ["", "", "", "umcam_lambda10", "umcam_lambda1", ""],
+                          "val_dsc_mean": [60.0, 70.0, 80.0, 80.0, 70.0, 60.0]})
+    fig = evaluate.plot_sweep(sweep, ("umcam", 10.0), ("umcam", 0.1))
+    ax = fig.axes[0]
+    umcam_line, spl_line = ax.lines[0], ax.lines[1]
+    assert umcam_line.get_marker() != spl_line.get_marker()
+    assert spl_line.get_markersize() > umcam_line.get_markersize() and spl_line.get_markerfacecolor() == "none"
+    labels = [t.get_text() for t in ax.texts]
+    assert len(labels) == 3                                              # one per SPL share, not one per point
+    assert any("umcam λ=10 = spl λ=0.1" in t and "one training" in t for t in labels)

@@ -170,6 +170,29 @@ def min_wilcoxon_p(n: int) -> float:
     return 2.0 / 2 ** n
 
 
+WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+ORDINALS = ("", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth")
+
+
+def in_words(n: int) -> str:
+    """A small count in words (``9`` -> ``nine``), larger ones in digits."""
+    return WORDS[n] if 0 <= n < len(WORDS) else str(n)
+
+
+def stacks(n: int) -> str:
+    """``one stack``, ``three stacks``."""
+    return f"{in_words(n)} stack" + ("" if n == 1 else "s")
+
+
+def ordinal(n: int) -> str:
+    return ORDINALS[n] if 0 < n < len(ORDINALS) else f"{n}th"
+
+
+def volumes(fig: Figures, split: str) -> int:
+    """How many volumes (stacks) a split of ``dataset.csv`` holds (``total`` for all)."""
+    return int(float(fig.row("dataset", split=split)["volumes"]))
+
+
 def label_share(fig: Figures, split: str) -> tuple[int, int]:
     r = fig.row("label_units", unit="slice", split=split)
     return int(float(r["positives"])), int(float(r["images"]))
@@ -267,7 +290,7 @@ def render_results(study: Study) -> str:
     spl_helps = "helps" if seg["SPL"] > seg["UM-CAM"] else "does not help"
     text = [
         _NOTE,
-        f"**Synthetic cohort** (`quick` profile; {n_q} test volumes). Block-5 Grad-CAM {points(pg)} "
+        f"**Synthetic cohort** (`quick` profile; {volumes(q, 'total')} volumes, {n_q} for test). Block-5 Grad-CAM {points(pg)} "
         f"(pointing game {pg:.2f}); its pseudo masks score {f1(gc)} % test DSC, and the lowest CAM "
         f"({low}, {f1(cams[low])} %) is {f1(cams[low] - floor_t)} points above the all-foreground floor "
         f"({f1(floor_t)} %). The paper's ordering Grad-CAM < Average-CAM < UM-CAM {word}: "
@@ -279,20 +302,21 @@ def render_results(study: Study) -> str:
         f"({verdict_short(spl_both['verdict'])}, p = {fp(float(spl_both['p_value']))}); the fully supervised "
         f"UNet scores {f1(seg['FullySup'])} % (paper {f2(paper_fs)}).",
         "",
-        f"**Nine public clinical stacks** (`real` profile; {n_r} test stacks of a second fetus). The "
+        f"**{in_words(volumes(r, 'total')).capitalize()} public clinical stacks** (`real` profile; "
+        f"{stacks(n_r)} of a second fetus for test). The "
         f"stacks are centred on the head, so the paper's slice labels are nearly constant ({pos} of "
         f"{n_sl} training slices hold brain): the slice-label CAMs score {f1(min(slice_cams))}-"
         f"{f1(max(slice_cams))} % test DSC (floor {f1(floor_r)} %; block-5 pointing game {rs_pg:.2f}). "
         f"With crop labels (one yes/no per random square crop of a slice) block 5 {points(r_pg)} "
         f"(pointing game {r_pg:.2f}), the CAMs score {f1(min(crop_cams))}-{f1(max(crop_cams))} %, and every "
         f"weakly supervised UNet (DRS and AMR included) {f1(min(weak.values()))}-{f1(max(weak.values()))} % "
-        f"3D DSC, against {f1(fs_r)} % for the fully supervised one. Validation, one stack, prefers "
+        f"3D DSC, against {f1(fs_r)} % for the fully supervised one. Validation ({stacks(volumes(r, 'val'))}) prefers "
         f"{best_val} ({f1(weak_val[best_val])} %; {f1(weak[best_val])} % on test); with {n_r} test stacks "
         f"no paired test can go below p = {fp(min_wilcoxon_p(n_r))}.",
         "",
         "DSC in %. Pseudo masks: 2D, per positive slice, mean over the classifier seeds; UNets: 3D, per "
         "volume (stack). paper: the paper's test DSC (its Table 2), or † its Table 1, which reports one "
-        "split. \"CC0 crop labels, val\" is one stack.",
+        f"split. \"CC0 crop labels, val\" is {stacks(volumes(r, 'val'))}.",
         "",
         summary_table(study),
     ]
@@ -504,7 +528,7 @@ def render_real_side_by_side(study: Study) -> str:
     weak_test = {m: dsc(r, _table_of("segmentation", m), m, "test", "segmentation") for m in UNETS if m != "FullySup"}
     order_val = sorted(weak_val, key=weak_val.get)
     best_t = max(weak_test, key=weak_test.get)
-    rank = order_val.index(best_t) + 1
+    from_top = len(order_val) - order_val.index(best_t)
     best_v = order_val[-1]
     pm_best = max(PSEUDO[1:], key=lambda m: dsc(r, _table_of("pseudo_mask", m), m, "test", "pseudo_mask"))
     word, links = chain(r, "pseudo masks", "test", [("Grad-CAM", "Average-CAM"), ("Average-CAM", "UM-CAM")])
@@ -520,12 +544,13 @@ def render_real_side_by_side(study: Study) -> str:
         + "; ".join(f"{x['left']} < {x['right']} {verdict_short(x['verdict'])}" for x in links)
         + " (`figures/real/orderings.csv`).",
         f"- **Among the weakly supervised UNets** (crop labels) the {best_t} one leads on test "
-        f"({f1(weak_test[best_t])}) and ranks {rank} of {len(order_val)} on validation "
+        f"({f1(weak_test[best_t])}) and is {ordinal(from_top)} of {len(order_val)} on validation "
         f"({f1(weak_val[best_t])}; lowest {order_val[0]} {f1(weak_val[order_val[0]])}, highest {best_v} "
-        f"{f1(weak_val[best_v])}). Validation is one stack of the training fetus and test {n_r} stacks of "
-        f"the other, so no paired test can go below p = {fp(min_wilcoxon_p(n_r))}.",
+        f"{f1(weak_val[best_v])}). Validation is {stacks(volumes(r, 'val'))} of the training fetus "
+        f"and test {stacks(n_r)} of the other, so no paired test can go below "
+        f"p = {fp(min_wilcoxon_p(n_r))}.",
         f"- **The fully supervised UNet** scores {f1(fs['val'])} on validation and {f1(fs['test'])} on test; "
-        "it learns from five stacks of one fetus.",
+        f"it learns from {stacks(volumes(r, 'train'))} of one fetus.",
         "",
     ])
 

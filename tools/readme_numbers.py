@@ -364,10 +364,10 @@ def paper_table(fig: Figures, name: str) -> str:
             pd = x.get("paper_dsc_mean", "")
             cells += [mean_sd(float(x["dsc_mean"]), float(x["dsc_std"])) + _star(fig, name, x),
                       mean_sd(float(x["hd95_mean"]), float(x["hd95_std"])), _seed_sd(x),
-                      f1(float(pd)) if pd else ""]
+                      f2(float(pd)) if pd else ""]
         rows.append(cells)
-    header = ["", "method", "val DSC", "val HD95", "val seed SD (n)", "val paper DSC",
-              "test DSC", "test HD95", "test seed SD (n)", "test paper DSC"]
+    header = ["", "method", "val DSC (%)", "val HD95 (px)", "val seed SD (n)", "val paper DSC",
+              "test DSC (%)", "test HD95 (px)", "test seed SD (n)", "test paper DSC"]
     return table(header, rows)
 
 

@@ -86,8 +86,18 @@ def test_item3_resume_refuses_other_code_and_force(tmp_path, monkeypatch):
     monkeypatch.setenv(common.FORCE_ENV, "1")
     assert common.resume(tmp_path, model, opt, config=cfg).epoch == 0
     monkeypatch.delenv(common.FORCE_ENV)
-    monkeypatch.setattr(common, "library_fingerprint", lambda: "another-version")
+    monkeypatch.setattr(common, "code_fingerprint", lambda *a, **k: "another-version")
     assert common.resume(tmp_path, model, opt, config=cfg).epoch == 0
+
+
+def test_item3_resume_keys_on_the_training_modules_imports():
+    """The code key of a training run covers its module's transitive imports, not the library."""
+    classifier = common.training_code(caller="umcam_lib.train.classifier")
+    assert classifier == common.training_code(caller="umcam_lib.train.classifier")
+    assert classifier != common.training_code(caller="umcam_lib.train.seg_train")
+    closure = provenance.module_closure(["umcam_lib.train.classifier", "umcam_lib.train.common"])
+    assert "umcam_lib.train.augment" in closure and "umcam_lib.models.vgg" in closure
+    assert "umcam_lib.report" not in closure and "umcam_lib.pipeline" not in closure
 
 
 def test_item3_library_fingerprint_follows_the_source(tmp_path):

@@ -5,9 +5,13 @@ to resume) and ``best.pt`` (model weights of the best validation epoch plus that
 are written atomically, so an interrupted run resumes from the last finished epoch.
 
 A run is resumed only when it was made from the same data, code and recipe: the caller's
-``config`` (recipe and data fingerprint) and the library's source fingerprint
-(:func:`umcam_lib.provenance.library_fingerprint`) must match, and it must not have run more
-epochs than asked for. ``python -m umcam_lib.pipeline --force`` (environment variable
+``config`` (recipe and data fingerprint) and the fingerprint of the training code must match,
+and it must not have run more epochs than asked for. The training code is the module that
+calls :func:`save_last` / :func:`resume` (``umcam_lib.train.classifier``,
+``umcam_lib.train.seg_train``), the module defining the model's class, this module, and every
+``umcam_lib`` module they import, transitively (:func:`training_code`); an edit elsewhere in
+the library (``report.py``, a notebook) keeps the run resumable, an edit of any of these
+starts it afresh. ``python -m umcam_lib.pipeline --force`` (environment variable
 ``UMCAM_FORCE=1``) starts every run afresh.
 
 Checkpoints hold only tensors and plain Python values and are read with
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,7 +33,7 @@ import torch
 from ..config import check_choice
 from ..io import atomic_path
 from ..paths import resolve
-from ..provenance import library_fingerprint
+from ..provenance import code_fingerprint
 
 FORCE_ENV = "UMCAM_FORCE"
 """When this environment variable is ``"1"`` (``pipeline --force``), :func:`resume` starts afresh."""
@@ -124,8 +129,40 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise
 
 
-def _with_code(config: dict[str, Any] | None) -> dict[str, Any]:
-    return {**(config or {}), "code": library_fingerprint()}
+def _caller_module() -> str:
+    """Dotted name of the module of the first frame outside this one (the training loop)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+
+
+def training_code(model: torch.nn.Module | None = None, caller: str | None = None) -> str:
+    """Fingerprint of the code a training run depends on (what :func:`resume` compares).
+
+    Parameters
+    ----------
+    model : nn.Module, optional
+        The network trained; the module defining its class is included (unwrapped from
+        ``torch.compile``'s ``_orig_mod``).
+    caller : str, optional
+        Dotted name of the training module (default: the module calling into this one).
+
+    Returns
+    -------
+    str
+        :func:`umcam_lib.provenance.code_fingerprint` of that module, the model's module and
+        this module: their source and that of every ``umcam_lib`` module they import,
+        transitively.
+    """
+    roots = {__name__, caller if caller is not None else _caller_module()}
+    if model is not None:
+        roots.add(type(getattr(model, "_orig_mod", model)).__module__)
+    return code_fingerprint(tuple(sorted(r for r in roots if r.split(".")[0] == __name__.split(".")[0])))
+
+
+def _with_code(config: dict[str, Any] | None, model: torch.nn.Module | None) -> dict[str, Any]:
+    return {**(config or {}), "code": training_code(model, _caller_module())}
 
 
 def save_last(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -140,7 +177,7 @@ def save_last(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.opti
     _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
            "scheduler": scheduler.state_dict() if scheduler is not None else None,
            "average": average.state_dict() if average is not None else None,
-           "state": state.__dict__, "config": _with_code(config)}, run_dir / "last.pt")
+           "state": state.__dict__, "config": _with_code(config, model)}, run_dir / "last.pt")
     with atomic_path(run_dir / "history.csv") as tmp:
         pd.DataFrame(state.history).to_csv(tmp, index=False)
 
@@ -149,7 +186,7 @@ def save_best(run_dir: str | Path, model: torch.nn.Module, state: TrainState,
               config: dict[str, Any] | None = None) -> None:
     """Write ``best.pt``: the weights of the current best epoch."""
     _save({"model": model.state_dict(), "epoch": state.best_epoch, "score": state.best_score,
-           "config": _with_code(config)}, resolve(run_dir) / "best.pt")
+           "config": _with_code(config, model)}, resolve(run_dir) / "best.pt")
 
 
 def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -165,7 +202,7 @@ def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
         Receive the saved state.
     config : dict, optional
         The recipe and data fingerprint of this run; ``last.pt`` must have been saved with the
-        same (and with the same library source, added here).
+        same (and with the same training code, :func:`training_code`, added here).
     scheduler : optional
         A learning-rate scheduler to restore.
     epochs : int, optional
@@ -189,8 +226,9 @@ def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.O
         return TrainState()
     ckpt = load_checkpoint(path)
     saved = dict(ckpt.get("config") or {})
-    if config is not None and saved.get("code") != library_fingerprint():
-        print(f"{path}: saved by another version of umcam_lib; starting a new run")
+    if config is not None and saved.get("code") != training_code(model, _caller_module()):
+        print(f"{path}: saved by another version of the training code (or of a module it imports); "
+              f"starting a new run")
         return TrainState()
     saved.pop("code", None)
     if config is not None and saved != plain(config):

@@ -55,11 +55,15 @@ def test_runs_in_order_injects_params_and_reuses(fake_study):
     assert (out / "notebooks" / "a.ipynb").is_file()
     res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=5"], out=out, figures=fig)
     assert [r.status for r in res] == ["reused", "reused"]
-    # a changed parameter reruns that notebook and every later one
-    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=6"], out=out, figures=fig)
-    assert [r.status for r in res] == ["ran", "ran"]
-    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=6"], only="02", out=out, figures=fig)
+    res = pipeline.run_pipeline(params_file=params, overrides=["data.n_volumes=5"], only="02", out=out, figures=fig)
     assert [r.status for r in res] == ["reused"]
+    # a changed parameter reruns that notebook and every later one (the plan; no kernel)
+    entries = pipeline.plan_run(params_file=params, overrides=["data.n_volumes=6"], out=out, figures=fig).entries
+    assert [(e.action, e.reasons) for e in entries] == [("run", ("parameters changed: data.n_volumes",)),
+                                                        ("run", ("upstream 01 reruns",))]
+    marker = json.loads((out / ".done" / "01.json").read_text())
+    assert marker["components"]["params"]["data.n_volumes"] == 5 and "umcam_lib/notebook_params.py" in \
+        marker["components"]["modules"]
 
 
 def test_failure_names_notebook_cell_and_error(fake_study):
@@ -122,7 +126,8 @@ def test_quiet_console_one_line_per_notebook_and_a_run_log(fake_study, capsys):
 
 def test_failure_on_the_console_names_the_cell_error_lines_and_log(fake_study, capsys):
     tmp, params = fake_study
-    rc = pipeline.main(["--params", str(params), "--set", "fail=true", "--out", str(tmp / "run")])
+    rc = pipeline.main(["--params", str(params), "--set", "fail=true", "--out", str(tmp / "run"),
+                        "--figures", str(tmp / "fig")])
     captured = capsys.readouterr()
     assert rc == 1
     assert "02 b  [" in captured.out and captured.out.splitlines()[-1].endswith("failed")

@@ -79,7 +79,9 @@ def test_item1_edited_input_mask_reruns(study):
     assert _run(params, out, overrides=over) == ["ran", "ran"]
     assert _run(params, out, overrides=over) == ["reused", "reused"]
     _write_stack(root / "sub-01" / "anat", slice(2, 4))  # same names and sizes, other content
-    assert _run(params, out, overrides=over) == ["ran", "ran"]
+    entries = pipeline.plan_run(params_file=params, overrides=over, out=out, figures=out / "fig").entries
+    assert [(e.action, e.reasons) for e in entries] == [("run", ("input files changed",)),
+                                                        ("run", ("upstream 01 reruns",))]
 
 
 def test_item2_only_refuses_results_of_other_parameters(study):
@@ -90,7 +92,7 @@ def test_item2_only_refuses_results_of_other_parameters(study):
     with pytest.raises(pipeline.PipelineError) as err:
         _run(params, out, overrides=["seed=1"], only="02")
     msg = str(err.value)
-    assert "notebook 01" in msg and "other parameters" in msg
+    assert "notebook 01: its result is stale (parameters changed: seed)" in msg
     assert "--only 01,02" in msg and "--set seed=1" in msg and f"--out {out}" in msg and "--params" in msg
     assert json.loads((out / "b.json").read_text())["seed"] == 0          # 02 did not run
     # the full run with the new seed reruns both, and 02 reads the new slices
@@ -104,7 +106,8 @@ def test_item2_rerun_upstream_invalidates_downstream(study):
     out = tmp / "run"
     assert _run(params, out) == ["ran", "ran"]
     assert _run(params, out, only="01", force=True) == ["ran"]
-    assert _run(params, out) == ["reused", "ran"]
+    entries = pipeline.plan_run(params_file=params, out=out, figures=out / "fig").entries
+    assert [(e.action, e.reasons) for e in entries] == [("reuse", ()), ("run", ("upstream 01 has a newer result",))]
 
 
 def test_item2_failed_upstream_blocks_only(study):
@@ -122,17 +125,29 @@ def test_item2_failed_upstream_blocks_only(study):
         _run(params, out, only="02")
 
 
-def test_item3_library_edit_and_force(study, monkeypatch):
-    """Item 3: the library's source is in the fingerprint; --force reaches the notebook."""
+def test_item3_library_edit_and_force(study, monkeypatch, tmp_path):
+    """Item 3: the source of the library modules a notebook imports is in its fingerprint
+    (here a copy of the library, edited); --force reaches the notebook."""
+    import shutil
+
     tmp, params = study
+    lib = tmp_path / "lib" / "umcam_lib"
+    shutil.copytree(pipeline.PACKAGE_DIR, lib, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline, "LIBRARY_DIR", lib)
     out = tmp / "run"
     assert _run(params, out) == ["ran", "ran"]
     assert json.loads((out / "a.json").read_text())["force"] is None
-    monkeypatch.setattr(pipeline, "library_fingerprint", lambda: "edited-library", raising=False)
-    assert _run(params, out) == ["ran", "ran"]
-    assert _run(params, out) == ["reused", "reused"]
+    np_src = lib / "notebook_params.py"                  # the stand-ins import it
+    np_src.write_text(np_src.read_text() + "\n# edited\n")
+    entries = pipeline.plan_run(params_file=params, out=out, figures=out / "fig").entries
+    assert entries[0].reasons == ("code of umcam_lib/notebook_params.py changed",)
+    assert entries[1].action == "run"
     assert _run(params, out, only="01", force=True) == ["ran"]
     assert json.loads((out / "a.json").read_text())["force"] == "1"    # training sees --force
+    marker = json.loads((out / ".done" / "01.json").read_text())
+    from umcam_lib import provenance
+    edited = provenance.module_hashes(["umcam_lib.notebook_params"], lib)
+    assert marker["components"]["modules"]["umcam_lib/notebook_params.py"] == edited["umcam_lib/notebook_params.py"]
 
 
 def test_item5_only_into_an_empty_folder_refuses(study):
@@ -171,7 +186,7 @@ def test_item11_interrupt_is_one_line(study, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(papermill, "execute_notebook", interrupted)
-    rc = pipeline.main(["--params", str(params), "--out", str(tmp / "run")])
+    rc = pipeline.main(["--params", str(params), "--out", str(tmp / "run"), "--figures", str(tmp / "fig")])
     err = capsys.readouterr().err.strip()
     assert rc == 130
     assert err == "interrupted in notebook 01 (a.ipynb); rerun the same command to resume"

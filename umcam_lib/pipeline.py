@@ -5,7 +5,9 @@ Usage::
     python -m umcam_lib.pipeline --profile quick
     python -m umcam_lib.pipeline --params my.yaml --set seed=7 --set data.n_volumes=12
     python -m umcam_lib.pipeline --profile quick --only 03,04      # later notebooks read earlier artifacts
-    python -m umcam_lib.pipeline --profile quick --from 05 --out runs/try --figures figures/try
+    python -m umcam_lib.pipeline --profile quick --from 05 --out runs/try --figures /tmp/try
+    python -m umcam_lib.pipeline --profile quick --dry-run         # what would run, and why
+    python -m umcam_lib.pipeline --publish-only --out runs/quick   # docs/study/quick from a finished run
 
 Every parameter is checked against the schema (``umcam_lib.config``) before anything runs.
 Each notebook receives ``profile`` (the profile's name, or the path of ``--params``),
@@ -19,13 +21,38 @@ everything else: papermill's log, the kernel's messages, warnings and the notebo
 On a failure the console names the notebook, the cell and the error's last lines. ``--verbose``
 shows papermill's own progress bars and streams the notebooks' output to the console instead.
 
-Reuse. A finished notebook leaves ``<out>/.done/NN.json`` with its fingerprint (its parameters,
-its source, the library's source, the input files' contents for NIfTI data, and the
-fingerprints of every earlier notebook) and the run ids of the earlier notebooks' results it
-read. It is reused only when all of these still hold; ``--only`` / ``--from`` refuse to start
-when an earlier notebook's result is missing or was made from anything else, and print the
+Reuse: stale means changed inputs of that notebook. A finished notebook leaves
+``<out>/.done/NN.json`` with what its result was made from (:mod:`umcam_lib.plan`): its code
+cells (markdown and outputs do not count), the parameters it reads (``params["key"]``) and the
+run and figure folders, the ``umcam_lib`` modules its code imports, transitively (read with
+``ast``: a notebook's ``from umcam_lib...`` imports, then each module's imports, relative ones
+and package ``__init__`` files included; each hashed by its source), the input files' contents
+for NIfTI data (notebooks that read ``data``), and the run ids of the earlier notebooks'
+results it read. It is reused only when all of these still hold: editing markdown, or a module
+no notebook's imports reach, reruns nothing; editing ``umcam_lib/cam/fusion.py`` reruns the
+notebooks that import it and the ones after them. ``--dry-run`` prints the plan (what runs,
+what is reused, and why: ``parameters changed: seg.lr``, ``code of umcam_lib/cam/fusion.py
+changed``, ``upstream 02 reruns``, ``no result yet``, ``--force``) and exits. ``--only`` /
+``--from`` refuse to start when an earlier notebook's result is missing or stale, and print the
 command that makes it. ``--force`` recomputes the selected notebooks from scratch: caches are
-ignored and training starts again instead of resuming.
+ignored and training starts again instead of resuming. Training resume follows the same rule
+(:mod:`umcam_lib.train.common`): it keys on the training module's transitive imports only.
+
+Provenance. Every notebook records the commit and whether tracked files differ from it
+(``<out>/provenance/NN.json``; notebook 08 gathers them into ``<figures>/provenance.json``);
+the folders the run writes into do not count as changes. Figures that git would track (the
+committed ``figures/<profile>/``) are not written from a tree with uncommitted changes: the run
+refuses before anything starts, unless ``--allow-dirty`` is given, in which case it says so
+loudly and the provenance records ``dirty: true``. Figures written outside the checkout or
+under an ignored folder (``--figures /tmp/fig``, ``runs/``) are not checked.
+
+The executed study. A run that writes the repository's ``figures/<profile>/`` also copies the
+executed notebooks to ``docs/study/<profile>/NN_name.ipynb`` (outputs and images kept, widget
+state and heavy metadata dropped) with an index ``README.md`` (title, run time, commit and date
+of each notebook; :mod:`umcam_lib.publish`). ``--docs DIR`` publishes elsewhere (any run). To
+rebuild it from an existing run folder without rerunning::
+
+    python -m umcam_lib.pipeline --publish-only --out runs/quick
 """
 from __future__ import annotations
 
@@ -46,12 +73,14 @@ from typing import Any, Sequence
 
 from . import notebook_params
 from .compare import companion_dirs
-from .config import ParameterError, fingerprint
+from .config import ParameterError, fingerprint, flatten
 from .data.nifti import NIFTI_EXTENSIONS
 from .io import write_json
-from .paths import NOTEBOOK_DIR, REPO_ROOT, resolve
+from .paths import NOTEBOOK_DIR, PACKAGE_DIR, REPO_ROOT, resolve
+from .plan import REUSE, Inputs, PlanEntry, blocked, format_plan, make_plan
 from .progress import ProgressLine, console_stream, notebook_title, redirect_output
-from .provenance import library_fingerprint
+from .provenance import OUTPUTS_ENV, DirtyTreeError, check_figures_write, module_closure, module_hashes
+from .publish import publish
 
 #: The study's notebooks, in order: number -> file name in ``notebooks/``.
 NOTEBOOKS: dict[str, str] = {
@@ -68,6 +97,9 @@ NOTEBOOKS: dict[str, str] = {
 #: Check parameters against the schema of :mod:`umcam_lib.config` (tests of the runner on
 #: stand-in notebooks turn it off).
 SCHEMA_CHECK = True
+
+#: The library whose modules a notebook's fingerprint hashes (tests point it at a copy).
+LIBRARY_DIR = PACKAGE_DIR
 
 #: Environment variable that tells a notebook's library calls to recompute (``--force``).
 FORCE_ENV = "UMCAM_FORCE"
@@ -95,11 +127,49 @@ def notebook_keys(path: Path) -> list[str]:
     return notebook_params.keys_read(path)
 
 
-def _file_hash(path: Path) -> str:
-    """Hash of a notebook's source cells (outputs and metadata ignored)."""
-    nb = json.loads(path.read_text())
-    src = [("".join(c.get("source", "")), c.get("cell_type")) for c in nb.get("cells", [])]
-    return hashlib.sha256(json.dumps(src).encode()).hexdigest()[:16]
+def code_cells(path: Path) -> list[str]:
+    """The source of a notebook's code cells, in order (markdown, outputs and metadata left out)."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    return ["".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+
+
+def notebook_inputs(path: Path, params: dict[str, Any], keys: Sequence[str], run_dir: Path, fig_dir: Path,
+                    identity: Any = None, package_dir: Path | None = None) -> tuple[Inputs, dict[str, Any]]:
+    """What a notebook's result depends on (:class:`umcam_lib.plan.Inputs`), and the parameter values.
+
+    Parameters
+    ----------
+    path : Path
+        The notebook.
+    params : dict
+        The run's validated parameters.
+    keys : sequence of str
+        The top-level keys it reads (:func:`notebook_keys`).
+    run_dir, fig_dir : Path
+        The run's folders (part of the inputs: the notebook writes there).
+    identity : optional
+        :func:`input_identity` of the input files, for a notebook that reads ``data``.
+    package_dir : Path, optional
+        The library whose modules are hashed (default :data:`LIBRARY_DIR`).
+
+    Raises
+    ------
+    PipelineError
+        A code cell is not valid Python (its imports cannot be read).
+    """
+    cells = code_cells(path)
+    try:
+        modules = module_closure(sources=cells, package_dir=package_dir or LIBRARY_DIR)
+        hashes = module_hashes(modules, package_dir or LIBRARY_DIR)
+    except SyntaxError as exc:
+        raise PipelineError(f"{path.name}: a code cell (or a library module it imports) is not valid Python: "
+                            f"{exc}") from exc
+    depends = {k: params[k] for k in ["profile", *keys] if k in params}
+    depends.update(run_dir=str(run_dir), figures_dir=str(fig_dir))
+    code = hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
+    inputs = Inputs(code=code, params=flatten(depends), modules=hashes,
+                    inputs=None if identity is None else fingerprint(identity))
+    return inputs, depends
 
 
 def _select(only: str | Sequence[str] | None, start: str | None) -> list[str]:
@@ -307,11 +377,117 @@ def _describe_failure(exc: Exception, number: str, name: str, output: Path) -> s
             + f"  the partly executed notebook is at {output}")
 
 
+@dataclass
+class RunPlan:
+    """Everything a run decided before executing anything (:func:`plan_run`)."""
+
+    params: dict[str, Any]
+    name: str
+    run_dir: Path
+    fig_dir: Path
+    docs_dir: Path | None
+    selected: list[str]
+    sources: dict[str, Path]                 # number -> notebook file
+    inputs: dict[str, Inputs]                # number -> what its result depends on
+    depends: dict[str, dict[str, Any]]       # number -> parameter values it reads
+    markers: dict[str, dict[str, Any] | None]
+    entries: list[PlanEntry]
+    inject: dict[str, Any]
+    unread: list[str]                        # parameters no notebook reads
+
+
+def default_docs_dir(fig_dir: Path, name: str, repo: Path = REPO_ROOT) -> Path | None:
+    """``docs/study/<profile>`` when the figures go to the repository's ``figures/<profile>``, else None."""
+    return repo / "docs" / "study" / name if Path(fig_dir).resolve() == (repo / "figures" / name).resolve() else None
+
+
+def _markers(run_dir: Path, numbers: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    return {n: _read_marker(run_dir / ".done" / f"{n}.json") for n in numbers}
+
+
+def plan_run(profile: str | None = "quick", params_file: str | Path | None = None, overrides: Sequence[str] = (),
+             only: str | Sequence[str] | None = None, start: str | None = None, out: str | Path | None = None,
+             figures: str | Path | None = None, force: bool = False, docs: str | Path | None = None) -> RunPlan:
+    """Resolve the parameters and folders and decide what runs, starting nothing.
+
+    Parameters are those of :func:`run_pipeline`. The decision is :func:`umcam_lib.plan.make_plan`
+    on each notebook's :func:`notebook_inputs` and the ``.done`` markers in the run folder.
+
+    Raises
+    ------
+    ParameterError
+        Bad parameters or selection.
+    PipelineError
+        A selected notebook is missing, or a notebook's code cannot be read.
+    """
+    params = resolve_params(profile, params_file, overrides)
+    name = str(params.get("profile"))
+    run_dir = resolve(out) if out else resolve(Path("runs") / name)
+    fig_dir = resolve(figures) if figures else resolve(Path("figures") / name)
+    docs_dir = resolve(docs) if docs else default_docs_dir(fig_dir, name)
+    selected = _select(only, start)
+    inject = {"profile": _profile_argument(profile, params_file), "overrides": notebook_params.parse_set(overrides),
+              "run_dir": str(run_dir), "figures_dir": str(fig_dir)}
+    identity = None
+    sources: dict[str, Path] = {}
+    inputs: dict[str, Inputs] = {}
+    depends: dict[str, dict[str, Any]] = {}
+    read_anywhere: set[str] = set()
+    for number, nb_name in NOTEBOOKS.items():
+        src = NOTEBOOK_DIR / nb_name
+        if not src.is_file():
+            if number in selected:
+                raise PipelineError(f"notebook {number} is registered but {src} does not exist")
+            continue
+        try:
+            keys = notebook_keys(src)
+        except (ValueError, SyntaxError) as exc:
+            raise PipelineError(f"notebook {number} ({nb_name}): {exc}") from exc
+        read_anywhere |= set(keys)
+        if "data" in keys and identity is None:
+            identity = input_identity(params)
+        sources[number] = src
+        inputs[number], depends[number] = notebook_inputs(src, params, keys, run_dir, fig_dir,
+                                                          identity if "data" in keys else None)
+    unread = sorted(set(params) - read_anywhere - {"profile"})
+    markers = _markers(run_dir, list(sources))
+    nb_out = run_dir / "notebooks"
+    missing = [n for n, m in markers.items() if m is not None and not (nb_out / NOTEBOOKS[n]).is_file()]
+    entries = make_plan([(n, NOTEBOOKS[n]) for n in sources], inputs, markers, selected, force=force,
+                        missing_outputs=missing)
+    return RunPlan(params, name, run_dir, fig_dir, docs_dir, selected, sources, inputs, depends, markers,
+                   entries, inject, unread)
+
+
+@contextlib.contextmanager
+def _environ(var: str, value: str | None) -> Any:
+    """Set (or, with None, leave) an environment variable for the block; restore it after."""
+    old = os.environ.get(var)
+    if value is not None:
+        os.environ[var] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old
+
+
+def _dirty_banner(state: dict[str, Any], fig_dir: Path) -> str:
+    changed = state.get("changed") or []
+    bar = "!" * 78
+    return (f"{bar}\n!! --allow-dirty: writing {fig_dir} from a working tree with uncommitted changes\n"
+            f"!! ({', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}).\n"
+            f"!! provenance.json will record dirty: true: no commit reproduces these figures.\n{bar}")
+
+
 def run_pipeline(profile: str | None = "quick", params_file: str | Path | None = None,
                  overrides: Sequence[str] = (), only: str | Sequence[str] | None = None,
                  start: str | None = None, out: str | Path | None = None,
                  figures: str | Path | None = None, force: bool = False,
-                 verbose: bool = False) -> list[NotebookResult]:
+                 verbose: bool = False, dry_run: bool = False, allow_dirty: bool = False,
+                 docs: str | Path | None = None) -> list[NotebookResult]:
     """Execute the selected notebooks in order; return what ran and what was reused.
 
     Parameters
@@ -331,100 +507,148 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
     verbose : bool
         Show papermill's progress bars and stream the notebooks' output to the console. Without
         it the console gets one line per notebook and the rest goes to ``<out>/logs/``.
+    dry_run : bool
+        Print the plan (what would run, what would be reused, and why) and return ``[]``.
+    allow_dirty : bool
+        Write figures that git tracks even from a tree with uncommitted changes (said loudly;
+        the provenance records ``dirty: true``).
+    docs : path, optional
+        Where to publish the executed notebooks and their index (:mod:`umcam_lib.publish`);
+        default ``docs/study/<profile>`` when the figures go to the repository's
+        ``figures/<profile>``, else nowhere.
 
     Raises
     ------
     ParameterError
         A parameter is unknown, of the wrong type or out of range (nothing has run).
     PipelineError
-        A notebook failed, or a selected notebook needs an earlier notebook's result that is
-        missing or was made from other parameters, code or inputs (the message gives the
-        command that makes it).
+        A notebook failed; or a selected notebook needs an earlier notebook's result that is
+        missing or stale (the message gives the command that makes it); or the figures would
+        be written into a folder git tracks from a dirty tree without ``allow_dirty``.
     Interrupted
         Ctrl-C; the message names the notebook. Rerunning the same command resumes.
     """
+    rp = plan_run(profile, params_file, overrides, only, start, out, figures, force, docs)
+    run_dir, fig_dir, name, params = rp.run_dir, rp.fig_dir, rp.name, rp.params
+    outputs = [p for p in (fig_dir, rp.docs_dir, run_dir) if p is not None]
+    outputs += [Path(p) for p in os.environ.get(OUTPUTS_ENV, "").split(os.pathsep) if p]  # a companion's main run
+    try:
+        state = check_figures_write(fig_dir, allow_dirty, outputs=outputs)
+    except DirtyTreeError as exc:
+        if not dry_run:
+            raise PipelineError(str(exc)) from None
+        state = {"dirty": True, "guarded": True, "refused": str(exc)}
+    if dry_run:
+        companion_plans = run_companions(params, overrides, rp.selected, run_dir, fig_dir, force, verbose,
+                                         dry_run=True, allow_dirty=allow_dirty)
+        print(f"plan for profile {name} | run folder {run_dir} | figures {fig_dir}"
+              + (f" | executed notebooks to {rp.docs_dir}" if rp.docs_dir else ""))
+        for line in format_plan(rp.entries):
+            print("  " + line)
+        if blocked(rp.entries):
+            print("  nothing would run: " + _blocked_message(rp, profile, params_file, overrides, out, figures))
+        if state.get("refused"):
+            print(f"  nothing would run: {state['refused']}")
+        return companion_plans
+    if state.get("dirty") and state.get("guarded"):
+        print(_dirty_banner(state, fig_dir), file=sys.stderr, flush=True)
+    with _environ(OUTPUTS_ENV, os.pathsep.join(str(p) for p in outputs)):
+        companion_results = run_companions(params, overrides, rp.selected, run_dir, fig_dir, force, verbose,
+                                           allow_dirty=allow_dirty)
+        results = _execute(rp, profile, params_file, overrides, out, figures, force, verbose)
+        if rp.docs_dir is not None:
+            readme = publish_run(run_dir, rp.docs_dir, fig_dir, rp)
+            print(f"executed notebooks and their index in {readme.parent} ({readme.name})", flush=True)
+    if state.get("dirty") and state.get("guarded"):
+        print(_dirty_banner(state, fig_dir), file=sys.stderr, flush=True)
+    return companion_results + results
+
+
+def _blocked_message(rp: RunPlan, profile: str | None, params_file: str | Path | None, overrides: Sequence[str],
+                     out: str | Path | None, figures: str | Path | None) -> str:
+    stale = blocked(rp.entries)
+    todo = [e.number for e in rp.entries if e.number in rp.selected]
+    need = [e.number for e in rp.entries if e.number >= stale[0].number]
+    why = "; ".join(f"notebook {e.number}: " + ("no finished result in this run folder" if "no result yet" in e.reasons
+                                              else "its result is stale (" + "; ".join(e.reasons) + ")")
+                    for e in stale)
+    return (f"cannot run notebook(s) {', '.join(todo)} in {rp.run_dir}: they read the results of earlier notebooks, "
+            f"and {why}.\n  Run them first, with the same options:\n    "
+            + rerun_command(profile if not params_file else None, params_file, overrides, out, figures, need))
+
+
+def publish_run(run_dir: Path, docs_dir: Path, fig_dir: Path | None, rp: RunPlan | None = None) -> Path:
+    """Publish a run folder's executed notebooks (:func:`umcam_lib.publish.publish`).
+
+    ``rp``, a plan of every notebook against the current code and parameters, marks those whose
+    result is stale in the index.
+    """
+    stale: dict[str, tuple[str, ...]] = {}
+    if rp is not None:
+        markers = _markers(run_dir, list(rp.sources))
+        entries = make_plan([(n, NOTEBOOKS[n]) for n in rp.sources], rp.inputs, markers, list(rp.sources))
+        stale = {e.number: e.reasons for e in entries if e.stale and markers.get(e.number) is not None}
+    return publish(run_dir, docs_dir, [(n, NOTEBOOKS[n]) for n in NOTEBOOKS],
+                   rp.name if rp is not None else run_dir.name, figures_dir=fig_dir, stale=stale)
+
+
+def publish_only(out: str | Path, docs: str | Path | None = None) -> Path:
+    """Rebuild the published executed notebooks from an existing run folder, rerunning nothing.
+
+    The profile, ``--set`` overrides and figure folder are those recorded in the run's ``.done``
+    markers. Publishes to ``docs`` or, when the run's figures went to the repository's
+    ``figures/<profile>``, to ``docs/study/<profile>``.
+
+    Raises
+    ------
+    PipelineError
+        The folder holds no finished notebook, or no destination is known.
+    """
+    run_dir = resolve(out)
+    markers = {n: m for n, m in _markers(run_dir, list(NOTEBOOKS)).items() if m}
+    if not markers:
+        raise PipelineError(f"{run_dir}: no finished notebook (.done/NN.json) to publish; run the pipeline first")
+    inject = (markers[max(markers)].get("params") or {})
+    fig_dir = Path(inject["figures_dir"]) if inject.get("figures_dir") else None
+    rp = None
+    try:
+        prof = str(inject.get("profile") or "quick")
+        sets = [f"{k}={json.dumps(v)}" for k, v in (inject.get("overrides") or {}).items()]
+        by_file = prof.endswith((".yaml", ".yml"))
+        rp = plan_run(None if by_file else prof, prof if by_file else None, sets, out=run_dir, figures=fig_dir)
+    except (ParameterError, PipelineError) as exc:
+        print(f"warning: cannot tell which results are stale ({exc}); publishing as they are", file=sys.stderr)
+    name = rp.name if rp is not None else run_dir.name
+    dest = resolve(docs) if docs else (default_docs_dir(fig_dir, name) if fig_dir is not None else None)
+    if dest is None:
+        raise PipelineError(f"{run_dir}: its figures went to {fig_dir}, not the repository's figures/{name}; "
+                            f"say where to publish with --docs DIR")
+    return publish_run(run_dir, dest, fig_dir, rp)
+
+
+def _execute(rp: RunPlan, profile: str | None, params_file: str | Path | None, overrides: Sequence[str],
+             out: str | Path | None, figures: str | Path | None, force: bool, verbose: bool) -> list[NotebookResult]:
+    """Run the plan's selected notebooks (reusing those it reuses); write markers and the run log."""
     import papermill as pm
 
-    params = resolve_params(profile, params_file, overrides)
-    name = str(params.get("profile"))
-    run_dir = resolve(out) if out else resolve(Path("runs") / name)
-    fig_dir = resolve(figures) if figures else resolve(Path("figures") / name)
-    selected = _select(only, start)
-    companion_results = run_companions(params, overrides, selected, run_dir, fig_dir, force, verbose)
+    params, name, run_dir, fig_dir = rp.params, rp.name, rp.run_dir, rp.fig_dir
+    if rp.unread:
+        print(f"warning: parameters no notebook reads (ignored): {', '.join(rp.unread)}", file=sys.stderr)
+    if blocked(rp.entries):
+        raise PipelineError(_blocked_message(rp, profile, params_file, overrides, out, figures))
     run_dir.mkdir(parents=True, exist_ok=True)
     fig_dir.mkdir(parents=True, exist_ok=True)
     _kernel_env(params)
-
-    read_anywhere: set[str] = set()
-    plan = []
-    library = library_fingerprint()
-    inputs = input_identity(params)
-    chain = fingerprint({"root": "umcam", "library": library, "inputs": inputs})
-    inject_common = {"profile": _profile_argument(profile, params_file),
-                     "overrides": notebook_params.parse_set(overrides),
-                     "run_dir": str(run_dir), "figures_dir": str(fig_dir)}
-    for number, nb_name in NOTEBOOKS.items():
-        src = NOTEBOOK_DIR / nb_name
-        if not src.is_file():
-            if number in selected:
-                raise PipelineError(f"notebook {number} is registered but {src} does not exist")
-            continue
-        try:
-            keys = notebook_keys(src)
-        except (ValueError, SyntaxError) as exc:
-            raise PipelineError(f"notebook {number} ({nb_name}): {exc}") from exc
-        read_anywhere |= set(keys)
-        # what the notebook's result depends on: the values of the keys it reads
-        depends = {k: params[k] for k in ["profile", *keys] if k in params}
-        depends.update(run_dir=str(run_dir), figures_dir=str(fig_dir))
-        chain = fingerprint({"prev": chain, "params": depends, "source": _file_hash(src)})
-        plan.append((number, nb_name, src, dict(inject_common), depends, chain))
-    unknown = sorted(set(params) - read_anywhere - {"profile"})
-    if unknown:
-        print(f"warning: parameters no notebook reads (ignored): {', '.join(unknown)}", file=sys.stderr)
-
     nb_out = run_dir / "notebooks"
     done_dir = run_dir / ".done"
     nb_out.mkdir(parents=True, exist_ok=True)
     results: list[NotebookResult] = []
-    todo = [p for p in plan if p[0] in selected]
-
-    # which earlier results on disk are still valid: a marker whose fingerprint matches and
-    # whose recorded upstream run ids are those of the markers on disk now
-    current: dict[str, str | None] = {}   # notebook -> run id of its valid result (None: none)
-
-    def valid(number: str, chain: str) -> dict[str, Any] | None:
-        m = _read_marker(done_dir / f"{number}.json")
-        if m is None or m.get("fingerprint") != chain or not (nb_out / NOTEBOOKS[number]).is_file():
-            return None
-        ups = m.get("upstream") or {}
-        if any(ups.get(u) != current.get(u) for u in current if u < number):
-            return None
-        return m
-
-    last_selected = todo[-1][0] if todo else None
-    stale = []
-    for number, nb_name, _src, _inject, _depends, chain in plan:
-        if last_selected is None or number > last_selected:
-            break
-        m = valid(number, chain)
-        current[number] = m.get("run_id") if m else None
-        if number not in selected and m is None:
-            stale.append(number)
-    if stale:
-        need = [p[0] for p in plan if stale[0] <= p[0] <= last_selected]
-        why = []
-        for number in stale:
-            m = _read_marker(done_dir / f"{number}.json")
-            why.append(f"notebook {number}: " + ("no finished result in this run folder" if m is None else
-                       "its result was made from other parameters, code, inputs or earlier results"))
-        raise PipelineError(
-            f"cannot run notebook(s) {', '.join(p[0] for p in todo)} in {run_dir}: they read the results of "
-            f"earlier notebooks, and " + "; ".join(why) + ".\n  Run them first, with the same options:\n    "
-            + rerun_command(profile if not params_file else None, params_file, overrides, out, figures, need))
+    todo = [e for e in rp.entries if e.number in rp.selected]
+    current: dict[str, str | None] = {e.number: (rp.markers[e.number] or {}).get("run_id")
+                                      for e in rp.entries if e.number not in rp.selected}
 
     header = (f"UM-CAM study | profile {name} | run folder {run_dir} | figures {fig_dir} | "
-              f"notebooks {', '.join(p[0] for p in todo)}")
+              f"notebooks {', '.join(e.number for e in todo)}")
     log_path = run_dir / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
@@ -432,19 +656,20 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
     with (open(log_path, "a", encoding="utf-8", buffering=1) as log, console_stream() as console,
           console_stream(sys.stderr) as err_console):
         log.write(header + "\n" + f"parameters: {json.dumps(params, sort_keys=True, default=str)}\n")
+        log.write("plan:\n" + "".join(f"  {line}\n" for line in format_plan(rp.entries)))
         say = print if verbose else (lambda *a, **k: print(*a, **{**k, "file": console}))
         say(header, flush=True)
-        width = max((len(notebook_title(p[1])) for p in todo), default=0)
+        width = max((len(notebook_title(e.name)) for e in todo), default=0)
         logger = _papermill_log(log, verbose)
         quiet = contextlib.nullcontext() if verbose else redirect_output(log)
         try:
             with quiet:
-                for i, (number, nb_name, src, inject, depends, chain) in enumerate(todo, 1):
+                for i, entry in enumerate(todo, 1):
+                    number, nb_name, src = entry.number, entry.name, rp.sources[entry.number]
                     output = nb_out / nb_name
                     marker = done_dir / f"{number}.json"
                     upstream = {u: current.get(u) for u in current if u < number}
-                    m = None if force else valid(number, chain)
-                    if m is not None:
+                    if entry.action == REUSE:
                         text = (f"[{i}/{len(todo)}] {nb_name}: parameters, code, inputs and earlier results unchanged, "
                                 f"reusing {output}")
                         log.write(text + "\n")
@@ -453,12 +678,12 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
                         else:
                             say(f"{number} {notebook_title(nb_name).ljust(width)}  reused (parameters, code, inputs "
                                 f"and earlier results unchanged)", flush=True)
-                        current[number] = m.get("run_id")
+                        current[number] = (rp.markers[number] or {}).get("run_id")
                         results.append(NotebookResult(number, nb_name, "reused", 0.0, output))
                         continue
                     marker.unlink(missing_ok=True)
                     current[number] = None
-                    text = f"[{i}/{len(todo)}] {nb_name}: {'recomputing (--force)' if force else 'running'} ..."
+                    text = f"[{i}/{len(todo)}] {nb_name}: running ({'; '.join(entry.reasons)}) ..."
                     log.write(text + "\n")
                     if verbose:
                         print(text, flush=True)
@@ -474,7 +699,7 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
                         with line if line is not None else contextlib.nullcontext():
                             try:
                                 pm.execute_notebook(
-                                    str(src), str(output), parameters=inject, kernel_name="python3",
+                                    str(src), str(output), parameters=dict(rp.inject), kernel_name="python3",
                                     language="python", cwd=str(REPO_ROOT), progress_bar=verbose, log_output=True,
                                     stdout_file=sys.stdout if verbose else None,
                                     stderr_file=sys.stderr if verbose else None,
@@ -496,9 +721,10 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
                         os.environ.pop(FORCE_ENV, None)
                     running = None
                     run_id = uuid.uuid4().hex[:16]
-                    write_json(marker, {"fingerprint": chain, "run_id": run_id, "upstream": upstream,
-                                        "library": library, "seconds": round(dt, 1), "params": inject,
-                                        "depends": depends})
+                    inputs = rp.inputs[number]
+                    write_json(marker, {"fingerprint": inputs.digest(), "components": inputs.as_dict(),
+                                        "run_id": run_id, "upstream": upstream, "seconds": round(dt, 1),
+                                        "params": rp.inject, "depends": rp.depends[number]})
                     current[number] = run_id
                     _echo_warnings(number, output, None if verbose else err_console)
                     text = f"[{i}/{len(todo)}] {nb_name}: done in {dt:.1f} s"
@@ -521,11 +747,12 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
                    f"in {fig_dir}; run log {log_path}")
         log.write(summary + "\n")
         say(summary, flush=True)
-    return companion_results + results
+    return results
 
 
 def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: Sequence[str], run_dir: Path,
-                   fig_dir: Path, force: bool = False, verbose: bool = False) -> list[NotebookResult]:
+                   fig_dir: Path, force: bool = False, verbose: bool = False, dry_run: bool = False,
+                   allow_dirty: bool = False) -> list[NotebookResult]:
     """Run the profiles named in ``companions`` first, each into its own folders under this run.
 
     They get the same ``--set`` overrides and notebook selection; notebook 08 of this run then
@@ -543,7 +770,8 @@ def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: S
                                  f"({sub['companions']}); only the main profile may")
         c_run, c_fig = companion_dirs(run_dir, fig_dir, str(companion))
         results += run_pipeline(profile=str(companion), overrides=overrides, only=list(selected), out=c_run,
-                                figures=c_fig, force=force, verbose=verbose)
+                                figures=c_fig, force=force, verbose=verbose, dry_run=dry_run,
+                                allow_dirty=allow_dirty)
     return results
 
 
@@ -581,6 +809,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true",
                     help="recompute the selected notebooks from scratch (no reuse, no cache, no resumed training)")
     ap.add_argument("--verbose", action="store_true", help="stream cell output to the console")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print what would run, what would be reused, and why; run nothing")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write figures that git tracks even from a tree with uncommitted changes "
+                         "(provenance records dirty: true)")
+    ap.add_argument("--docs", default=None, metavar="DIR",
+                    help="publish the executed notebooks and their index here (default docs/study/<profile> "
+                         "when the figures go to figures/<profile>)")
+    ap.add_argument("--publish-only", action="store_true",
+                    help="rebuild the published executed notebooks from the run folder (--out) and exit")
     ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
     args = ap.parse_args(argv)
     if args.list:
@@ -588,9 +826,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(number, nb, "" if (NOTEBOOK_DIR / nb).is_file() else "(missing)")
         return 0
     try:
+        if args.publish_only:
+            out = args.out or Path("runs") / (args.profile or "quick")
+            readme = publish_only(out, args.docs)
+            print(f"executed notebooks and their index in {readme.parent}")
+            return 0
         run_pipeline(profile=args.profile or (None if args.params else "quick"), params_file=args.params,
                      overrides=args.overrides, only=args.only, start=args.start, out=args.out,
-                     figures=args.figures, force=args.force, verbose=args.verbose)
+                     figures=args.figures, force=args.force, verbose=args.verbose, dry_run=args.dry_run,
+                     allow_dirty=args.allow_dirty, docs=args.docs)
     except (ParameterError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,215 @@
+"""The executed study where a reader finds it: ``docs/study/<profile>/``.
+
+A pipeline run that writes the committed ``figures/<profile>/`` also copies the executed
+notebooks of its run folder (``<run>/notebooks/NN_name.ipynb``, outputs included) to
+``docs/study/<profile>/`` and writes an index ``README.md`` there: one line per notebook (its
+title, its run time, the commit and date it ran at). The copies are made light: widget state,
+papermill's and the execution's metadata are dropped, progress bars keep their last state, and
+paths of the checkout are written relative; images are kept. Markdown links that point out of
+``notebooks/`` (``../docs/method.md``) are rewritten to work from the new place.
+
+Rebuild from an existing run folder without rerunning anything::
+
+    python -m umcam_lib.pipeline --publish-only --out runs/quick
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .io import atomic_path
+from .paths import REPO_ROOT
+
+#: Output mime types that hold interactive state a static page cannot use.
+DROPPED_MIME = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+
+#: Metadata kept on a published notebook and on its cells.
+NOTEBOOK_METADATA = ("kernelspec", "language_info")
+CELL_METADATA = ("tags",)
+
+_LINK_OUT = re.compile(r"(\]\(|src=\")\.\./")
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _last_state(text: str) -> str:
+    """Text as a terminal shows it: of each line rewritten with ``\\r``, only the last version."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def notebook_heading(nb: Mapping[str, Any], fallback: str = "") -> str:
+    """The first Markdown heading of a notebook (``"# 01 · Data preparation"`` -> its text)."""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        for line in _text(cell.get("source")).splitlines():
+            if line.lstrip().startswith("#"):
+                return line.lstrip().lstrip("#").strip()
+    return fallback
+
+
+def slim_notebook(nb: dict[str, Any], depth: int, repo: Path = REPO_ROOT) -> dict[str, Any]:
+    """A copy of an executed notebook fit to commit beside the docs.
+
+    Parameters
+    ----------
+    nb : dict
+        The executed notebook (nbformat 4 JSON).
+    depth : int
+        How many folders below the checkout's root the copy goes (``docs/study/quick``: 3);
+        Markdown links out of ``notebooks/`` (``../x``) get ``depth`` steps up instead of one.
+    repo : Path
+        The checkout; its absolute path in sources and text outputs is made relative.
+
+    Returns
+    -------
+    dict
+        The notebook without widget state, papermill / execution metadata and carriage-return
+        progress updates; images and text outputs are kept.
+    """
+    out = copy.deepcopy(nb)
+    root = str(Path(repo).resolve()) + os.sep
+    up = "../" * depth
+
+    def rel(text: str) -> str:
+        return text.replace(root, "")
+
+    out["metadata"] = {k: v for k, v in (nb.get("metadata") or {}).items() if k in NOTEBOOK_METADATA}
+    for cell in out.get("cells", []):
+        cell["metadata"] = {k: v for k, v in (cell.get("metadata") or {}).items() if k in CELL_METADATA}
+        src = _text(cell.get("source"))
+        if cell.get("cell_type") == "markdown":
+            src = _LINK_OUT.sub(lambda m: m.group(1) + up, src)
+        cell["source"] = rel(src)
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for o in cell.get("outputs") or []:
+            kind = o.get("output_type")
+            if kind == "stream":
+                o["text"] = rel(_last_state(_text(o.get("text"))))
+            elif kind in ("display_data", "execute_result"):
+                data = {k: v for k, v in (o.get("data") or {}).items() if k not in DROPPED_MIME}
+                if not data:
+                    continue
+                for k in ("text/plain", "text/markdown", "text/html"):
+                    if k in data:
+                        data[k] = rel(_text(data[k]))
+                o["data"] = data
+                o["metadata"] = {k: v for k, v in (o.get("metadata") or {}).items() if k.startswith("image/")}
+            elif kind == "error":
+                o["traceback"] = [rel(t) for t in o.get("traceback") or []]
+            kept.append(o)
+        cell["outputs"] = kept
+    return out
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def publish(run_dir: str | Path, docs_dir: str | Path, notebooks: Sequence[tuple[str, str]], profile: str,
+            figures_dir: str | Path | None = None, stale: Mapping[str, Sequence[str]] | None = None,
+            repo: Path = REPO_ROOT) -> Path:
+    """Copy a run's executed notebooks into ``docs_dir`` and write its ``README.md`` index.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder: ``notebooks/`` (executed copies), ``.done/NN.json`` (run times) and
+        ``provenance/NN.json`` (commit, dirty flag, time).
+    docs_dir : path
+        Destination (``docs/study/<profile>``); created. Notebook copies of earlier publications
+        that this run no longer has are removed.
+    notebooks : sequence of (number, file name)
+        The study's notebooks, in order; those without a finished result are left out.
+    profile : str
+        The profile's name (for the index).
+    figures_dir : path, optional
+        The run's figure folder, linked from the index.
+    stale : mapping number -> reasons, optional
+        Notebooks whose result no longer matches the code and parameters (the index says so).
+    repo : Path
+        The checkout (for relative paths and links).
+
+    Returns
+    -------
+    Path
+        The index ``README.md``.
+    """
+    run_dir, docs_dir = Path(run_dir), Path(docs_dir)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        depth = len(docs_dir.resolve().relative_to(Path(repo).resolve()).parts)
+    except ValueError:
+        depth = 1
+    rows, commits, times, published = [], {}, [], set()
+    for number, name in notebooks:
+        src = run_dir / "notebooks" / name
+        marker = _read(run_dir / ".done" / f"{number}.json")
+        if not src.is_file() or not marker:
+            continue
+        nb = json.loads(src.read_text(encoding="utf-8"))
+        with atomic_path(docs_dir / name) as tmp:
+            Path(tmp).write_text(json.dumps(slim_notebook(nb, depth, repo), indent=1, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+        published.add(name)
+        prov = _read(run_dir / "provenance" / f"{number}.json")
+        git = prov.get("git") or {}
+        commit = str(git.get("commit") or "unknown")[:10]
+        dirty = git.get("dirty")
+        commits[commit + (" (dirty)" if dirty else "")] = True
+        when = str(prov.get("time_utc") or "")
+        if when:
+            times.append(when)
+        note = f" (stale: {'; '.join(stale[number])})" if stale and stale.get(number) else ""
+        title = notebook_heading(nb, name)
+        rows.append(f"| [{title}]({name}){note} | {_seconds(marker.get('seconds'))} | "
+                    f"`{commit}`{' dirty' if dirty else ''} | {when[:16].replace('T', ' ')} |")
+    for old in docs_dir.glob("[0-9][0-9]_*.ipynb"):
+        if old.name not in published:
+            old.unlink()
+    fig_link = ""
+    if figures_dir is not None:
+        rel = os.path.relpath(Path(figures_dir).resolve(), docs_dir.resolve())
+        fig_link = f" Its figures and tables are in [`{Path(rel).as_posix()}`]({Path(rel).as_posix()}/)."
+    nb_rel = Path(os.path.relpath(Path(repo).resolve() / "notebooks", docs_dir.resolve())).as_posix()
+    span = f"{min(times)[:16].replace('T', ' ')} to {max(times)[:16].replace('T', ' ')} UTC" if times else "unknown"
+    lines = [
+        f"# The {profile} study, executed",
+        "",
+        f"The study's notebooks as the `{profile}` profile ran them, outputs included (the notebooks in "
+        f"[`notebooks/`]({nb_rel}/) are kept without outputs).{fig_link}",
+        "",
+        f"- commit: {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
+        f"- run: {span}",
+        "",
+        "| Notebook | Run time | Commit | Ran at (UTC) |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Made by `python -m umcam_lib.pipeline --profile {profile}`; rebuilt from the run folder without "
+        f"rerunning by `python -m umcam_lib.pipeline --publish-only --out <run folder>`. A notebook reused "
+        f"from an earlier run shows the time and commit it ran at.",
+        "",
+    ]
+    readme = docs_dir / "README.md"
+    with atomic_path(readme) as tmp:
+        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
+    return readme

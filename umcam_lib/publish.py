@@ -157,7 +157,7 @@ def publish(run_dir: str | Path, docs_dir: str | Path, notebooks: Sequence[tuple
     docs_dir.mkdir(parents=True, exist_ok=True)
     try:
         depth = len(docs_dir.resolve().relative_to(Path(repo).resolve()).parts)
-    except ValueError:
+    except ValueError:  # outside the checkout: links out of notebooks/ cannot be kept relative
         depth = 1
     rows, commits, times, published = [], {}, [], set()
     for number, name in notebooks:
@@ -189,7 +189,8 @@ def publish(run_dir: str | Path, docs_dir: str | Path, notebooks: Sequence[tuple
     if figures_dir is not None:
         rel = os.path.relpath(Path(figures_dir).resolve(), docs_dir.resolve())
         fig_link = f" Its figures and tables are in [`{Path(rel).as_posix()}`]({Path(rel).as_posix()}/)."
-    nb_rel = Path(os.path.relpath(Path(repo).resolve() / "notebooks", docs_dir.resolve())).as_posix()
+    nb_rel = (Path(os.path.relpath(Path(repo).resolve() / "notebooks", docs_dir.resolve())).as_posix() if depth > 1
+              else (Path(repo).resolve() / "notebooks").as_posix())
     span = f"{min(times)[:16].replace('T', ' ')} to {max(times)[:16].replace('T', ' ')} UTC" if times else "unknown"
     lines = [
         f"# The {profile} study, executed",

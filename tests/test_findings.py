@@ -7,13 +7,17 @@ import pytest
 from umcam_lib import findings, report
 
 
-def test_orderings_verdicts_follow_the_data(tmp_path):
+def _record_three_cams(run_dir):
+    """Test scores where Grad-CAM < Average-CAM clearly and UM-CAM is clearly *below* Average-CAM."""
     rng = np.random.default_rng(0)
     base = rng.normal(70, 4, 40)
-    # Grad-CAM < Average-CAM clearly; UM-CAM clearly *below* Average-CAM (reversed)
     for method, shift in (("Grad-CAM", 0.0), ("Average-CAM", 8.0), ("UM-CAM", 2.0)):
-        report.record_scores(tmp_path, "table1", "pseudo_mask", method, "test", range(40),
+        report.record_scores(run_dir, "table1", "pseudo_mask", method, "test", range(40),
                              base + shift + rng.normal(0, 0.5, 40), np.full(40, 5.0))
+
+
+def test_orderings_verdicts_follow_the_data(tmp_path):
+    _record_three_cams(tmp_path)
     df = findings.check_orderings(tmp_path, splits=("test",))
     pm = df[df["claim"] == "pseudo masks"].set_index("right")
     assert pm.loc["Average-CAM", "verdict"] == "holds"
@@ -84,11 +88,7 @@ def test_tta_oracle_spl_and_pseudo_mask_sentences_count_from_their_tables():
 
 
 def test_orderings_summary_counts_links_per_claim(tmp_path):
-    rng = np.random.default_rng(0)
-    base = rng.normal(70, 4, 40)
-    for method, shift in (("Grad-CAM", 0.0), ("Average-CAM", 8.0), ("UM-CAM", 2.0)):
-        report.record_scores(tmp_path, "table1", "pseudo_mask", method, "test", range(40),
-                             base + shift + rng.normal(0, 0.5, 40), np.full(40, 5.0))
+    _record_three_cams(tmp_path)
     text = findings.describe_orderings(findings.check_orderings(tmp_path, splits=("test",)), "test")
     assert "- pseudo masks: 1 of 2 links hold at least in the means, 1 in full" in text
     assert "not: Average-CAM < UM-CAM" in text

@@ -73,7 +73,8 @@ def test_study_notebooks_read_what_their_old_parameter_cells_declared():
         "03": ["amp", "cam", "classifier", "device", "profile", "seed", "seeds", "threads"],
         "04": ["amp", "cam", "classifier", "device", "profile", "seed", "seeds", "threads"],
         "05": ["amp", "cam", "device", "gse", "profile", "seed", "threads"],
-        "06": ["amp", "device", "gse", "profile", "seed", "seg", "threads"],
+        # cam, classifier: issue 21 (the method figure recomputes one slice's CAMs with the saved classifier)
+        "06": ["amp", "cam", "classifier", "device", "gse", "profile", "seed", "seg", "threads"],
         "07": ["amp", "baselines", "cam", "classifier", "device", "profile", "seed", "seg", "threads"],
         "08": ["companions", "profile", "seed"],  # companions: issue 10 (the side-by-side runs)
     }

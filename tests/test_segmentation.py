@@ -309,6 +309,26 @@ def test_channels_last_trains_to_the_same_weights_up_to_rounding(tmp_path):
     assert np.allclose(pa, pb, atol=1e-4)
 
 
+def test_cpu_bf16_autocasts_convolutions_only_where_asked_and_trains_close_to_float32(tmp_path):
+    from umcam_lib import runtime
+    if not runtime.cpu_bf16_supported():
+        pytest.skip("this CPU has no native bfloat16")
+    torch.set_num_threads(1)
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x = torch.rand(1, 1, 8, 8)
+    with runtime.autocast(torch.device("cpu"), False, cpu_bf16=True):
+        assert conv(x).dtype == torch.bfloat16
+    with runtime.autocast(torch.device("cpu"), True):  # amp is CUDA only: float32 on the CPU
+        assert conv(x).dtype == torch.float32
+    s = fake_slices()
+    a = seg.train_variant("A", s, _targets(s), SEG_CFG, tmp_path, device="cpu", seed=3, progress=False)
+    b = seg.train_variant("B", s, _targets(s), {**SEG_CFG, "cpu_bf16": True}, tmp_path, device="cpu", seed=3,
+                          progress=False)
+    wa, wb = _weights(a), _weights(b)
+    assert not all(torch.equal(x, y) for x, y in zip(wa, wb))  # it did change the arithmetic
+    assert np.abs(seg.predict_probs(a, s.images[:4]) - seg.predict_probs(b, s.images[:4])).max() < 0.1
+
+
 def test_largest_component_3d_keeps_the_biggest_blob_across_slices():
     vol = np.zeros((4, 10, 10), bool)
     vol[0:3, 2:5, 2:5] = True  # 27 voxels, connected through slices

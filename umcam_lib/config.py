@@ -243,6 +243,7 @@ class ClassifierParams:
     crop_mm: float = param(128.0, gt=0)
     crops_per_slice: int = param(8, ge=1)
     crop_brain_fraction: float = param(0.5, gt=0, le=1)
+    cpu_bf16: bool = param(False)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
 
 
 @_dataclass
@@ -296,6 +297,7 @@ class SegParams:
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(0.0005, ge=0)
     channels_last: bool = param(True)
+    cpu_bf16: bool = param(False)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
     augment: bool = param(False)
     augment_scale: list[float] = param([1.0, 1.0], gt=0, nonempty=True,
                                        check=lambda v: None if len(v) == 2 and v[0] <= v[1]

@@ -52,11 +52,34 @@ def use_amp(device: torch.device, amp: bool) -> bool:
     return bool(amp) and device.type == "cuda"
 
 
+def cpu_bf16_supported() -> bool:
+    """True when the CPU has native bfloat16 arithmetic (AVX-512 BF16 or AMX) that oneDNN uses."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    """``torch.autocast`` to float16 on CUDA when ``enabled``; a no-op elsewhere."""
+def autocast(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> Iterator[None]:
+    """Mixed precision of a forward pass.
+
+    Parameters
+    ----------
+    device : torch.device
+    enabled : bool
+        On CUDA: ``torch.autocast`` to float16 (the ``amp`` parameter, through :func:`use_amp`).
+    cpu_bf16 : bool
+        On the CPU: ``torch.autocast`` to bfloat16 (convolutions and matrix products in
+        bfloat16 through oneDNN, reductions and losses in float32; ``seg.cpu_bf16``,
+        ``classifier.cpu_bf16``). Ignored on CUDA, where ``enabled`` decides, and a no-op on a
+        CPU without native bfloat16 (:func:`cpu_bf16_supported`), where it would be slower.
+    """
     if enabled and device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.float16):
+            yield
+    elif cpu_bf16 and device.type == "cpu" and cpu_bf16_supported():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             yield
     else:
         yield

@@ -15,6 +15,8 @@ profile; its keys, defaults and allowed values are those of
     num_workers                                 DataLoader worker processes
     equivariance                                weight of :func:`equivariance_loss` (0 = the paper's
                                                 plain cross-entropy; the DRS / AMR baselines never use it)
+    cpu_bf16                                    bfloat16 autocast of the training steps on a CPU with
+                                                native bfloat16 (validation and CAMs stay float32)
     label_unit, crop_mm, crops_per_slice,       what one yes/no label is given to: "slice" (the paper) or
     crop_brain_fraction                         "crop" (random squares; umcam_lib.data.weak_labels)
 
@@ -287,14 +289,16 @@ def _batch_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 def _run_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, device: torch.device, amp: bool,
-               weight: torch.Tensor | None, bar: tqdm, equivariance: float = 0.0) -> tuple[float, float]:
-    """One pass over ``loader``; returns (mean loss, accuracy or NaN)."""
+               weight: torch.Tensor | None, bar: tqdm, equivariance: float = 0.0,
+               cpu_bf16: bool = False) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean loss, accuracy or NaN). ``cpu_bf16``: bfloat16
+    autocast of the steps on a CPU with native bfloat16 (:func:`umcam_lib.runtime.autocast`)."""
     model.train()
     total, n, correct, counted = 0.0, 0, 0, 0
     for images, labels in loader:
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
-        with runtime.autocast(device, amp):
+        with runtime.autocast(device, amp, cpu_bf16=cpu_bf16):
             loss, logits = _batch_loss(model, images, labels, weight, equivariance)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"classifier training loss became {float(loss)}: lower classifier.lr")
@@ -445,7 +449,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
         with tqdm(total=batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not progress,
                   mininterval=3.0, dynamic_ncols=True) as bar:
             train_loss, train_acc = _run_epoch(model, loader, optimizer, scaler, dev, use_amp, weight, bar,
-                                               float(cfg["equivariance"]))
+                                               float(cfg["equivariance"]), bool(cfg["cpu_bf16"]))
             val = (evaluate(model, val_images, val_labels, 2 * int(cfg["batch_size"]), dev, use_amp)
                    if val_idx.size else {k: float("nan") for k in ("loss", "accuracy", "precision", "recall", "f1")})
             bar.set_postfix(loss=f"{train_loss:.4f}", val_f1=f"{val['f1']:.3f}", val_loss=f"{val['loss']:.4f}")

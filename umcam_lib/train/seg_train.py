@@ -43,7 +43,7 @@ from .seg_targets import training_set
 #: Keys that change what a training run computes (the resume check compares them).
 _TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
                "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
-               "augment", "augment_scale", "patch", "lr_schedule", "ema")
+               "augment", "augment_scale", "patch", "lr_schedule", "ema", "cpu_bf16")
 
 
 def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,7 +58,9 @@ def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     (early stopping: stop after this many validations without a better validation DSC; null =
     train all ``epochs``, which is then the cap), ``loss_main`` (the reading of Eq. 8:
     :mod:`umcam_lib.losses`), ``channels_last`` (memory format of the UNet on the CPU; the same
-    numbers up to float rounding, faster on some CPUs), ``postprocess`` (``none`` or ``lcc``: keep
+    numbers up to float rounding, faster on some CPUs), ``cpu_bf16`` (bfloat16 autocast of the
+    training steps on a CPU with native bfloat16, :func:`umcam_lib.runtime.autocast`; validation
+    and reported predictions stay float32; ignored on CUDA, where ``amp`` decides), ``postprocess`` (``none`` or ``lcc``: keep
     the largest 3D connected component of each predicted volume), ``plateau_decay`` (multiply the
     learning rate by this factor after every validation that does not beat the best so far; null
     = constant learning rate), ``lr_schedule`` (``cosine``: the learning rate of epoch ``e`` is
@@ -223,7 +225,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             if cfg["patch"] is not None:
                 x, (yb, sb) = random_patches(x, [yb, sb], int(cfg["patch"]), aug_gen, focus=yb)
                 x = x.contiguous(memory_format=fmt)
-            with runtime.autocast(dev, use_amp):
+            with runtime.autocast(dev, use_amp, cpu_bf16=bool(cfg["cpu_bf16"])):
                 logits = model(x)
             loss = eq8_loss(logits, yb, sb, lamb, soft=True, main=main)  # labels already thresholded if hard
             opt.zero_grad(set_to_none=True)

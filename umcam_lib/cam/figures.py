@@ -10,6 +10,13 @@ import pandas as pd
 from ..data.artifacts import SliceSet
 from .fusion import entropy_weights
 
+#: Display names of the method keys the localisation summary holds next to the layer names
+#: (the same names as ``umcam_lib.cam.study.METHOD_NAMES``, which this stage may not import).
+DISPLAY_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", "average_cam": "Average-CAM", "umcam": "UM-CAM"}
+
+#: Label of the colour bar of every CAM overlay (CAMs are min-max normalised per slice).
+CAM_LABEL = "CAM value (0-1)"
+
 
 def pick_examples(slices: SliceSet, split: str = "test", k: int = 4) -> np.ndarray:
     """``k`` positive slices of ``split`` for figures: large brains, distinct volumes first.
@@ -44,14 +51,38 @@ def _outline(ax: plt.Axes, mask: np.ndarray, color: str, style: str = "solid") -
 
 
 def _show_cam(ax: plt.Axes, image: np.ndarray, cam: np.ndarray, mask: np.ndarray,
-              threshold: float | None = None) -> None:
+              threshold: float | None = None) -> Any:
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    ax.imshow(cam, cmap="jet", vmin=0, vmax=1, alpha=0.5)
+    im = ax.imshow(cam, cmap="jet", vmin=0, vmax=1, alpha=0.5)
     _outline(ax, mask > 0, "white")
     if threshold is not None:
         _outline(ax, cam >= threshold, "cyan", "dashed")
     ax.set_xticks([])
     ax.set_yticks([])
+    return im
+
+
+def _cam_mappable() -> Any:
+    """The jet 0-1 scale of :func:`_show_cam`, opaque (the colour bar of every CAM overlay)."""
+    import matplotlib as mpl
+
+    return mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap="jet")
+
+
+def _side_colorbar(fig: plt.Figure, axes: np.ndarray, mappable: Any, label: str,
+                   margin_in: float = 0.85) -> Any:
+    """Lay ``fig`` out leaving ``margin_in`` inches on the right, then put one colour bar there
+    spanning the height of ``axes`` (the panels keep their size: the bar has its own axes)."""
+    width = fig.get_size_inches()[0]
+    fig.tight_layout(rect=(0, 0, 1 - margin_in / width, 1))
+    boxes = [a.get_position() for a in np.ravel(axes)]
+    x0 = max(b.x1 for b in boxes) + 0.12 / width
+    y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    cax = fig.add_axes((x0, y0, 0.12 / width, y1 - y0))
+    cb = fig.colorbar(mappable, cax=cax)
+    cb.set_label(label, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    return cb
 
 
 def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, np.ndarray],
@@ -64,7 +95,8 @@ def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, n
     images, masks : ndarray, shape (k, H, W)
         Slices in [0, 1] and their ground truth (white outline).
     columns : mapping
-        Column title -> CAMs [k, H, W] in [0, 1] (jet colour map over the image).
+        Column title -> CAMs [k, H, W] in [0, 1] (jet colour map over the image; one colour
+        bar on the right, labelled :data:`CAM_LABEL`).
     thresholds : mapping, optional
         Column title -> threshold; its pseudo-mask outline is drawn dashed in cyan.
     row_labels : sequence of str, optional
@@ -89,7 +121,10 @@ def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, n
         axes[0, j].set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if len(columns):
+        _side_colorbar(fig, axes[:, 1:], _cam_mappable(), CAM_LABEL)
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -105,6 +140,10 @@ def plot_entropy_weights(images: np.ndarray, masks: np.ndarray, layer_maps: np.n
     layer_names : sequence of str, length L
     fused : ndarray, shape (k, H, W)
         The UM-CAM of the slices (last column of the CAM row).
+
+    The empty cell under the first UM-CAM holds two horizontal colour bars: the CAM scale (jet,
+    0-1) and the weight scale (viridis, 0.5-1: the binary entropy is at most ln 2, so
+    ``W = exp(-H) >= 0.5``).
     """
     layer_maps = np.asarray(layer_maps, dtype=np.float32)
     weights = entropy_weights(layer_maps)
@@ -131,8 +170,12 @@ def plot_entropy_weights(images: np.ndarray, masks: np.ndarray, layer_maps: np.n
         for ax in list(top) + list(bottom):
             ax.set_xticks([])
             ax.set_yticks([])
-    cax = axes[1, -1].inset_axes([0.1, 0.05, 0.12, 0.9])
-    fig.colorbar(im, cax=cax, label="W = exp(-H)")
+    fig.tight_layout()
+    for (y, mappable, label) in ((0.68, _cam_mappable(), CAM_LABEL), (0.18, im, "entropy weight W = exp(-H)")):
+        cax = axes[1, -1].inset_axes((0.08, y, 0.84, 0.12))
+        cb = fig.colorbar(mappable, cax=cax, orientation="horizontal")
+        cb.set_label(label, fontsize=8)
+        cb.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -153,27 +196,51 @@ def plot_threshold_curves(curves: pd.DataFrame, chosen: Mapping[str, float] | No
     return fig
 
 
-def plot_layer_localisation(summary: pd.DataFrame) -> Any:
+def _clipped_sd(mean: pd.Series, sd: pd.Series, top: float) -> np.ndarray:
+    """Asymmetric error bars ``[2, n]``: one SD each way, clipped to the range ``[0, top]``."""
+    m = mean.to_numpy(float)
+    d = sd.fillna(0).to_numpy(float)
+    return np.stack([np.minimum(d, m), np.minimum(d, np.maximum(top - m, 0))])
+
+
+def plot_layer_localisation(summary: pd.DataFrame, names: Mapping[str, str] | None = None) -> Any:
     """Bar chart of :func:`umcam_lib.cam.diagnostics.summarise_localisation`: best-threshold
-    DSC (left) and pointing game (right) per layer, error bars = SD over seeds, the
-    all-foreground floor as a dashed line."""
+    DSC (left, %) and pointing game (right, fraction of slices) per layer, error bars = SD over
+    seeds clipped to the scale (0-100 %, 0-1), the all-foreground floor as a dashed line.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Columns ``layer, dsc_mean, dsc_sd, pointing_mean, pointing_sd, n_seeds``; one row per
+        layer or fused method, and optionally an ``all_foreground`` row (the floor).
+    names : mapping, optional
+        Key -> tick label; defaults to :data:`DISPLAY_NAMES` (keys not in it are shown as they are).
+    """
     import matplotlib.pyplot as plt
 
+    labels = {**DISPLAY_NAMES, **(names or {})}
     s = summary[summary["layer"] != "all_foreground"]
     floor = summary.loc[summary["layer"] == "all_foreground", "dsc_mean"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     x = np.arange(len(s))
-    axes[0].bar(x, s["dsc_mean"], yerr=s["dsc_sd"].fillna(0), color="tab:blue", capsize=3)
-    if len(floor):
-        axes[0].axhline(float(floor.iloc[0]), ls="--", color="k", lw=1, label="all-foreground mask")
-        axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].bar(x, s["dsc_mean"], yerr=_clipped_sd(s["dsc_mean"], s["dsc_sd"], 100.0), color="tab:blue",
+                capsize=3)
+    axes[0].set_ylim(0, 100)
     axes[0].set_ylabel("best-threshold DSC (%)")
-    axes[1].bar(x, s["pointing_mean"], yerr=s["pointing_sd"].fillna(0), color="tab:orange", capsize=3)
+    axes[1].bar(x, s["pointing_mean"], yerr=_clipped_sd(s["pointing_mean"], s["pointing_sd"], 1.0),
+                color="tab:orange", capsize=3)
     axes[1].set_ylim(0, 1)
-    axes[1].set_ylabel("pointing game")
+    axes[1].set_ylabel("pointing game (hit fraction)")
     for ax in axes:
-        ax.set_xticks(x, s["layer"], rotation=30, ha="right")
+        ax.set_xticks(x, [labels.get(str(k), str(k)) for k in s["layer"]], rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
     n = int(summary["n_seeds"].max())
-    fig.suptitle(f"Does each layer's Grad-CAM point at the brain? (validation positives, {n} seed{'s' * (n > 1)})")
+    fig.suptitle(f"Does each layer's Grad-CAM point at the brain? (validation positives, {n} seed{'s' * (n > 1)}; "
+                 "error bars: SD over seeds)", fontsize=10)
+    if len(floor):
+        # the legend goes above the left panel, outside the bars
+        axes[0].axhline(float(floor.iloc[0]), ls="--", color="k", lw=1, label="all-foreground mask")
+        axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, frameon=False, borderaxespad=0.2)
     fig.tight_layout()
     return fig

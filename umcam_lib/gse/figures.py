@@ -9,6 +9,9 @@ import numpy as np
 from ..data.artifacts import SliceSet
 from .geodesic import geodesic_batch_points, zscore
 
+#: Colour-bar label of D_f and D_b (their unit mixes pixels and z-scored intensity steps with lamb).
+GEODESIC_LABEL = "geodesic distance (a.u.)"
+
 COLUMNS = ("image", "UM-CAM", "seeds", "D_f (to brain seed)", "D_b (to background seeds)", "SPL", "ground truth")
 
 
@@ -44,8 +47,10 @@ def _points(ax: plt.Axes, pts: Sequence[tuple[int, int]], color: str, marker: st
 
 
 def _colorbar(ax: plt.Axes, im, label: str = "") -> None:
-    """A slim colour bar beside one map panel."""
-    cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    """A slim colour bar just right of one map panel, in its own inset axes (the panel keeps its
+    size, unlike ``fig.colorbar(ax=...)``, which takes the bar's width out of the panel)."""
+    cax = ax.inset_axes((1.03, 0.0, 0.05, 1.0))
+    cb = ax.figure.colorbar(im, cax=cax)
     cb.ax.tick_params(labelsize=6)
     if label:
         cb.set_label(label, fontsize=6)
@@ -73,7 +78,7 @@ def plot_spl_examples(examples: Sequence[Mapping[str, object]], images: np.ndarr
             a.set_yticks([])
         ax[0].imshow(img, cmap="gray")
         ax[1].imshow(img, cmap="gray")
-        _colorbar(ax[1], ax[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1), "UM-CAM")
+        _colorbar(ax[1], ax[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1), "UM-CAM value (0-1)")
         _outline(ax[1], np.asarray(ex["mask"]), "white")
         ax[2].imshow(img, cmap="gray")
         _outline(ax[2], np.asarray(ex["component"]), "yellow")
@@ -86,8 +91,8 @@ def plot_spl_examples(examples: Sequence[Mapping[str, object]], images: np.ndarr
         if ex["spl"] is not None:
             d_f, d_b = np.asarray(ex["d_f"]), np.asarray(ex["d_b"])
             vmax = float(np.percentile(np.concatenate([d_f.ravel(), d_b.ravel()]), 99))
-            _colorbar(ax[3], ax[3].imshow(d_f, cmap="magma", vmin=0, vmax=vmax), "geodesic distance")
-            _colorbar(ax[4], ax[4].imshow(d_b, cmap="magma", vmin=0, vmax=vmax), "geodesic distance")
+            _colorbar(ax[3], ax[3].imshow(d_f, cmap="magma", vmin=0, vmax=vmax), GEODESIC_LABEL)
+            _colorbar(ax[4], ax[4].imshow(d_b, cmap="magma", vmin=0, vmax=vmax), GEODESIC_LABEL)
             _colorbar(ax[5], ax[5].imshow(np.asarray(ex["spl"]), cmap="RdBu_r", vmin=0, vmax=1), "P(brain)")
             _outline(ax[5], np.asarray(ex["spl"]) > 0.5, "black")
         ax[6].imshow(img, cmap="gray")
@@ -128,7 +133,8 @@ def plot_geodesic_vs_euclidean(image: np.ndarray, seed: tuple[int, int], iterati
         vmax = None if cmap == "gray" else float(np.percentile(data, 99))
         im = ax.imshow(data, cmap=cmap, vmin=0 if vmax else None, vmax=vmax)
         if cmap != "gray":
-            _colorbar(ax, im, "pixels" if "Euclidean" in title else "summed |intensity change| (z-scored)")
+            _colorbar(ax, im, "distance (pixels)" if "Euclidean" in title
+                      else "geodesic distance (z-scored intensity x px)")
         ax.scatter([seed[1]], [seed[0]], s=30, c="red", edgecolors="white")
         if gt is not None:
             _outline(ax, gt, "lime")

@@ -26,15 +26,35 @@ What happens to each stack (the model was trained on slices prepared by
    ``--threshold``, move the slice axis back;
 4b. with ``--postprocess lcc`` (the default when the UNet was trained with
    ``seg.postprocess: lcc``, as in the real profile), keep the largest 3D connected component;
-5. write ``<stem>_desc-<label>_mask.nii.gz`` (uint8 0/1) with the input's header, so shape,
-   affine, qform and sform equal the input's; ``<label>`` is the method in lower-case letters
-   and digits (``umcamspl``) unless ``--desc``. Folders keep their layout under ``OUT``.
+4c. with ``--dilate-mm X``, grow the mask by X millimetres (Euclidean, with the voxel spacing
+   of each axis: :func:`umcam_lib.segment_output.dilate_mm`);
+5. write the mask (uint8 0/1) with the input's header, so shape, affine, qform and sform equal
+   the input's, and a QC picture (``OUT/qc/...png``, :mod:`umcam_lib.segment_qc`; ``--no-qc``
+   skips it). A stack where no brain is found gets an empty mask and a warning, not an error.
+
+Where the masks go (``--bids`` / ``--no-bids``; default: BIDS when every input's file name is a
+BIDS name, ``sub-<label>_..._<suffix>.nii[.gz]``):
+
+* BIDS derivative: ``OUT/sub-01[/ses-2]/anat/sub-01[_ses-2]_run-1_desc-brain_mask.nii.gz``
+  (:func:`umcam_lib.segment_output.bids_mask_path`) with a JSON sidecar (``Type``, ``Sources``),
+  ``OUT/dataset_description.json`` (``DatasetType: derivative``, ``GeneratedBy`` with the
+  package version and git commit) and ``OUT/.bidsignore`` for the files below;
+* otherwise ``<stem>_desc-<label>_mask.nii.gz``; folders keep their layout under ``OUT``.
+
+``<label>`` is ``--desc``, by default ``brain`` for BIDS output and the method in lower-case
+letters and digits (``umcamspl``) otherwise.
+
+Clinical stacks: intensities are normalised between robust percentiles, so their scale (x1000,
+x0.001) does not matter; ``--bias-correct [SIGMA_MM]`` divides each stack by its smoothed
+foreground intensity first (:func:`umcam_lib.segment_output.bias_correct`; opt-in, see
+docs/segment.md for what it was measured to do).
 
 A reference mask beside an input (``X_T2w.nii.gz`` -> ``X_T2w_desc-brain_mask.nii.gz``, the
 rule of ``--mask-suffix``) is checked like the pipeline's masks and scored in 3D in the native
-grid: ``OUT/scores_desc-<label>.csv`` holds one row per stack (``dsc`` in %, ``hd95_mm`` in mm,
-:mod:`umcam_lib.metrics`; empty for stacks without a reference). ``OUT/segment_desc-<label>.json``
-records the run, method, checkpoint and preprocessing.
+grid: ``OUT/scores_desc-<label>.csv`` holds one row per stack (``volume_ml``; ``dsc`` in %,
+``hd95_mm`` in mm, :mod:`umcam_lib.metrics`, empty for stacks without a reference; ``seconds``;
+``warning``), ``OUT/report_desc-<label>.html`` shows every stack's QC picture with them, and
+``OUT/segment_desc-<label>.json`` records the run, method, checkpoint and preprocessing.
 
 Bad input: every input (and reference) is read and checked before the first mask is written; an
 error names the file (:class:`~umcam_lib.data.nifti.DataError`). Each file is written atomically
@@ -43,10 +63,12 @@ error names the file (:class:`~umcam_lib.data.nifti.DataError`). Each file is wr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +81,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import io, metrics, runtime
+from . import io, metrics, runtime, segment_qc
+from . import segment_output as so
 from .data import nifti
 from .data.nifti import DataError, Stack, StackRef
 from .data.prepare import center_fit, prepare_stack, resample_inplane
@@ -70,7 +93,13 @@ from .scoring import largest_component_3d
 
 DEFAULT_METHOD = "UM-CAM+SPL"
 SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", "slice_axis", "n_slices",
-                 "gt_voxels", "pred_voxels", "dsc", "hd95_mm"]
+                 "gt_voxels", "pred_voxels", "volume_ml", "dsc", "hd95_mm", "seconds", "qc", "warning"]
+BIAS_SIGMA_MM = 40.0
+"""``--bias-correct`` without a value: the smoothing scale of the field (mm)."""
+
+
+class EmptyMaskWarning(UserWarning):
+    """A stack where the UNet found no brain (its mask is written empty)."""
 
 
 # --------------------------------------------------------------------------- the run's model
@@ -183,6 +212,7 @@ class Job:
     image: Path
     reference: Path | None
     out: Path
+    bids: bool = False
 
 
 def _is_nifti(p: Path) -> bool:
@@ -201,15 +231,27 @@ def output_path(image: Path, out_dir: Path, desc: str) -> Path:
     return out_dir / (nifti._strip_nifti_ext(name) + ".nii.gz")
 
 
-def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str,
-              mask_suffix: str = "_desc-brain_mask") -> list[Job]:
-    """Expand files and folders into :class:`Job` s (folders keep their layout under ``out_dir``).
+def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str | None = None,
+              mask_suffix: str = "_desc-brain_mask", bids: bool | None = False,
+              method: str = DEFAULT_METHOD) -> list[Job]:
+    """Expand files and folders into :class:`Job` s.
+
+    Parameters
+    ----------
+    desc : str, optional
+        The ``desc`` label; default ``brain`` for BIDS output, :func:`desc_label` of ``method``
+        otherwise.
+    bids : bool, optional
+        True: BIDS-derivative names and folders (every input must have a BIDS name); False:
+        ``<stem>_desc-<desc>_mask.nii.gz``, folders keep their layout under ``out_dir``; None:
+        BIDS when every input has a BIDS name.
 
     Raises
     ------
     DataError
-        An input does not exist or is not NIfTI, a folder holds no stack, two stacks would
-        write one mask, or a mask would overwrite an input or a reference.
+        An input does not exist or is not NIfTI, a folder holds no stack, ``bids`` is True and
+        an input's name is not a BIDS name, two stacks would write one mask, or a mask would
+        overwrite an input or a reference.
     """
     out_dir = resolve(out_dir)
     jobs: list[Job] = []
@@ -220,21 +262,30 @@ def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str,
                            and out_dir not in f.parents)
             if not found:
                 raise DataError(f"{p}: no NIfTI stack (*.nii, *.nii.gz, not *_mask) in this folder")
-            jobs += [Job(f, None, output_path(f, out_dir / f.parent.relative_to(p), desc)) for f in found]
+            jobs += [Job(f, None, output_path(f, out_dir / f.parent.relative_to(p), "x")) for f in found]
         elif p.is_file():
             if not p.name.endswith(nifti.NIFTI_EXTENSIONS):
                 raise DataError(f"{p}: not a NIfTI file (expected .nii or .nii.gz)")
-            jobs.append(Job(p, None, output_path(p, out_dir, desc)))
+            jobs.append(Job(p, None, output_path(p, out_dir, "x")))
         else:
             raise DataError(f"{p}: no such file or folder")
-    jobs = [Job(j.image, r if (r := nifti.mask_path_for(j.image, mask_suffix)).is_file() else None, j.out)
+    not_bids = [j.image for j in jobs if so.parse_bids_name(j.image.name) is None]
+    if bids and not_bids:
+        raise DataError(f"{not_bids[0]}: not a BIDS file name (sub-<label>[_ses-<label>]..._<suffix>.nii.gz), "
+                        f"needed for --bids; use --no-bids")
+    use_bids = not not_bids if bids is None else bool(bids)
+    label = desc_label(desc) if desc else ("brain" if use_bids else desc_label(method))
+    jobs = [Job(j.image, r if (r := nifti.mask_path_for(j.image, mask_suffix)).is_file() else None,
+                so.bids_mask_path(j.image, out_dir, label) if use_bids
+                else output_path(j.image, j.out.parent, label), use_bids)
             for j in jobs]
     seen: dict[Path, Path] = {}
     protected = {j.image.resolve() for j in jobs} | {j.reference.resolve() for j in jobs if j.reference}
     for j in jobs:
         if j.out in seen:
             raise DataError(f"{j.image}: its mask {j.out} would also be written for {seen[j.out]}; "
-                            f"segment them into different --out folders")
+                            f"segment them into different --out folders"
+                            + (" or use --no-bids" if j.bids else ""))
         if j.out.resolve() in protected:
             raise DataError(f"{j.image}: the mask {j.out} would overwrite an input or reference file; "
                             f"choose another --out or --desc")
@@ -341,15 +392,20 @@ def preprocess(stack: Stack, prep: Preprocessing) -> np.ndarray:
 
 
 def segment_stack(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
-                  amp: bool = False, threshold: float = 0.5, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+                  amp: bool = False, threshold: float = 0.5, batch_size: int = 32, tta: bool = False,
+                  bias_sigma_mm: float | None = None) -> np.ndarray:
     """Predict one stack; the mask on the stack's native grid, slice axis last (``tta``:
-    :func:`umcam_lib.train.seg_predict.predict_probs`).
+    :func:`umcam_lib.train.seg_predict.predict_probs`; ``bias_sigma_mm``: divide the image by
+    its smoothed foreground first, :func:`umcam_lib.segment_output.bias_correct`).
 
     Returns
     -------
     ndarray, uint8, shape (H, W, S)
         0/1, the shape of ``stack.image``.
     """
+    if bias_sigma_mm:
+        stack = dataclasses.replace(stack, image=so.bias_correct(
+            stack.image, (*stack.spacing, stack.thickness), bias_sigma_mm))
     probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size, tta)
     native = invert(probs, stack.image.shape, stack.spacing, prep.spacing_mm)
     return (native >= threshold).astype(np.uint8)
@@ -379,7 +435,8 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
             desc: str | None = None, mask_suffix: str = "_desc-brain_mask", device: str = "auto",
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
             model: nn.Module | None = None, prep: Preprocessing | None = None,
-            postprocess: str | None = None, tta: bool | None = None) -> pd.DataFrame:
+            postprocess: str | None = None, tta: bool | None = None, bids: bool | None = None,
+            dilate: float = 0.0, qc: bool = True, bias_sigma_mm: float | None = None) -> pd.DataFrame:
     """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
 
     Parameters
@@ -393,7 +450,8 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     method : str
         A trained UNet of the run (:func:`available_methods`).
     desc : str, optional
-        The ``desc`` label of the written names (default :func:`desc_label` of ``method``).
+        The ``desc`` label of the written names (default ``brain`` for BIDS output, else
+        :func:`desc_label` of ``method``).
     mask_suffix : str
         Reference-mask naming rule (:func:`umcam_lib.data.nifti.mask_path_for`).
     device, amp, batch_size : prediction settings (``amp``: float16 on CUDA only).
@@ -409,17 +467,37 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     tta : bool, optional
         Average each slice's prediction over its 8 right-angle rotations and flips. Default: as
         the run reported its UNets (``seg.tta``, recorded in the checkpoint; off when not recorded).
+    bids : bool, optional
+        BIDS-derivative output (True), the input's layout (False), or BIDS when every input has
+        a BIDS name (None, the default).
+    dilate : float
+        Grow each mask by this many millimetres (0: as predicted); scores are of the written mask.
+    qc : bool
+        Write a QC picture per stack and ``report_desc-<label>.html``.
+    bias_sigma_mm : float, optional
+        Divide each stack by its foreground intensity smoothed at this scale (mm) before
+        preprocessing (None: off).
 
     Returns
     -------
     DataFrame
         One row per stack (:data:`SCORE_COLUMNS`); ``dsc`` / ``hd95_mm`` are NaN without a
         reference.
+
+    Warns
+    -----
+    EmptyMaskWarning
+        A stack's mask is empty (no brain found); its empty mask is still written.
     """
     t0 = time.perf_counter()
-    label = desc_label(desc) if desc else desc_label(method)
+    if dilate < 0 or not np.isfinite(dilate):
+        raise ValueError(f"--dilate-mm must be a finite number >= 0, got {dilate}")
+    if bias_sigma_mm is not None and not bias_sigma_mm > 0:
+        raise ValueError(f"--bias-correct sigma must be > 0 mm, got {bias_sigma_mm}")
     out_dir = resolve(out_dir)
-    jobs = find_jobs(inputs, out_dir, label, mask_suffix)
+    jobs = find_jobs(inputs, out_dir, desc, mask_suffix, bids, method)
+    use_bids = bool(jobs) and jobs[0].bids
+    label = desc_label(desc) if desc else ("brain" if use_bids else desc_label(method))
     dev = runtime.select_device(device)
     info: dict[str, Any] = {"method": method}
     if model is None:
@@ -435,32 +513,63 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
 
     rows = []
     for job in tqdm(jobs, desc=f"segmenting ({method})", unit="stack", disable=not progress):
+        t1 = time.perf_counter()
         stack, like = read_input(job)
-        mask = segment_stack(model, stack, prep, dev, amp, threshold, batch_size, use_tta)
+        mask = segment_stack(model, stack, prep, dev, amp, threshold, batch_size, use_tta, bias_sigma_mm)
         if post == "lcc":
             mask = largest_component_3d(mask.astype(bool)).astype(np.uint8)
+        geometry = (*stack.spacing, stack.thickness)  # mm along the axes of ``mask`` (slice axis last)
+        if dilate > 0:
+            mask = so.dilate_mm(mask, geometry, dilate)
+        warning = ""
+        if not mask.any():
+            warning = "no brain found: the mask is empty"
+            warnings.warn(f"{job.image}: {warning}", EmptyMaskWarning, stacklevel=2)
         file_mask = to_file_axes(mask, stack, like)
         write_mask(file_mask, like, job.out, descrip=f"umcam_lib.segment {method}")
+        if job.bids:
+            io.write_json(job.out.with_name(nifti._strip_nifti_ext(job.out.name) + ".json"),
+                          so.mask_sidecar(job.image, method))
         spacing = nifti.voxel_spacing(stack.affine)
+        qc_path = ""
+        if qc:
+            rel = job.out.relative_to(out_dir)
+            qc_file = out_dir / "qc" / rel.parent / (nifti._strip_nifti_ext(rel.name) + ".png")
+            vol = float(mask.sum()) * float(np.prod(geometry)) / 1000.0
+            segment_qc.write_qc(qc_file, stack.image, mask, stack.spacing,
+                                stack.mask if job.reference is not None else None,
+                                title=f"{job.image.name}: {vol:.1f} mL")
+            qc_path = str(qc_file)
         row = {"image": str(job.image), "mask": str(job.out), "reference": str(job.reference or ""),
                "method": method, "shape": "x".join(str(d) for d in like.shape),
                "spacing_mm": "x".join(f"{s:.4g}" for s in spacing), "slice_axis": stack.slice_axis,
                "n_slices": stack.n_slices, "gt_voxels": np.nan, "pred_voxels": int(mask.sum()),
-               "dsc": np.nan, "hd95_mm": np.nan}
+               "volume_ml": float(mask.sum()) * float(np.prod(geometry)) / 1000.0,
+               "dsc": np.nan, "hd95_mm": np.nan, "qc": qc_path, "warning": warning}
         if job.reference is not None:
             gt = np.moveaxis(stack.mask, -1, stack.slice_axis)
             pred = np.moveaxis(mask, -1, stack.slice_axis)
             row.update(gt_voxels=int(gt.sum()), dsc=metrics.dice(pred, gt),
-                       hd95_mm=metrics.hd95(pred, gt, spacing=spacing))
+                       hd95_mm=metrics.hd95(pred, gt, spacing=spacing) if mask.any() else np.nan)
+        row["seconds"] = time.perf_counter() - t1
         rows.append(row)
     scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
-    if scores["reference"].astype(bool).any():
-        with io.atomic_path(out_dir / f"scores_desc-{label}.csv") as tmp:
-            scores.to_csv(tmp, index=False, float_format="%.4f")
+    scores.attrs["label"] = label
+    with io.atomic_path(out_dir / f"scores_desc-{label}.csv") as tmp:
+        scores.to_csv(tmp, index=False, float_format="%.4f")
+    if qc:
+        segment_qc.write_report(out_dir / f"report_desc-{label}.html", scores,
+                                title=f"Brain masks: {method} ({len(scores)} stacks)")
+    if use_bids:
+        io.write_json(out_dir / "dataset_description.json",
+                      so.dataset_description(method, run_dir, [str(resolve(i)) for i in inputs]))
+        io.write_text(out_dir / ".bidsignore", so.BIDSIGNORE)
     io.write_json(out_dir / f"segment_desc-{label}.json", {
         "run_dir": str(resolve(run_dir)), **{k: v for k, v in info.items() if k != "config"},
         "unet": info.get("config", {}), "spacing_mm": prep.spacing_mm, "image_size": prep.image_size,
-        "threshold": float(threshold), "postprocess": post, "tta": use_tta, "device": str(dev), "amp": bool(amp), "n_stacks": len(jobs),
+        "threshold": float(threshold), "postprocess": post, "tta": use_tta, "device": str(dev), "amp": bool(amp),
+        "bids": use_bids, "dilate_mm": float(dilate), "bias_correct_sigma_mm": bias_sigma_mm, "qc": bool(qc),
+        "n_stacks": len(jobs), "n_empty": int(sum(bool(r["warning"]) for r in rows)),
         "seconds": round(time.perf_counter() - t0, 2), "masks": [str(j.out) for j in jobs]})
     return scores
 
@@ -484,6 +593,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tta", choices=("run", "on", "off"), default="run",
                     help="on: average each slice over its 8 right-angle rotations/flips (8x the cost); "
                          "run (default): as the run reported its UNets (seg.tta)")
+    ap.add_argument("--bids", action=argparse.BooleanOptionalAction, default=None,
+                    help="BIDS-derivative output (sub-XX/anat/sub-XX_..._desc-brain_mask.nii.gz, "
+                         "dataset_description.json); default: on when every input has a BIDS name")
+    ap.add_argument("--dilate-mm", type=float, default=0.0, metavar="MM",
+                    help="grow each mask by MM millimetres (voxel spacing of each axis; default 0)")
+    ap.add_argument("--bias-correct", type=float, nargs="?", const=BIAS_SIGMA_MM, default=None, metavar="SIGMA_MM",
+                    help="divide each stack by its foreground intensity smoothed at SIGMA_MM "
+                         f"(default {BIAS_SIGMA_MM:g} mm) before segmenting; off by default")
+    ap.add_argument("--no-qc", action="store_true", help="no QC pictures and no report_desc-<label>.html")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -505,18 +623,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = segment(args.run_dir, args.inputs, args.out, args.method, args.desc, args.mask_suffix, args.device,
                          args.amp, args.threshold, args.batch_size, progress=not args.quiet,
                          postprocess=None if args.postprocess == "run" else args.postprocess,
-                         tta=None if args.tta == "run" else args.tta == "on")
-    except (DataError, FileNotFoundError, RuntimeError) as exc:
+                         tta=None if args.tta == "run" else args.tta == "on", bids=args.bids,
+                         dilate=args.dilate_mm, qc=not args.no_qc, bias_sigma_mm=args.bias_correct)
+    except (DataError, FileNotFoundError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(scores)} mask(s) written to {resolve(args.out)}")
+    label = scores.attrs.get("label", desc_label(args.desc or args.method))
+    print(f"{len(scores)} mask(s) written to {resolve(args.out)}"
+          + ("" if args.no_qc else f"; QC: {Path(args.out) / f'report_desc-{label}.html'}"))
+    empty = scores[scores.warning.astype(bool)]
+    if len(empty):
+        print(f"warning: no brain found in {len(empty)} stack(s) (empty masks): "
+              + ", ".join(Path(i).name for i in empty.image), file=sys.stderr)
     scored = scores.dropna(subset=["dsc"])
     if len(scored):
         with pd.option_context("display.width", 200, "display.max_colwidth", 60):
             print(scored.assign(image=scored.image.map(lambda s: Path(s).name))[["image", "dsc", "hd95_mm"]]
                   .to_string(index=False, float_format=lambda x: f"{x:.2f}"))
         print(f"mean DSC {scored.dsc.mean():.2f} %, mean HD95 {scored.hd95_mm.mean():.2f} mm "
-              f"({len(scored)} stacks with a reference; {Path(args.out) / f'scores_desc-{desc_label(args.desc or args.method)}.csv'})")
+              f"({len(scored)} stacks with a reference; {Path(args.out) / f'scores_desc-{label}.csv'})")
     return 0
 
 

@@ -1,0 +1,119 @@
+"""Quality-control pictures of ``python -m umcam_lib.segment``: one PNG per stack (the mask's
+outline, and the reference's when there is one, over a few slices spread through the brain) and
+one HTML summary page listing every stack with its picture, brain volume and scores."""
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+
+MASK_COLOUR = "#00e000"
+REFERENCE_COLOUR = "#ff30ff"
+
+
+def qc_slices(mask: np.ndarray, n: int = 6) -> list[int]:
+    """``n`` slice indices (last axis) spread evenly from the first to the last slice holding
+    brain; spread through the whole stack when the mask is empty. Fewer when there are fewer
+    slices.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W, S)
+    n : int
+    """
+    S = int(mask.shape[-1])
+    has = np.flatnonzero(np.asarray(mask).reshape(-1, S).any(axis=0))
+    lo, hi = (int(has[0]), int(has[-1])) if has.size else (0, S - 1)
+    return sorted({int(round(x)) for x in np.linspace(lo, hi, min(n, hi - lo + 1))})
+
+
+def qc_figure(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], reference: np.ndarray | None = None,
+              title: str = "", n: int = 6):
+    """A one-row figure: ``n`` slices of ``image`` with the outline of ``mask`` (green) and of
+    ``reference`` (magenta, dashed) when given.
+
+    Parameters
+    ----------
+    image, mask, reference : ndarray, shape (H, W, S)
+        Slice axis last (the mask's slices are the model's slices).
+    spacing : (float, float)
+        In-plane spacing (mm) of the first two axes: the pixels are drawn with their true aspect.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not attached to pyplot (no display needed).
+    """
+    from matplotlib.figure import Figure
+
+    idx = qc_slices(mask if mask.any() or reference is None else reference, n)
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    fig = Figure(figsize=(2.0 * len(idx), 2.4))
+    axes = fig.subplots(1, len(idx), squeeze=False)[0]
+    aspect = float(spacing[1]) / float(spacing[0])  # image[:, :, k].T: rows along axis 1
+    for ax, k in zip(axes, idx):
+        ax.imshow(image[:, :, k].T, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower",
+                  aspect=aspect, interpolation="nearest")
+        if reference is not None and reference[:, :, k].any():
+            ax.contour(reference[:, :, k].T.astype(float), levels=[0.5], colors=REFERENCE_COLOUR, linewidths=0.8,
+                       linestyles="dashed")
+        if mask[:, :, k].any():
+            ax.contour(mask[:, :, k].T.astype(float), levels=[0.5], colors=MASK_COLOUR, linewidths=0.9)
+        ax.set_title(f"slice {k}", fontsize=7)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return fig
+
+
+def write_qc(path: str | Path, image: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
+             reference: np.ndarray | None = None, title: str = "", n: int = 6, dpi: int = 80) -> Path:
+    """Draw :func:`qc_figure` and write it to ``path`` (PNG) atomically."""
+    return io.save_figure(qc_figure(image, mask, spacing, reference, title, n), path, dpi=dpi)
+
+
+def _cell(x: object, fmt: str) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return ""
+    return html.escape(fmt.format(x))
+
+
+def write_report(path: str | Path, scores: pd.DataFrame, title: str = "Brain masks") -> Path:
+    """One HTML page: a row per stack with its QC picture, volume (mL), DSC and HD95 (when a
+    reference lay beside it) and any warning; pictures are linked by relative path.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :data:`umcam_lib.segment.SCORE_COLUMNS` (``image``, ``mask``, ``qc``, ``volume_ml``,
+        ``dsc``, ``hd95_mm``, ``warning``).
+    """
+    path = Path(path)
+    scored = scores.dropna(subset=["dsc"])
+    lines = ["<!doctype html>", '<html><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px;vertical-align:top}img{max-width:900px}"
+             ".warn{color:#b00}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             f"<p>{len(scores)} stack(s); mask outline green"
+             + (f", reference magenta dashed; mean DSC {scored.dsc.mean():.2f} % over {len(scored)} "
+                f"stack(s) with a reference" if len(scored) else "") + ".</p>",
+             "<table><tr><th>stack</th><th>volume (mL)</th><th>DSC (%)</th><th>HD95 (mm)</th><th>QC</th></tr>"]
+    for r in scores.itertuples(index=False):
+        qc = str(getattr(r, "qc", "") or "")
+        pic = (f'<img src="{html.escape(Path(os.path.relpath(qc, path.parent)).as_posix())}" alt="QC">'
+               if qc else "")
+        warn = str(getattr(r, "warning", "") or "")
+        name = html.escape(Path(str(r.image)).name)
+        mask_rel = html.escape(Path(os.path.relpath(str(r.mask), path.parent)).as_posix())
+        lines.append(f"<tr><td>{name}<br><small>{mask_rel}</small>"
+                     + (f'<br><span class="warn">{html.escape(warn)}</span>' if warn else "")
+                     + f"</td><td>{_cell(r.volume_ml, '{:.1f}')}</td><td>{_cell(r.dsc, '{:.2f}')}</td>"
+                     f"<td>{_cell(r.hd95_mm, '{:.2f}')}</td><td>{pic}</td></tr>")
+    lines += ["</table></body></html>", ""]
+    return io.write_text(path, "\n".join(lines))

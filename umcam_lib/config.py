@@ -256,6 +256,15 @@ class CamParams:
     scorecam_batch_size: int = param(128, ge=1)
     scorecam_max_channels: int | None = param(16, ge=1)
     target: str = param("logit", choices=("logit", "margin"))
+    # Readings of Eq. 3-4 (umcam_lib.cam.fusion.fuse_reading); the defaults are the paper's reading
+    umcam_norm: str = param("max", choices=("max", "minmax", "batch_max", "volume_max", "percentile"))
+    umcam_percentile: float = param(99.0, gt=0, le=100)
+    entropy_base: str = param("e", choices=("e", "2"))
+    entropy_temperature: float = param(1.0, gt=0)
+    umcam_final_norm: str = param("minmax", choices=("minmax", "none"))
+    layercam_fusion: str = param("max", choices=("max", "sum"))
+    layercam_gamma: float = param(2.0, ge=0)
+    readings: bool = param(True)  # notebook 04: score every reading of Eq. 3-4 and LayerCAM over seeds
 
 
 @_dataclass

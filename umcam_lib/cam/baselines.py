@@ -1,6 +1,6 @@
-"""The CAM baselines of Table 2 through pytorch-grad-cam: Grad-CAM++, Score-CAM, Ablation-CAM.
+"""The CAM baselines of Table 2 through pytorch-grad-cam: Grad-CAM++, Score-CAM, Ablation-CAM, LayerCAM.
 
-All three explain the brain logit on one layer (``block5`` by default) and differ only in how
+All four explain the brain logit on one layer (``block5`` by default) and differ only in how
 they weight that layer's K feature maps A^k before summing them:
 
 - Grad-CAM++ weights each channel by its positive gradients, re-weighted pixel by pixel with
@@ -10,6 +10,9 @@ they weight that layer's K feature maps A^k before summing them:
   (K forward passes per image).
 - Ablation-CAM zeroes one channel at a time and weights it by the relative drop of the logit,
   ``(y - y_k) / y`` (K forward passes of the network after the layer, per image).
+- LayerCAM keeps a weight per channel *and position*: the positive part of the gradient,
+  ``ReLU(sum_k ReLU(dy/dA^k_i) A^k_i)`` (one forward and one backward pass). It was made for
+  shallow layers; its multi-layer fusion is :func:`umcam_lib.cam.fusion.layercam_fusion`.
 
 pytorch-grad-cam min-max scales each map before and after upsampling with OpenCV. To compare
 CAM methods by their channel weights alone, this module takes pytorch-grad-cam's raw weighted
@@ -33,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
@@ -42,7 +45,8 @@ from tqdm.auto import tqdm
 from .gradcam import CAM_LAYER, _as_batch, _is_channels_last, resolve_layer_names, upsample_normalise, working_copy
 
 #: Method keys (file names under ``runs/<profile>/cams``) -> names in the tables.
-BASELINE_NAMES = {"gradcam_pp": "Grad-CAM++", "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM"}
+BASELINE_NAMES = {"gradcam_pp": "Grad-CAM++", "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM",
+                  "layercam": "LayerCAM"}
 
 
 class _RawCAM:
@@ -78,6 +82,10 @@ class RawScoreCAM(_RawCAM, ScoreCAM):
 
 class RawAblationCAM(_RawCAM, AblationCAM):
     """pytorch-grad-cam's Ablation-CAM, raw."""
+
+
+class RawLayerCAM(_RawCAM, LayerCAM):
+    """pytorch-grad-cam's LayerCAM, raw."""
 
 
 class _FastAblationLayer(AblationLayer):
@@ -180,7 +188,7 @@ def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: st
         Classifier returning logits [B, n_classes]; put in eval mode (pytorch-grad-cam does).
     images : Tensor or ndarray, shape (B, H, W) or (B, C, H, W)
         Input images (moved to the model's device).
-    method : {"gradcam_pp", "scorecam", "ablationcam", "gradcam"}
+    method : {"gradcam_pp", "scorecam", "ablationcam", "layercam", "gradcam"}
         The CAM method (``gradcam``: pytorch-grad-cam's own Grad-CAM, for comparisons).
     layer : str
         Module or block name of the explained layer.
@@ -221,6 +229,8 @@ def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: st
                 cam_obj = RawGradCAM(model, layer_module)
             elif method == "gradcam_pp":
                 cam_obj = RawGradCAMPlusPlus(model, layer_module)
+            elif method == "layercam":
+                cam_obj = RawLayerCAM(model, layer_module)
             elif method == "scorecam":
                 transform = _top_variance_channels(int(max_channels)) if max_channels else None
                 cam_obj = RawScoreCAM(model, layer_module, reshape_transform=transform)
@@ -254,7 +264,7 @@ def compute_baseline_cams(model: nn.Module, images: np.ndarray, method: str, lay
         The classifier; it is not modified (see :func:`umcam_lib.cam.gradcam.working_copy`).
     images : ndarray, shape (N, H, W)
         Slices in [0, 1].
-    method : {"gradcam_pp", "scorecam", "ablationcam"}
+    method : {"gradcam_pp", "scorecam", "ablationcam", "layercam"}
         See :data:`BASELINE_NAMES`.
     layer : str
         Explained layer (``block5``: the last convolutional block).

@@ -110,13 +110,28 @@ def upsample_normalise(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     Tensor, float32, shape (B, H, W)
         Maps in [0, 1]; an all-zero map stays all-zero.
     """
+    return upsample_with_peak(cam, size)[0]
+
+
+def upsample_with_peak(cam: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`upsample_normalise` that also returns each map's maximum before the division.
+
+    Returns
+    -------
+    maps : Tensor, float32, shape (B, H, W)
+        As :func:`upsample_normalise`.
+    peak : Tensor, float32, shape (B,)
+        Maximum of each upsampled map (the raw scale the division removed; 0 for an all-zero
+        map). ``maps * peak`` is the raw map, which per-batch or per-volume normalisations of
+        UM-CAM (``cam.umcam_norm``) need.
+    """
     cam = cam.float()
     if tuple(cam.shape[-2:]) != tuple(size):
         cam = F.interpolate(cam[:, None], size=tuple(int(s) for s in size), mode="bilinear",
                             align_corners=False)[:, 0]
     peak = cam.amax(dim=(1, 2), keepdim=True)
-    return torch.where(peak > 0, cam / torch.where(peak > 0, peak, torch.ones_like(peak)),
-                       torch.zeros_like(cam))
+    out = torch.where(peak > 0, cam / torch.where(peak > 0, peak, torch.ones_like(peak)), torch.zeros_like(cam))
+    return out, peak[:, 0, 0]
 
 
 def gradcam_from(activations: torch.Tensor, gradients: torch.Tensor | None) -> torch.Tensor:
@@ -139,8 +154,36 @@ def gradcam_from(activations: torch.Tensor, gradients: torch.Tensor | None) -> t
     return torch.relu((alpha * a).sum(dim=1))
 
 
+def layercam_from(activations: torch.Tensor, gradients: torch.Tensor | None) -> torch.Tensor:
+    """LayerCAM for one layer: ``ReLU(sum_k ReLU(dy/dA^k_i) A^k_i)`` (Jiang et al., 2021).
+
+    Instead of one weight per channel (Grad-CAM's mean gradient), every position keeps its own
+    positive gradient as the weight, so a shallow layer whose gradients change sign from place to
+    place does not average to nothing. Equal to pytorch-grad-cam's ``LayerCAM`` before its
+    scaling (``tests/test_cam.py``).
+
+    Parameters
+    ----------
+    activations, gradients : Tensor, shape (B, K, h, w)
+        As :func:`gradcam_from`.
+
+    Returns
+    -------
+    Tensor, float32, shape (B, h, w)
+    """
+    a = activations.float()
+    if gradients is None:
+        return torch.zeros(a.shape[0], *a.shape[2:], dtype=a.dtype, device=a.device)
+    return torch.relu((torch.relu(gradients.float()) * a).sum(dim=1))
+
+
+#: Per-layer CAM rules of :func:`multi_layer_gradcam` (``weighting``).
+WEIGHTINGS = {"gradcam": gradcam_from, "layercam": layercam_from}
+
+
 def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, layers: Iterable[str] | str,
-                        target: int = 1, amp: bool = False) -> torch.Tensor:
+                        target: int = 1, amp: bool = False, weighting: str = "gradcam",
+                        return_peaks: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM of every layer in ``layers`` from one forward and one backward pass.
 
     Parameters
@@ -158,11 +201,18 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
         Class whose logit is explained (1 = brain).
     amp : bool
         Run the forward pass under CUDA float16 autocast (ignored on the CPU).
+    weighting : {"gradcam", "layercam"}
+        Per-layer rule: Grad-CAM (Eq. 1-2, the default) or LayerCAM (:func:`layercam_from`),
+        both from the same single forward and backward pass.
+    return_peaks : bool
+        Also return each map's maximum before normalisation (:func:`upsample_with_peak`).
 
     Returns
     -------
     Tensor, float32, shape (len(layers), B, H, W), on the model's device
         Each layer's map upsampled to the input size and divided by its per-image maximum.
+    peaks : Tensor, float32, shape (len(layers), B)
+        Only with ``return_peaks``.
 
     Raises
     ------
@@ -170,6 +220,8 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
         For an unknown layer, or a layer whose output is overwritten in place (e.g. by a
         following ``ReLU(inplace=True)``), which would corrupt the stored activations.
     """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {sorted(WEIGHTINGS)}, got {weighting!r}")
     names = resolve_layer_names(model, layers)
     unique = list(dict.fromkeys(names))
     modules = dict(model.named_modules())
@@ -212,9 +264,13 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
             h.remove()
         model.train(was_training)
     size = x.shape[-2:]
-    per_layer = {n: upsample_normalise(gradcam_from(acts[n].detach(), None if g is None else g.detach()), size)
+    rule = WEIGHTINGS[weighting]
+    per_layer = {n: upsample_with_peak(rule(acts[n].detach(), None if g is None else g.detach()), size)
                  for n, g in zip(unique, grads)}
-    return torch.stack([per_layer[n] for n in names])
+    out = torch.stack([per_layer[n][0] for n in names])
+    if return_peaks:
+        return out, torch.stack([per_layer[n][1] for n in names])
+    return out
 
 
 #: Grad-CAM targets besides a class index (``cam.target``; from the schema, :class:`umcam_lib.config.CamParams`).
@@ -265,7 +321,8 @@ def working_copy(model: nn.Module, device: str | torch.device | None = None,
 
 def compute_cams(model: nn.Module, images: np.ndarray, layers: Iterable[str] | str, batch_size: int = 64,
                  device: str | torch.device | None = None, amp: bool = False, target: int = 1,
-                 progress: bool = True, desc: str = "Grad-CAM", channels_last: bool = True) -> np.ndarray:
+                 progress: bool = True, desc: str = "Grad-CAM", channels_last: bool = True,
+                 weighting: str = "gradcam", return_peaks: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Multi-layer Grad-CAM of a stack of slices, batch by batch.
 
     Parameters
@@ -286,11 +343,15 @@ def compute_cams(model: nn.Module, images: np.ndarray, layers: Iterable[str] | s
         Show a tqdm progress bar.
     channels_last : bool
         Compute with a channels-last copy of the model (faster; see :func:`working_copy`).
+    weighting, return_peaks
+        See :func:`multi_layer_gradcam`.
 
     Returns
     -------
     ndarray, float16, shape (len(layers), N, H, W)
         Maps in [0, 1] (float16, as stored in ``runs/<profile>/cams``).
+    peaks : ndarray, float32, shape (len(layers), N)
+        Only with ``return_peaks``: each map's maximum before the division.
     """
     images = np.asarray(images)
     if images.ndim != 3:
@@ -301,9 +362,12 @@ def compute_cams(model: nn.Module, images: np.ndarray, layers: Iterable[str] | s
     work = working_copy(model, device, channels_last)
     n = images.shape[0]
     out = np.zeros((len(names), n, *images.shape[1:]), dtype=np.float16)
+    peaks = np.zeros((len(names), n), dtype=np.float32)
     starts = range(0, n, int(batch_size))
     for s in tqdm(starts, desc=desc, unit="batch", disable=not progress):
         batch = torch.from_numpy(np.ascontiguousarray(images[s:s + int(batch_size)], dtype=np.float32))
-        cams = multi_layer_gradcam(work, batch, names, target=target, amp=amp)
+        cams, peak = multi_layer_gradcam(work, batch, names, target=target, amp=amp, weighting=weighting,
+                                         return_peaks=True)
         out[:, s:s + batch.shape[0]] = cams.cpu().numpy().astype(np.float16)
-    return out
+        peaks[:, s:s + batch.shape[0]] = peak.cpu().numpy()
+    return (out, peaks) if return_peaks else out

@@ -30,14 +30,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import report
+from .. import io, report
 from ..config import check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from ..thresholds import save_threshold
 from .baselines import BASELINE_NAMES, compute_baseline_cams
 from .diagnostics import layer_localisation
-from .fusion import average_cam, umcam
+from .fairness import score_readings
+from .fusion import fuse_reading, norm_groups, reading_of
 from .gradcam import CAM_LAYER, compute_cams
 from .pseudo_mask import EVAL_SPLITS, CamEvaluation, eval_rows, evaluate_cam, score_pseudo_masks
 
@@ -97,7 +98,9 @@ def compute_cam_variants(model: nn.Module, images: np.ndarray, cam: Mapping[str,
     return maps, seconds
 
 
-def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Sequence[str]) -> dict[str, np.ndarray]:
+def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Sequence[str],
+                cam: Mapping[str, Any] | None = None, peaks: np.ndarray | None = None,
+                rows: np.ndarray | None = None, volumes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Grad-CAM (``block5``), Average-CAM and UM-CAM of ``fused`` layers from per-layer maps.
 
     Parameters
@@ -106,6 +109,16 @@ def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Seque
         Per-layer CAMs in [0, 1], layer ``i`` named ``layer_names[i]``.
     fused : sequence of str
         The layers Average-CAM and UM-CAM combine (``cam.layers``).
+    cam : mapping, optional
+        The checked ``cam`` section: its reading of Eq. 3-4 (``umcam_norm``, ``entropy_base``,
+        ``entropy_temperature``, ``umcam_final_norm``; :func:`umcam_lib.cam.fusion.fuse_reading`).
+        None or the defaults: the paper's reading, the same maps bit for bit.
+    peaks : ndarray, shape (L, N), optional
+        Raw maxima of the maps (``compute_cams(..., return_peaks=True)``); needed by the
+        ``batch_max`` and ``volume_max`` readings.
+    rows, volumes : ndarray, optional
+        Slice rows of the maps and the volume of every slice (``SliceSet.volume``): the groups of
+        those readings (batches of ``cam.batch_size`` maps, or volumes).
 
     Returns
     -------
@@ -116,10 +129,20 @@ def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Seque
     missing = [l for l in [*fused, CAM_LAYER] if l not in names]
     if missing:
         raise ValueError(f"layers {missing} were not computed (have {names})")
-    sel = layer_maps[[names.index(l) for l in fused]]
+    idx = [names.index(l) for l in fused]
+    sel = layer_maps[idx]
+    reading = reading_of(cam or {})
+    groups = None
+    if reading["norm"] in ("batch_max", "volume_max"):
+        if peaks is None or rows is None or volumes is None:
+            raise ValueError(f"cam.umcam_norm={reading['norm']!r} needs the maps' peaks, rows and volumes")
+        positions = np.arange(len(rows)) if reading["norm"] == "batch_max" else np.asarray(rows)
+        groups = norm_groups(reading["norm"], positions, volumes, int((cam or {}).get("batch_size", 64)))
+        peaks = np.asarray(peaks)[idx]
+    extra = dict(peaks=peaks, groups=groups) if groups is not None else {}
     return {"gradcam": np.asarray(layer_maps[names.index(CAM_LAYER)], dtype=np.float16),
-            "average_cam": np.asarray(average_cam(sel), dtype=np.float16),
-            "umcam": np.asarray(umcam(sel), dtype=np.float16)}
+            "average_cam": np.asarray(fuse_reading(sel, "average_cam", **reading, **extra), dtype=np.float16),
+            "umcam": np.asarray(fuse_reading(sel, "umcam", **reading, **extra), dtype=np.float16)}
 
 
 def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: Mapping[str, Any],
@@ -149,9 +172,11 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
         return {"results": results}
     if stage == "fusion":
         layer_names = study_layers(cam["layers"])
-        layer_maps = compute_cams(model, slices.images[rows], layer_names, batch_size=int(cam["batch_size"]),
-                                  device=device, amp=amp, progress=False, target=cam["target"])
-        fused = fuse_layers(layer_maps, layer_names, cam["layers"])
+        layer_maps, peaks = compute_cams(model, slices.images[rows], layer_names, batch_size=int(cam["batch_size"]),
+                                         device=device, amp=amp, progress=False, target=cam["target"],
+                                         return_peaks=True)
+        fused = fuse_layers(layer_maps, layer_names, cam["layers"], cam, peaks=peaks, rows=rows,
+                            volumes=slices.volume)
         results = evaluate_and_record(run_dir, slices, "table1", {n: (rows, m) for n, m in fused.items()},
                                       grid, names, seed=seed, keep_thresholds=primary)
         loc = layer_localisation(model, slices, "val", cam["layers"], target=cam["target"],
@@ -184,6 +209,29 @@ def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_
                 out.append({"seed": s, "method": r.layer, "split": "val", "threshold": r.threshold,
                             "dsc": r.dsc, "pointing": r.pointing})
     return pd.DataFrame(out)
+
+
+#: Per-seed scores of every reading of Eq. 3-4 and the LayerCAM rows (notebook 04 -> notebook 08).
+READINGS_FILE = "cams/fusion_readings.csv"
+
+
+def score_readings_over_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_dir: str | Path,
+                              cam: Mapping[str, Any], device: str | torch.device | None = None,
+                              amp: bool = False) -> pd.DataFrame:
+    """:func:`umcam_lib.cam.fairness.score_readings` for every seed's classifier, written to
+    ``<run_dir>/cams/fusion_readings.csv`` (atomically) and returned (rows of all seeds)."""
+    cam = check_cam_config(cam)
+    frames = [score_readings(m, slices, cam, int(s), device=device, amp=amp) for s, m in models.items()]
+    df = pd.concat(frames, ignore_index=True)
+    with io.atomic_path(Path(run_dir) / READINGS_FILE) as tmp:
+        df.to_csv(tmp, index=False)
+    return df
+
+
+def load_reading_scores(run_dir: str | Path) -> pd.DataFrame | None:
+    """The scores :func:`score_readings_over_seeds` wrote, or None when notebook 04 skipped them."""
+    path = Path(run_dir) / READINGS_FILE
+    return pd.read_csv(path) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- records

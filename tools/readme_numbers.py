@@ -261,6 +261,41 @@ def points(pointing_game: float) -> str:
     return "points at the brain" if pointing_game >= 0.5 else "does not point at the brain"
 
 
+READING_CLAIMS = {"Average-CAM": "UM-CAM > Average-CAM under each reading of Eq. 3-4",
+                  "Grad-CAM": "UM-CAM > Grad-CAM under each reading of Eq. 3-4"}
+
+
+def fusion_fairness(fig: Figures, profile: str) -> str:
+    """Two sentences on the fusion claim under every reading of Eq. 3-4 (notebook 04's diagnosis),
+    from ``orderings.csv`` and ``fusion_readings.csv``; empty when the figures predate it."""
+    if not (fig.folder / "fusion_readings.csv").is_file():
+        return ""
+    links = [x for x in fig.rows("orderings") if x["claim"] in READING_CLAIMS.values()]
+    if not links:
+        return ""
+
+    def count(left: str, split: str) -> tuple[int, int]:
+        rows = [x for x in links if x["claim"] == READING_CLAIMS[left] and x["split"] == split]
+        return sum(x["verdict"] == "holds in every seed" for x in rows), len(rows)
+
+    readings = fig.rows("fusion_readings")
+    um = [x for x in readings if x["method"] == "UM-CAM"]
+    best = max(um, key=lambda x: float(x["val_dsc"]))
+    grad = next(x for x in readings if x["method"] == "Grad-CAM")
+    lay = max((x for x in readings if x["method"].startswith("LayerCAM fusion")), key=lambda x: float(x["val_dsc"]))
+    av_v, n = count("Average-CAM", "val")
+    av_t, _ = count("Average-CAM", "test")
+    gc_v, _ = count("Grad-CAM", "val")
+    gc_t, _ = count("Grad-CAM", "test")
+    return (f"Is that comparison fair? Under each of the {n} readings of Eq. 3-4 the text allows (notebook 04, "
+            f"`{profile}`), UM-CAM is above Average-CAM in every classifier seed under {av_v} on validation and "
+            f"{av_t} on test, and above Grad-CAM under {gc_v} and {gc_t}; the reading validation chooses "
+            f"({best['label']}) gives UM-CAM {f1(float(best['val_dsc']))} / {f1(float(best['test_dsc']))} % "
+            f"(validation / test) against Grad-CAM's {f1(float(grad['val_dsc']))} / {f1(float(grad['test_dsc']))}, "
+            f"and {lay['method']} over the same blocks scores {f1(float(lay['val_dsc']))} / "
+            f"{f1(float(lay['test_dsc']))}.")
+
+
 def render_results(study: Study) -> str:
     """README: a few sentences and the compact table."""
     q, r, rs = study.quick, study.real, study.real_slice
@@ -294,8 +329,10 @@ def render_results(study: Study) -> str:
         f"(pointing game {pg:.2f}); its pseudo masks score {f1(gc)} % test DSC, and the lowest CAM "
         f"({low}, {f1(cams[low])} %) is {f1(cams[low] - floor_t)} points above the all-foreground floor "
         f"({f1(floor_t)} %). The paper's ordering Grad-CAM < Average-CAM < UM-CAM {word}: "
-        f"{f1(gc)} / {f1(av)} / {f1(um)} on test ({links_detail(links)}). Geodesic seed expansion "
-        f"{spl_helps}: the UNet on SPL scores {f1(seg['SPL'])} %, {above(seg['SPL'], seg['UM-CAM'])} the UNet "
+        f"{f1(gc)} / {f1(av)} / {f1(um)} on test ({links_detail(links)}). "
+        + (fusion_fairness(q, "quick") + " " if fusion_fairness(q, "quick") else "") +
+        "Geodesic seed expansion "
+        + f"{spl_helps}: the UNet on SPL scores {f1(seg['SPL'])} %, {above(seg['SPL'], seg['UM-CAM'])} the UNet "
         f"on UM-CAM ({f1(seg['UM-CAM'])} %; {verdict_short(spl_um['verdict'])}, "
         f"p = {fp(float(spl_um['p_value']))}). The paper's method, UM-CAM+SPL, scores "
         f"{f1(seg['UM-CAM+SPL'])} % (paper {f2(paper_um)}), {above(seg['UM-CAM+SPL'], seg['SPL'])} SPL alone "

@@ -12,7 +12,8 @@ from umcam_lib import metrics, report
 from umcam_lib.cam import (average_cam, binary_entropy, entropy_weights, evaluate_cam, layer_ablation,
                            load_threshold, load_thresholds, record_evaluation, select_threshold, umcam)
 from umcam_lib.cam import fusion
-from umcam_lib.cam.pseudo_mask import dice_batch, score_pseudo_masks, take_rows
+from umcam_lib.cam.pseudo_mask import score_pseudo_masks, take_rows
+from umcam_lib.metrics import dice_batch
 from umcam_lib.thresholds import thresholds_path
 from umcam_lib.data.artifacts import SliceSet
 

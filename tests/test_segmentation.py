@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from umcam_lib import evaluate, report
+from umcam_lib import report, scoring
 from umcam_lib.data import SliceSet, save_slices
 from umcam_lib.io import write_json
 from umcam_lib.maps import save_maps
@@ -140,8 +140,8 @@ def test_score_volume_on_offset_cubes_uses_slice_thickness_through_plane():
     gt[2:6, 2:6, 2:6] = True
     in_plane = np.roll(gt, 1, axis=2)
     through = np.roll(gt, 1, axis=0)
-    a = evaluate.score_volume(in_plane, gt, spacing_mm=2.0, thickness_mm=5.0)
-    b = evaluate.score_volume(through, gt, spacing_mm=2.0, thickness_mm=5.0)
+    a = scoring.score_volume(in_plane, gt, spacing_mm=2.0, thickness_mm=5.0)
+    b = scoring.score_volume(through, gt, spacing_mm=2.0, thickness_mm=5.0)
     assert a["dsc"] == pytest.approx(75.0) and b["dsc"] == pytest.approx(75.0)
     assert a["hd95"] == pytest.approx(1.0) and b["hd95"] == pytest.approx(1.0)
     assert a["hd95_mm"] == pytest.approx(2.0) and b["hd95_mm"] == pytest.approx(5.0)
@@ -149,27 +149,27 @@ def test_score_volume_on_offset_cubes_uses_slice_thickness_through_plane():
 
 def test_evaluate_volumes_scores_empty_predictions_and_requires_every_slice():
     s = fake_slices()
-    rows = evaluate.split_rows(s, "test")
+    rows = scoring.split_rows(s, "test")
     empty = np.zeros((len(rows), 32, 32), bool)
-    df = evaluate.evaluate_volumes(s, "test", rows, empty)
+    df = scoring.evaluate_volumes(s, "test", rows, empty)
     assert len(df) == 1 and df["dsc"].iloc[0] == 0.0
     n = len(rows)
     assert df["hd95"].iloc[0] == pytest.approx(math.sqrt(n * n + 32 * 32 + 32 * 32))
     assert df["hd95_mm"].iloc[0] == pytest.approx(math.sqrt((5 * n) ** 2 + 2 * 64 ** 2))
     # a volume with no brain at all, predicted empty: perfect, not dropped
     s.masks[rows] = 0
-    df = evaluate.evaluate_volumes(s, "test", rows, empty)
+    df = scoring.evaluate_volumes(s, "test", rows, empty)
     assert df["dsc"].iloc[0] == 100.0 and df["hd95"].iloc[0] == 0.0
     with pytest.raises(ValueError, match="every slice must be predicted"):
-        evaluate.evaluate_volumes(s, "test", rows[1:], empty[1:])
+        scoring.evaluate_volumes(s, "test", rows[1:], empty[1:])
 
 
 def test_evaluate_volumes_stacks_slices_in_stack_order():
     s = fake_slices()
-    rows = evaluate.split_rows(s, "val")
+    rows = scoring.split_rows(s, "val")
     assert list(s.slice_index[rows]) == sorted(s.slice_index[rows])
     shuffled = rows[::-1]
-    df = evaluate.evaluate_volumes(s, "val", shuffled, s.masks[shuffled])
+    df = scoring.evaluate_volumes(s, "val", shuffled, s.masks[shuffled])
     assert df["dsc"].iloc[0] == 100.0
 
 
@@ -218,7 +218,7 @@ def test_train_evaluate_record_writes_table_rows(tmp_path):
     assert set(scores["split"]) == {"val", "test"} and len(scores) == 2
     assert (tmp_path / "seg" / "UM-CAM+SPL" / "pred_test.npz").is_file()
     rows, probs = seg.load_predictions(tmp_path, "UM-CAM+SPL", "test")
-    assert np.array_equal(rows, evaluate.split_rows(s, "test")) and probs.shape == (len(rows), 32, 32)
+    assert np.array_equal(rows, scoring.split_rows(s, "test")) and probs.shape == (len(rows), 32, 32)
     recorded = report.load_scores(tmp_path)
     got = set(map(tuple, recorded[["table", "section", "method", "split"]].to_numpy()))
     assert got == {(t, "segmentation", "UM-CAM+SPL", sp) for t in ("table1", "table2") for sp in ("val", "test")}
@@ -250,13 +250,13 @@ def test_epoch_order_is_seeded_and_balances_positives_when_asked():
 
 def test_oracle_selection_blanks_slices_without_ground_truth():
     s = fake_slices()
-    rows = evaluate.split_rows(s, "test")
+    rows = scoring.split_rows(s, "test")
     pred = np.ones((len(rows), 32, 32), bool)
-    out = evaluate.oracle_selection(s, rows, pred)
+    out = scoring.oracle_selection(s, rows, pred)
     empty = s.masks[rows].reshape(len(rows), -1).max(1) == 0
     assert empty.any() and not out[empty].any() and out[~empty].all()
-    full = evaluate.evaluate_volumes(s, "test", rows, pred)
-    oracle = evaluate.evaluate_volumes(s, "test", rows, out)
+    full = scoring.evaluate_volumes(s, "test", rows, pred)
+    oracle = scoring.evaluate_volumes(s, "test", rows, out)
     assert oracle["dsc"].iloc[0] > full["dsc"].iloc[0]
 
 
@@ -333,15 +333,15 @@ def test_largest_component_3d_keeps_the_biggest_blob_across_slices():
     vol = np.zeros((4, 10, 10), bool)
     vol[0:3, 2:5, 2:5] = True  # 27 voxels, connected through slices
     vol[3, 8:10, 8:10] = True  # 4 voxels, apart
-    out = evaluate.largest_component_3d(vol)
+    out = scoring.largest_component_3d(vol)
     assert out.sum() == 27 and not out[3].any()
-    assert not evaluate.largest_component_3d(np.zeros((2, 4, 4), bool)).any()
+    assert not scoring.largest_component_3d(np.zeros((2, 4, 4), bool)).any()
     s = fake_slices()
-    rows = evaluate.split_rows(s, "test")
+    rows = scoring.split_rows(s, "test")
     pred = s.masks[rows].astype(bool).copy()
     pred[0, 0, 0] = True  # a false-positive speck on a slice without brain
-    raw = evaluate.evaluate_volumes(s, "test", rows, pred)
-    lcc = evaluate.evaluate_volumes(s, "test", rows, pred, postprocess="lcc")
+    raw = scoring.evaluate_volumes(s, "test", rows, pred)
+    lcc = scoring.evaluate_volumes(s, "test", rows, pred, postprocess="lcc")
     assert lcc["dsc"].iloc[0] == pytest.approx(100.0) and raw["dsc"].iloc[0] < 100.0
 
 

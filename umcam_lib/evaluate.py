@@ -1,9 +1,9 @@
-"""Figures of the 3D evaluation of the segmentations (notebooks 06 and 07), and the scoring itself.
+"""Figures of the 3D evaluation of the segmentations (notebooks 06 and 07).
 
-The scoring (every slice of every volume predicted and stacked, DSC and HD95 in 3D, the
+The scoring itself (every slice of every volume predicted and stacked, DSC and HD95 in 3D, the
 authors' oracle slice selection for comparison) lives in :mod:`umcam_lib.scoring`, below the
-training stage that selects its epochs with it; its names are available here too. This module
-adds the example picking and the figures.
+training stage that selects its epochs with it; import it from there. This module adds the
+example picking and the figures.
 """
 from __future__ import annotations
 
@@ -15,11 +15,8 @@ import pandas as pd
 from . import metrics
 from .data import SliceSet
 from .maps import row_positions
-from .scoring import (POSTPROCESS, SCORE_COLUMNS, evaluate_volumes, iter_volumes, largest_component_3d,
-                      oracle_selection, score_volume, split_rows)
 
-__all__ = ["POSTPROCESS", "SCORE_COLUMNS", "evaluate_volumes", "iter_volumes", "largest_component_3d",
-           "oracle_selection", "score_volume", "split_rows", "example_rows", "plot_examples", "plot_sweep",
+__all__ = ["example_rows", "plot_examples", "plot_sweep",
            "plot_labels", "plot_training_curves", "running_mean"]
 
 

@@ -64,6 +64,30 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(200.0 * np.logical_and(p, g).sum() / denom)
 
 
+def dice_batch(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Dice (%) of each slice of binary stacks [n, H, W]: :func:`dice` slice by slice, vectorised.
+
+    Parameters
+    ----------
+    pred, gt : ndarray, shape (n, H, W)
+        Binary (or 0/1) stacks of one shape.
+
+    Returns
+    -------
+    ndarray, float64, shape (n,)
+        Both empty gives 100; exactly one empty gives 0.
+    """
+    p = np.asarray(pred).astype(bool)
+    g = np.asarray(gt).astype(bool)
+    if p.shape != g.shape or p.ndim != 3:
+        raise ValueError(f"expected two stacks [n, H, W] of one shape, got {p.shape} and {g.shape}")
+    inter = np.logical_and(p, g).sum(axis=(1, 2), dtype=np.int64)
+    denom = p.sum(axis=(1, 2), dtype=np.int64) + g.sum(axis=(1, 2), dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(denom > 0, 200.0 * inter / np.maximum(denom, 1), 100.0)
+    return d.astype(float)
+
+
 def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | float | None = None) -> float:
     """95th-percentile symmetric Hausdorff distance between binary masks (MONAI).
 

@@ -27,26 +27,10 @@ import pandas as pd
 from .. import metrics
 from ..data.artifacts import SliceSet
 from ..maps import take_rows
-from ..metrics import binarise
+from ..metrics import binarise, dice_batch
 
 #: Splits a pseudo mask is evaluated on.
 EVAL_SPLITS = ("val", "test")
-
-
-def dice_batch(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Dice (%) of each slice of binary stacks [n, H, W], as :func:`umcam_lib.metrics.dice`.
-
-    Both empty gives 100; exactly one empty gives 0.
-    """
-    p = np.asarray(pred).astype(bool)
-    g = np.asarray(gt).astype(bool)
-    if p.shape != g.shape or p.ndim != 3:
-        raise ValueError(f"expected two stacks [n, H, W] of one shape, got {p.shape} and {g.shape}")
-    inter = np.logical_and(p, g).sum(axis=(1, 2), dtype=np.int64)
-    denom = p.sum(axis=(1, 2), dtype=np.int64) + g.sum(axis=(1, 2), dtype=np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.where(denom > 0, 200.0 * inter / np.maximum(denom, 1), 100.0)
-    return d.astype(float)
 
 
 def dice_over_grid(maps: np.ndarray, gts: np.ndarray, grid: Sequence[float]) -> np.ndarray:

@@ -467,9 +467,14 @@ def test_strong_bias_field_and_bias_correct_option(tmp_path, capsys):
     assert plain.dsc[0] > 80 and corr.dsc[0] >= plain.dsc[0]
     assert json.loads((tmp_path / "o2" / "segment_desc-brain.json").read_text())["bias_correct_sigma_mm"] == 40.0
     run = fake_run(tmp_path)
-    assert sg.main([str(run), str(p), "--out", str(tmp_path / "o3"), "--bias-correct", "--quiet", "--no-qc"]) == 0
+    assert sg.main([str(run), "--bias-correct", str(p), "--out", str(tmp_path / "o3"), "--quiet", "--no-qc"]) == 0
     assert json.loads((tmp_path / "o3" / "segment_desc-brain.json").read_text())["bias_correct_sigma_mm"] == \
         sg.BIAS_SIGMA_MM
+    assert sg.main([str(run), str(p), "--out", str(tmp_path / "o4"), "--bias-correct", "--bias-sigma-mm", "60",
+                    "--quiet", "--no-qc"]) == 0
+    assert json.loads((tmp_path / "o4" / "segment_desc-brain.json").read_text())["bias_correct_sigma_mm"] == 60.0
+    assert sg.main([str(run), str(p), "--out", str(tmp_path / "o5"), "--quiet", "--no-qc"]) == 0
+    assert json.loads((tmp_path / "o5" / "segment_desc-brain.json").read_text())["bias_correct_sigma_mm"] is None
 
 
 @pytest.mark.parametrize("order,flip,n_slices", [((0, 1, 2), False, 9), ((1, 0, 2), True, 9), ((1, 2, 0), False, 9),

@@ -4,6 +4,15 @@
 
     python -m umcam_lib.segment RUN_DIR INPUT [INPUT ...] --out OUT [--method UM-CAM+SPL]
     python -m umcam_lib.segment RUN_DIR --list
+    python -m umcam_lib.segment INPUT [INPUT ...] --out OUT [--model weak|fullysup] [--models DIR]
+    python -m umcam_lib.segment --list
+
+Without a run folder (the first argument is one when it holds ``seg/``, ``data/fingerprint.json``
+or ``provenance/01.json``; ``--run RUN_DIR`` names one explicitly) the UNets shipped in the
+repository's ``models/`` are used (:mod:`umcam_lib.shipped`, written by
+``python -m umcam_lib.ship runs/real``): ``--model weak`` (the default: the weakly supervised UNet
+that validation chose), ``fullysup``, or a shipped method's name. Every file of the model is
+checked against ``models/registry.json`` (SHA-256) before it is loaded.
 
 ``RUN_DIR`` is a pipeline run folder (``runs/<profile>``); ``--method`` names any UNet it
 trained (``seg/<method>/best.pt``: ``UM-CAM+SPL``, ``SPL``, ``UM-CAM``, ``Grad-CAM``,
@@ -45,8 +54,8 @@ BIDS name, ``sub-<label>_..._<suffix>.nii[.gz]``):
 letters and digits (``umcamspl``) otherwise.
 
 Clinical stacks: intensities are normalised between robust percentiles, so their scale (x1000,
-x0.001) does not matter; ``--bias-correct [SIGMA_MM]`` divides each stack by its smoothed
-foreground intensity first (:func:`umcam_lib.segment_output.bias_correct`; opt-in, see
+x0.001) does not matter; ``--bias-correct`` (``--bias-sigma-mm``) divides each stack by a smooth
+multiplicative field first (:func:`umcam_lib.segment_output.bias_correct`; opt-in, see
 docs/segment.md for what it was measured to do).
 
 A reference mask beside an input (``X_T2w.nii.gz`` -> ``X_T2w_desc-brain_mask.nii.gz``, the
@@ -81,7 +90,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from . import io, metrics, runtime, segment_qc
+from . import io, metrics, runtime, segment_qc, shipped
 from . import segment_output as so
 from .data import nifti
 from .data.nifti import DataError, Stack, StackRef
@@ -431,18 +440,21 @@ def write_mask(mask: np.ndarray, like: nib.spatialimages.SpatialImage, path: str
 
 
 # --------------------------------------------------------------------------- the command
-def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, method: str = DEFAULT_METHOD,
+def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: str | Path, method: str = DEFAULT_METHOD,
             desc: str | None = None, mask_suffix: str = "_desc-brain_mask", device: str = "auto",
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
             model: nn.Module | None = None, prep: Preprocessing | None = None,
             postprocess: str | None = None, tta: bool | None = None, bids: bool | None = None,
-            dilate: float = 0.0, qc: bool = True, bias_sigma_mm: float | None = None) -> pd.DataFrame:
+            dilate: float = 0.0, qc: bool = True, bias_sigma_mm: float | None = None,
+            models_dir: str | Path | None = None) -> pd.DataFrame:
     """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
 
     Parameters
     ----------
-    run_dir : path
-        Pipeline run folder (the model and the preprocessing come from it).
+    run_dir : path or None
+        Pipeline run folder (the model and the preprocessing come from it). None: a shipped
+        model of ``models_dir`` (:mod:`umcam_lib.shipped`; ``method`` is then ``weak``,
+        ``fullysup`` or a shipped method's name), its files verified against ``registry.json``.
     inputs : sequence of paths
         NIfTI files and/or folders.
     out_dir : path
@@ -477,6 +489,8 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     bias_sigma_mm : float, optional
         Divide each stack by its foreground intensity smoothed at this scale (mm) before
         preprocessing (None: off).
+    models_dir : path, optional
+        The shipped models used when ``run_dir`` is None (default the repository's ``models/``).
 
     Returns
     -------
@@ -495,14 +509,18 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     if bias_sigma_mm is not None and not bias_sigma_mm > 0:
         raise ValueError(f"--bias-correct sigma must be > 0 mm, got {bias_sigma_mm}")
     out_dir = resolve(out_dir)
+    dev = runtime.select_device(device)
+    info: dict[str, Any] = {"method": method}
+    if model is None and run_dir is None:  # a shipped model, its files checked against registry.json
+        model, info, sp = shipped.load(models_dir or shipped.MODELS_DIR, method, dev)
+        method, prep = info["method"], prep or Preprocessing(sp["spacing_mm"], sp["image_size"])
+    source = run_dir if run_dir is not None else Path(info.get("checkpoint", ".")).parent
     jobs = find_jobs(inputs, out_dir, desc, mask_suffix, bids, method)
     use_bids = bool(jobs) and jobs[0].bids
     label = desc_label(desc) if desc else ("brain" if use_bids else desc_label(method))
-    dev = runtime.select_device(device)
-    info: dict[str, Any] = {"method": method}
     if model is None:
-        model, info = load_model(run_dir, method, dev)
-    prep = prep or run_preprocessing(run_dir)
+        model, info = load_model(source, method, dev)
+    prep = prep or run_preprocessing(source)
     post = postprocess if postprocess is not None else str(info.get("config", {}).get("postprocess", "none"))
     if post not in ("none", "lcc"):
         raise ValueError(f"postprocess must be 'none' or 'lcc', got {post!r}")
@@ -562,10 +580,10 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
                                 title=f"Brain masks: {method} ({len(scores)} stacks)")
     if use_bids:
         io.write_json(out_dir / "dataset_description.json",
-                      so.dataset_description(method, run_dir, [str(resolve(i)) for i in inputs]))
+                      so.dataset_description(method, source, [str(resolve(i)) for i in inputs]))
         io.write_text(out_dir / ".bidsignore", so.BIDSIGNORE)
     io.write_json(out_dir / f"segment_desc-{label}.json", {
-        "run_dir": str(resolve(run_dir)), **{k: v for k, v in info.items() if k != "config"},
+        "run_dir": str(resolve(run_dir)) if run_dir is not None else None, **{k: v for k, v in info.items() if k != "config"},
         "unet": info.get("config", {}), "spacing_mm": prep.spacing_mm, "image_size": prep.image_size,
         "threshold": float(threshold), "postprocess": post, "tta": use_tta, "device": str(dev), "amp": bool(amp),
         "bids": use_bids, "dilate_mm": float(dilate), "bias_correct_sigma_mm": bias_sigma_mm, "qc": bool(qc),
@@ -574,13 +592,42 @@ def segment(run_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Pa
     return scores
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a pipeline run folder: it holds ``seg/``, ``data/fingerprint.json`` or
+    ``provenance/01.json``."""
+    p = resolve(path)
+    return p.is_dir() and ((p / "seg").is_dir() or (p / "data" / "fingerprint.json").is_file()
+                           or (p / "provenance" / "01.json").is_file())
+
+
+def list_shipped(models_dir: str | Path) -> int:
+    """Print the shipped models (every file verified against ``registry.json``)."""
+    reg = shipped.verify(models_dir)
+    aliases = {v: k for k, v in (reg.get("aliases") or {}).items()}
+    print(f"{resolve(models_dir)}: shipped models (registry.json verified)")
+    for name, m in reg["models"].items():
+        card = json.loads((resolve(models_dir) / m["folder"] / "card.json").read_text())
+        s = card.get("scores", {})
+        print(f"  {aliases.get(name, ''):9s} {name:14s} {m.get('supervision', '')}: validation 3D DSC "
+              f"{s.get('val', {}).get('dsc_mean', float('nan')):.2f} %, test {s.get('test', {}).get('dsc_mean', float('nan')):.2f} %")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m umcam_lib.segment",
                                  description="Write a brain mask for each NIfTI stack with a trained UNet of a run.")
-    ap.add_argument("run_dir", help="pipeline run folder, e.g. runs/real")
-    ap.add_argument("inputs", nargs="*", help="NIfTI files (.nii, .nii.gz) and/or folders")
+    ap.add_argument("paths", nargs="*", metavar="[RUN_DIR] INPUT",
+                    help="NIfTI files (.nii, .nii.gz) and/or folders, after an optional pipeline run folder "
+                         "(e.g. runs/real: a folder with seg/, data/fingerprint.json or provenance/01.json); "
+                         "without one, the shipped models of --models are used")
+    ap.add_argument("--run", metavar="RUN_DIR", help="pipeline run folder whose UNet to use (explicit)")
+    ap.add_argument("--models", metavar="DIR", default=None,
+                    help="shipped models folder (default: the repository's models/; written by python -m umcam_lib.ship)")
+    ap.add_argument("--model", default=None,
+                    help="shipped model: weak (default: the weakly supervised UNet validation chose), fullysup, "
+                         "or a shipped method's name")
     ap.add_argument("--out", help="output folder (required unless --list)")
-    ap.add_argument("--method", default=DEFAULT_METHOD, help=f"trained UNet of the run (default {DEFAULT_METHOD}; --list)")
+    ap.add_argument("--method", default=None, help=f"trained UNet of the run (default {DEFAULT_METHOD}; --list)")
     ap.add_argument("--list", action="store_true", help="list the run's trained UNets and exit")
     ap.add_argument("--desc", help="desc label of the mask names (default: from the method, e.g. umcamspl)")
     ap.add_argument("--mask-suffix", default="_desc-brain_mask", help="reference mask naming rule")
@@ -598,14 +645,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "dataset_description.json); default: on when every input has a BIDS name")
     ap.add_argument("--dilate-mm", type=float, default=0.0, metavar="MM",
                     help="grow each mask by MM millimetres (voxel spacing of each axis; default 0)")
-    ap.add_argument("--bias-correct", type=float, nargs="?", const=BIAS_SIGMA_MM, default=None, metavar="SIGMA_MM",
-                    help="divide each stack by its foreground intensity smoothed at SIGMA_MM "
-                         f"(default {BIAS_SIGMA_MM:g} mm) before segmenting; off by default")
+    ap.add_argument("--bias-correct", action="store_true",
+                    help="divide each stack by a smooth multiplicative field (fitted at --bias-sigma-mm) "
+                         "before segmenting; off by default")
+    ap.add_argument("--bias-sigma-mm", type=float, default=BIAS_SIGMA_MM, metavar="MM",
+                    help=f"scale of the --bias-correct field fit (default {BIAS_SIGMA_MM:g} mm)")
     ap.add_argument("--no-qc", action="store_true", help="no QC pictures and no report_desc-<label>.html")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # options may come between RUN_DIR and the inputs
+    args.run_dir, args.inputs = args.run, list(args.paths)
+    if args.run_dir is None and args.inputs and is_run_dir(args.inputs[0]):
+        args.run_dir, args.inputs = args.inputs[0], args.inputs[1:]
+    method = (args.method or args.model or DEFAULT_METHOD) if args.run_dir is not None else \
+        (args.model or args.method or shipped.DEFAULT_ALIAS)
     try:
+        if args.list and args.run_dir is None:
+            return list_shipped(args.models or shipped.MODELS_DIR)
         if args.list:
             methods = available_methods(args.run_dir)
             if not methods:
@@ -620,15 +676,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not args.inputs or not args.out:
             ap.error("give INPUT file(s) or folder(s) and --out (or --list)")
-        scores = segment(args.run_dir, args.inputs, args.out, args.method, args.desc, args.mask_suffix, args.device,
-                         args.amp, args.threshold, args.batch_size, progress=not args.quiet,
+        scores = segment(args.run_dir, args.inputs, args.out, method, args.desc, args.mask_suffix, args.device,
+                         args.amp, args.threshold, args.batch_size, progress=not args.quiet, models_dir=args.models,
                          postprocess=None if args.postprocess == "run" else args.postprocess,
                          tta=None if args.tta == "run" else args.tta == "on", bids=args.bids,
-                         dilate=args.dilate_mm, qc=not args.no_qc, bias_sigma_mm=args.bias_correct)
+                         dilate=args.dilate_mm, qc=not args.no_qc, bias_sigma_mm=args.bias_sigma_mm if args.bias_correct else None)
     except (DataError, FileNotFoundError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    label = scores.attrs.get("label", desc_label(args.desc or args.method))
+    label = scores.attrs.get("label", desc_label(args.desc or method))
     print(f"{len(scores)} mask(s) written to {resolve(args.out)}"
           + ("" if args.no_qc else f"; QC: {Path(args.out) / f'report_desc-{label}.html'}"))
     empty = scores[scores.warning.astype(bool)]

@@ -174,16 +174,17 @@ def dilate_mm(mask: np.ndarray, spacing: Sequence[float], mm: float) -> np.ndarr
     return out
 
 
-def bias_correct(image: np.ndarray, spacing: Sequence[float], sigma_mm: float = 40.0, ridge: float = 0.05,
-                 chunk: int = 1 << 18) -> np.ndarray:
+def bias_correct(image: np.ndarray, spacing: Sequence[float], sigma_mm: float = 40.0, ridge: float = 0.05) -> np.ndarray:
     """Divide out a smooth multiplicative field (N4-free).
 
-    The log-intensity of the foreground is fitted, around every voxel, by a plane (a local
+    The log-intensity of the foreground is fitted, around every point, by a plane (a local
     linear fit with Gaussian weights of ``sigma_mm`` in millimetres along each axis: normalised
     convolution of first order), and ``exp`` of the fit is the field. A plane follows a field
     that rises across the field of view up to the edges, where a plain smoothed mean would be
     pulled towards the inside; tissue contrast at scales below ``sigma_mm`` (the brain against
-    the body) is mostly kept.
+    the body) is mostly kept. The fit runs on blocks of about ``sigma_mm / 4`` (foreground-
+    weighted means of the log-intensity) and the field is interpolated back linearly, so the
+    cost is a few block sums on the native grid.
 
     Parameters
     ----------
@@ -194,8 +195,6 @@ def bias_correct(image: np.ndarray, spacing: Sequence[float], sigma_mm: float = 
         Scale of the fit; larger than a fetal brain so that the brain's own contrast survives.
     ridge : float
         Penalty on the local slopes (keeps directions without extent, e.g. a single slice, defined).
-    chunk : int
-        Voxels solved at once (memory: about 100 bytes per voxel of a chunk).
 
     Returns
     -------
@@ -211,38 +210,55 @@ def bias_correct(image: np.ndarray, spacing: Sequence[float], sigma_mm: float = 
         return img.copy()
     w = (img > 0.1 * float(np.median(pos))).astype(np.float32)
     logi = np.where(w > 0, np.log(np.maximum(img, np.float32(1e-12))), 0).astype(np.float32)
-    sig = [sigma_mm / max(float(v), 1e-6) for v in spacing]
-    # coordinates in units of sigma, centred: well-conditioned moments
-    axes = [((np.arange(n) - (n - 1) / 2) * float(v) / sigma_mm).astype(np.float32) for n, v in zip(img.shape, spacing)]
-    X = [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
-
-    def smooth(a: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(np.broadcast_to(a, img.shape).astype(np.float32), sig, mode="constant")
-
-    s0 = smooth(w).ravel()
-    s1 = [smooth(w * X[i]).ravel() for i in range(3)]
-    s2 = {(i, j): smooth(w * X[i] * X[j]).ravel() for i in range(3) for j in range(i, 3)}
-    t0 = smooth(w * logi).ravel()
-    t1 = [smooth(w * logi * X[i]).ravel() for i in range(3)]
-    xb = [np.broadcast_to(x, img.shape).ravel() for x in X]
-    logf = np.zeros(img.size, np.float32)
-    for a in range(0, img.size, chunk):
-        sl = slice(a, min(a + chunk, img.size))
-        n = sl.stop - sl.start
-        A = np.empty((n, 4, 4), np.float64)
-        b = np.empty((n, 4), np.float64)
-        A[:, 0, 0], b[:, 0] = s0[sl], t0[sl]
-        for i in range(3):
-            A[:, 0, i + 1] = A[:, i + 1, 0] = s1[i][sl]
-            b[:, i + 1] = t1[i][sl]
-            for j in range(3):
-                A[:, i + 1, j + 1] = s2[(min(i, j), max(i, j))][sl]
-            A[:, i + 1, i + 1] += ridge * s0[sl]
-        far = s0[sl] <= 1e-4  # no foreground within reach
-        A[far], b[far] = np.eye(4), 0.0
-        coef = np.linalg.solve(A, b[..., None])[..., 0]
-        logf[sl] = coef[:, 0] + sum(coef[:, i + 1] * xb[i][sl] for i in range(3))
-    out = np.where(w.ravel() > 0, np.exp(logi.ravel() - logf), 0.0).reshape(img.shape).astype(np.float32)
+    sp = np.asarray(spacing, float)
+    f = np.maximum(1, np.round(sigma_mm / 4 / sp)).astype(int)  # block size (voxels) per axis
+    wc, lc = _block_sum(w, f), _block_sum(w * logi, f)
+    logc = np.where(wc > 0, lc / np.maximum(wc, 1e-12), 0.0)
+    wc = wc / float(np.prod(f))  # foreground fraction of each block
+    logf_c = _local_plane(logc, wc, sp * f, sigma_mm, ridge)
+    coords = np.meshgrid(*[(np.arange(n) - (k - 1) / 2) / k for n, k in zip(img.shape, f)], indexing="ij",
+                         sparse=True)
+    logf = ndimage.map_coordinates(logf_c, np.broadcast_arrays(*coords), order=1, mode="nearest")
+    out = np.where(w > 0, np.exp(logi - logf), 0.0).astype(np.float32)
     fg = w > 0
     ref, new = float(np.median(img[fg])), float(np.median(out[fg]))
     return out * np.float32(ref / new) if new > 0 else out
+
+
+def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
+    """Sums over blocks of ``f`` voxels (the last block of an axis may be partial)."""
+    pad = [(0, (-n) % k) for n, k in zip(a.shape, f)]
+    a = np.pad(a.astype(np.float64), pad)
+    shape = [x for n, k in zip(a.shape, f) for x in (n // k, k)]
+    return a.reshape(shape).sum(axis=(1, 3, 5))
+
+
+def _local_plane(values: np.ndarray, weights: np.ndarray, spacing: Sequence[float], sigma_mm: float,
+                 ridge: float) -> np.ndarray:
+    """Weighted local linear fit of ``values`` at every voxel (Gaussian weights of ``sigma_mm``)."""
+    from scipy import ndimage
+
+    shape = values.shape
+    sig = [sigma_mm / float(v) for v in spacing]
+    axes = [(np.arange(n) - (n - 1) / 2) * float(v) / sigma_mm for n, v in zip(shape, spacing)]
+    X = [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
+
+    def smooth(a: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(np.broadcast_to(a, shape).astype(np.float64), sig, mode="constant").ravel()
+
+    w = weights
+    A = np.empty((values.size, 4, 4))
+    b = np.empty((values.size, 4))
+    s0 = smooth(w)
+    A[:, 0, 0], b[:, 0] = s0, smooth(w * values)
+    for i in range(3):
+        A[:, 0, i + 1] = A[:, i + 1, 0] = smooth(w * X[i])
+        b[:, i + 1] = smooth(w * values * X[i])
+        for j in range(i, 3):
+            A[:, i + 1, j + 1] = A[:, j + 1, i + 1] = smooth(w * X[i] * X[j])
+        A[:, i + 1, i + 1] += ridge * s0
+    far = s0 <= 1e-6  # no foreground within reach
+    A[far], b[far] = np.eye(4), 0.0
+    coef = np.linalg.solve(A, b[..., None])[..., 0]
+    xb = [np.broadcast_to(x, shape).ravel() for x in X]
+    return (coef[:, 0] + sum(coef[:, i + 1] * xb[i] for i in range(3))).reshape(shape)

@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("study", ["umcam_lib.cam", "umcam_lib.cam.study", "umcam_lib.train.segmentation"]),
     # programs: the notebook runner, the parameter-cell tool, segmenting new stacks
     ("apps", ["umcam_lib.pipeline", "umcam_lib.notebook_params", "umcam_lib.segment", "umcam_lib.segment_output",
-              "umcam_lib.segment_qc", "umcam_lib.progress",
+              "umcam_lib.segment_qc", "umcam_lib.progress", "umcam_lib.ship", "umcam_lib.shipped",
               "umcam_lib.plan", "umcam_lib.publish"]),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}

@@ -1,0 +1,438 @@
+"""Ship two trained UNets of a finished real-profile run into ``models/``, with model cards.
+
+::
+
+    python -m umcam_lib.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile]
+
+From the run folder ``RUN_DIR`` (``runs/real``) two UNets are shipped:
+
+* ``weak``: the weakly supervised UNet that **validation** chooses: the highest mean
+  validation 3D DSC among the weakly supervised segmentation rows of Tables 1 and 2
+  (:func:`umcam_lib.report.summarise` of the run's recorded scores; every method but
+  :data:`FULLY_SUPERVISED`). Test scores are reported on the card, never used to choose;
+* ``fullysup``: the fully supervised reference (:data:`FULLY_SUPERVISED`).
+
+Each goes to ``OUT/<method>/`` as described in :mod:`umcam_lib.shipped`: ``best.pt`` (weights in
+float16, the checkpoint's config), ``preprocessing.json``, ``card.json`` and ``MODEL_CARD.md``.
+Every number on a card is read from the run's files: the split of the stacks
+(``data/volumes.csv``), the recipe and commits (``provenance/NN.json``), validation and test 3D
+DSC and HD95 (the recorded scores), the checkpoint's epoch and width (``best.pt``).
+``OUT/registry.json`` lists every file with its SHA-256 and size; it is written last. Every
+file is written atomically.
+
+Refusals (each a :class:`ShipError` naming the reason; ``--allow-dirty`` overrides the first two,
+and the cards then say so in capitals):
+
+* the git working tree has uncommitted changes to tracked files (``OUT`` itself excluded), so
+  no commit would hold the code that shipped them;
+* the run's provenance records ``dirty: true`` (or no git state) for a notebook that produced
+  a shipped model or its inputs (notebooks 01 to the one that trained it);
+* the run was not made with the ``real`` profile (``--any-profile`` overrides; tests);
+* the chosen model has no ``seg/<method>/best.pt``, or the run has no validation rows.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import io, provenance, report, shipped
+from .data.artifacts import volumes_path
+from .data.fetch import REGISTRY as CC0_REGISTRY, sha256
+from .paths import REPO_ROOT, resolve
+from .segment import method_dir, run_preprocessing
+from .train.seg_targets import VARIANTS
+
+FULLY_SUPERVISED = "FullySup"
+"""The fully supervised reference (trained on the true masks); every other segmentation row is
+weakly supervised."""
+TRAINED_IN = {**{v: "06" for v in VARIANTS}, "DRS": "07", "AMR": "07"}
+"""The notebook that trains each method's UNet."""
+PROFILE = "real"
+DATA_LICENCE = (
+    "CC0 (the fetal-mri-cc0 stacks: public sample data of the MIAL super-resolution toolkit, "
+    "github.com/Medical-Image-Analysis-Laboratory/mialsuperresolutiontoolkit; sub-01's BIDS dataset "
+    "description states the licence CC0; sub-02 is that repository's older sample, whose code is "
+    "BSD-3-Clause and whose masks' provenance is not stated there: see the dataset's README.md)")
+INTENDED_USE = (
+    "Research use only, not for clinical use. Brain masks of fetal T2-weighted single-shot (HASTE) "
+    "slice stacks, as a first step before motion correction and super-resolution reconstruction, "
+    "and as a reference for weakly supervised fetal brain segmentation (UM-CAM, MICCAI 2023). "
+    "Trained on nine stacks of two fetuses from one 1.5 T scanner: expect lower accuracy on other "
+    "scanners, field strengths, gestational ages and pathologies; check every mask (the QC pictures "
+    "of python -m umcam_lib.segment).")
+NOT_CLINICAL = "research use only, not for clinical use"
+
+
+class ShipError(RuntimeError):
+    """The run (or the working tree) cannot give shippable models; the message says why."""
+
+
+# --------------------------------------------------------------------------- reading the run
+def segmentation_rows(run_dir: str | Path) -> pd.DataFrame:
+    """Segmentation rows of Tables 1 and 2 (:func:`umcam_lib.report.summarise`), one per method
+    and split (a method in both tables, as UM-CAM+SPL, keeps its first row); column ``table``
+    names the table."""
+    frames = []
+    for table in report.TABLES:
+        df = report.summarise(run_dir, table)
+        if len(df):
+            frames.append(df[df["section"] == "segmentation"].assign(table=table))
+    if not frames:
+        return pd.DataFrame(columns=[*report.COLUMNS, "table"])
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.drop_duplicates(subset=["method", "split"], keep="first").reset_index(drop=True)
+
+
+def choose_weak(rows: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The weakly supervised method with the highest mean validation 3D DSC.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        :func:`segmentation_rows`.
+
+    Returns
+    -------
+    method : str
+    candidates : DataFrame
+        ``method``, ``table``, ``dsc_mean`` of every weakly supervised validation row, best first
+        (the choice is recorded on the card).
+
+    Raises
+    ------
+    ShipError
+        No weakly supervised validation row.
+    """
+    val = rows[(rows["split"] == "val") & (rows["method"] != FULLY_SUPERVISED)]
+    if val.empty or val["dsc_mean"].isna().all():
+        raise ShipError("the run has no weakly supervised segmentation rows on the validation split "
+                        "(run notebooks 06-07 first)")
+    cand = val[["method", "table", "dsc_mean"]].sort_values("dsc_mean", ascending=False, kind="stable")
+    return str(cand.iloc[0]["method"]), cand.reset_index(drop=True)
+
+
+def item_scores(run_dir: str | Path, method: str, split: str) -> pd.DataFrame:
+    """Per-volume segmentation scores of ``method`` on ``split`` (the first table that has them)."""
+    raw = report.load_scores(run_dir)
+    for table in report.TABLES:
+        sel = raw[(raw["table"] == table) & (raw["section"] == "segmentation") & (raw["method"] == method)
+                  & (raw["split"] == split)]
+        if len(sel):
+            return report.seed_average(sel)
+    return raw.iloc[0:0]
+
+
+def scores_of(rows: pd.DataFrame, run_dir: str | Path, method: str) -> dict[str, Any]:
+    """Validation and test 3D DSC (%) and HD95 (mm, and px of the profile's grid) of one method."""
+    out: dict[str, Any] = {}
+    for split in report.SPLITS:
+        r = rows[(rows["method"] == method) & (rows["split"] == split)]
+        if r.empty:
+            continue
+        r = r.iloc[0]
+        items = item_scores(run_dir, method, split)
+        entry = {"table": r["table"], "n_volumes": int(r["n"]), "dsc_mean": float(r["dsc_mean"]),
+                 "dsc_std": float(r["dsc_std"]), "hd95_px_mean": float(r["hd95_mean"])}
+        if len(items):
+            entry["dsc_min"] = float(items["dsc"].min())
+            entry["dsc_per_volume"] = {str(int(i)): float(d) for i, d in zip(items["id"], items["dsc"])}
+            if "hd95_mm" in items and items["hd95_mm"].notna().all():  # the table's hd95_mm_mean
+                entry["hd95_mm_mean"] = float(items["hd95_mm"].mean())
+                entry["hd95_mm_std"] = float(items["hd95_mm"].std(ddof=1)) if len(items) > 1 else 0.0
+        out[split] = entry
+    return out
+
+
+def training_data(run_dir: str | Path, params01: dict[str, Any]) -> dict[str, Any]:
+    """Which stacks were train / val / test (``data/volumes.csv``) and where they come from."""
+    path = volumes_path(run_dir)
+    if not path.is_file():
+        raise ShipError(f"{path}: missing (notebook 01 did not finish in this run folder)")
+    vols = pd.read_csv(path)
+    upstream = {Path(s.file).name: s for s in CC0_REGISTRY}
+    stacks = []
+    all_cc0 = True
+    for v in vols.itertuples(index=False):
+        name = Path(str(v.image_path)).name
+        src = upstream.get(name)
+        entry = {"volume": int(v.volume), "subject": str(v.subject), "name": str(v.name), "split": str(v.split),
+                 "n_slices": int(v.n_slices), "positive_slices": int(v.positive_slices),
+                 "thickness_mm": float(v.thickness_mm), "native_spacing_mm": str(v.native_spacing_mm),
+                 "shape": str(v.shape)}
+        image = Path(str(v.image_path))
+        if src is not None and image.is_file() and sha256(image) == src.sha256:
+            entry["source"] = f"{src.repository}@{src.commit}:{src.path}"
+            entry["sha256"] = src.sha256
+        else:
+            all_cc0 = False
+        stacks.append(entry)
+    data = params01.get("data", {})
+    counts = vols["split"].value_counts().to_dict()
+    return {"dataset": data.get("root"), "source": data.get("source"),
+            "licence": DATA_LICENCE if all_cc0 else "unknown: not (all) the fetal-mri-cc0 stacks, see 'stacks'",
+            "all_stacks_are_the_cc0_files": all_cc0,
+            "split_counts": {k: int(counts.get(k, 0)) for k in ("train", "val", "test")},
+            "val_subjects": data.get("val_subjects"), "test_subjects": data.get("test_subjects"),
+            "stacks": stacks}
+
+
+def provenance_check(records: dict[str, Any], method: str) -> tuple[str, list[str], dict[str, Any]]:
+    """The notebook that trained ``method``, the notebooks up to it that are not clean, and their
+    git states.
+
+    Raises
+    ------
+    ShipError
+        No provenance record of the training notebook.
+    """
+    nb = TRAINED_IN.get(method, "07")
+    if nb not in records:
+        raise ShipError(f"no provenance/{nb}.json in the run: notebook {nb} (which trains {method}) did not finish")
+    chain = {k: records[k] for k in sorted(records) if k <= nb}
+    states = {k: {"commit": r.get("git", {}).get("commit"), "dirty": r.get("git", {}).get("dirty"),
+                  "time_utc": r.get("time_utc")} for k, r in chain.items()}
+    unclean = [k for k, s in states.items() if s["dirty"] is not False]
+    return nb, unclean, states
+
+
+# --------------------------------------------------------------------------- writing
+def save_fp16(ckpt: dict[str, Any], method: str, path: Path) -> None:
+    """Write a shipped ``best.pt``: float16 weights, the training checkpoint's config."""
+    out = {"model": shipped.to_float16(ckpt["model"]), "config": dict(ckpt.get("config") or {}),
+           "epoch": ckpt.get("epoch"), "score": ckpt.get("score"), "method": method, "dtype": "float16"}
+    with io.atomic_path(path) as tmp:
+        torch.save(out, tmp)
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """``MODEL_CARD.md`` from ``card.json`` (nothing on it that the JSON does not hold)."""
+    s, ck, study, data = card["scores"], card["checkpoint"], card["study"], card["training_data"]
+    lines = [f"# Model card: {card['name']} ({card['supervision']})", ""]
+    if card.get("warning"):
+        lines += [f"> **{card['warning']}**", ""]
+    lines += [f"**{card['not_for_clinical_use'].capitalize()}.**", "",
+              "## Intended use", "", card["intended_use"], "",
+              "## Use", "", f"    python -m umcam_lib.segment my_scans/ --out masks/ --model {card['alias']}", "",
+              "## Model", "",
+              f"- 2D MONAI BasicUNet, width {ck['width']} ({ck['parameters']} parameters), weights stored in "
+              f"{ck['dtype']} and cast to float32 on loading",
+              f"- best epoch {ck['epoch']} (validation 3D DSC at selection {ck['validation_score']:.2f} %)",
+              f"- slices prepared at {card['preprocessing']['spacing_mm']:g} mm, "
+              f"{card['preprocessing']['image_size']} px; test-time augmentation {ck.get('tta')}, "
+              f"post-processing {ck.get('postprocess')}", "",
+              "## Choice", "", card["chosen_by"], ""]
+    if card.get("candidates"):
+        lines += ["| method | table | validation 3D DSC (%) |", "|---|---|---|"]
+        lines += [f"| {c['method']} | {c['table']} | {c['dsc_mean']:.2f} |" for c in card["candidates"]]
+        lines.append("")
+    lines += ["## Scores (3D, per volume, from the run's recorded scores)", "",
+              "| split | volumes | DSC (%) mean | DSC SD | DSC min | HD95 (mm) mean | HD95 (px) mean |",
+              "|---|---|---|---|---|---|---|"]
+    for split in ("val", "test"):
+        if split in s:
+            e = s[split]
+            mm = f"{e['hd95_mm_mean']:.2f}" if "hd95_mm_mean" in e else ""
+            mn = f"{e['dsc_min']:.2f}" if "dsc_min" in e else ""
+            lines.append(f"| {split} | {e['n_volumes']} | {e['dsc_mean']:.2f} | {e['dsc_std']:.2f} | {mn} | "
+                         f"{mm} | {e['hd95_px_mean']:.2f} |")
+    lines += ["", "## Training data", "",
+              f"Dataset {data['dataset']} ({data['source']}); licence: {data['licence']}.", "",
+              "| stack | subject | split | slices | with brain | source |", "|---|---|---|---|---|---|"]
+    lines += [f"| {v['name']} | {v['subject']} | {v['split']} | {v['n_slices']} | {v['positive_slices']} | "
+              f"{v.get('source', '')} |" for v in data["stacks"]]
+    lines += ["", "## Recipe", "",
+              f"Notebook {study['trained_in']} of profile `{study['profile']}`; its parameters (`card.json` → "
+              f"`recipe`) include the segmentation settings:", "", "```"]
+    lines += [f"seg.{k}: {v}" for k, v in sorted(card["recipe"].get("seg", {}).items())]
+    lines += ["```", "", "## Provenance", "",
+              f"- study commit {study['commit']} (dirty: {study['dirty']}), run folder `{study['run_dir']}`",
+              f"- shipped by commit {card['shipped_by']['commit']} (dirty: {card['shipped_by']['dirty']}) at "
+              f"{card['shipped_by']['time_utc']} with `{card['shipped_by']['command']}`", ""]
+    lines += ["| notebook | commit | dirty | time (UTC) |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['commit']} | {v['dirty']} | {v['time_utc']} |" for k, v in study["notebooks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty: bool = False,
+         any_profile: bool = False, repo: Path = REPO_ROOT, git: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ship the validation-chosen weak UNet and the fully supervised one of ``run_dir`` into ``out``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A finished pipeline run folder (notebooks 01-07).
+    out : path
+        The models folder (default the repository's ``models/``).
+    allow_dirty : bool
+        Ship from a dirty tree or a run recorded dirty; the cards then carry a warning.
+    any_profile : bool
+        Accept a run of another profile than ``real``.
+    repo : Path
+        The checkout whose git state is checked.
+    git : dict, optional
+        A :func:`umcam_lib.provenance.git_state` to judge instead of reading it (tests).
+
+    Returns
+    -------
+    dict
+        The registry written to ``out/registry.json``.
+
+    Raises
+    ------
+    ShipError
+        See the module docstring.
+    """
+    run = resolve(run_dir)
+    out = resolve(out)
+    if not (run / "seg").is_dir():
+        raise ShipError(f"{run}: not a run folder with trained UNets (no seg/)")
+    state = git if git is not None else provenance.git_state(repo, exclude=[out])
+    tree_dirty = state.get("dirty") is not False
+    if tree_dirty and not allow_dirty:
+        changed = ", ".join(state.get("changed") or []) or "not a git checkout"
+        raise ShipError(f"refusing to ship from a working tree with uncommitted changes ({changed}): no commit would "
+                        f"hold the code that shipped these models. Commit the changes, or pass --allow-dirty")
+    records = provenance.collect(run)
+    if "01" not in records:
+        raise ShipError(f"{run}: no provenance/01.json (notebook 01 did not finish)")
+    params01 = records["01"].get("params", {})
+    profile = params01.get("profile")
+    if profile != PROFILE and not any_profile:
+        raise ShipError(f"{run}: made with profile {profile!r}, not {PROFILE!r}; ship a real-profile run "
+                        f"(or pass --any-profile)")
+    rows = segmentation_rows(run)
+    weak, candidates = choose_weak(rows)
+    chosen = {"weak": weak, "fullysup": FULLY_SUPERVISED}
+    checks = {alias: provenance_check(records, m) for alias, m in chosen.items()}
+    unclean = sorted({nb for _, bad, _ in checks.values() for nb in bad})
+    if unclean and not allow_dirty:
+        raise ShipError(f"{run}: its provenance records dirty: true (or no git state) for notebook(s) "
+                        f"{', '.join(unclean)}, which produced the shipped models or their inputs; rerun the "
+                        f"pipeline from a clean commit, or pass --allow-dirty")
+    prep = run_preprocessing(run)
+    data = training_data(run, params01)
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    command = "python -m umcam_lib.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
+                                                             else f" --out {out}") \
+        + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "")
+    shipped_by = {"commit": state.get("commit"), "dirty": state.get("dirty"), "time_utc": now, "command": command}
+
+    old = {}
+    if (out / shipped.REGISTRY).is_file():
+        try:
+            old = shipped.read_registry(out)
+        except shipped.ShippedModelError:
+            old = {}
+    models: dict[str, Any] = {}
+    for alias, method in chosen.items():
+        src = method_dir(run, method) / "best.pt"
+        if not src.is_file():
+            raise ShipError(f"{src}: missing: the run has no trained UNet for {method}")
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        config = dict(ckpt.get("config") or {})
+        nb, bad, states = checks[alias]
+        rec = records[nb]
+        width = config.get("width", rec.get("params", {}).get("seg", {}).get("width"))
+        if width is None:
+            raise ShipError(f"{src}: the checkpoint records no UNet width and provenance/{nb}.json no seg.width")
+        config["width"] = int(width)
+        ckpt["config"] = config
+        folder = out / shipped.folder_name(method)
+        save_fp16(ckpt, method, folder / "best.pt")
+        back = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
+        net = shipped.unet_from_checkpoint(back, folder / "best.pt")  # it loads back (float32)
+        n_params = int(sum(p.numel() for p in net.parameters()))
+        io.write_json(folder / "preprocessing.json", {"spacing_mm": prep.spacing_mm, "image_size": prep.image_size})
+        dirty_notes = []
+        if tree_dirty:
+            dirty_notes.append(f"shipped from a working tree with uncommitted changes "
+                               f"({', '.join(state.get('changed') or []) or 'no git state'})")
+        if bad:
+            dirty_notes.append(f"trained by notebooks recorded dirty: {', '.join(bad)}")
+        card: dict[str, Any] = {
+            "name": method, "alias": alias,
+            "supervision": "fully supervised (true masks)" if method == FULLY_SUPERVISED
+            else "weakly supervised (image-level labels)",
+            "not_for_clinical_use": NOT_CLINICAL, "intended_use": INTENDED_USE,
+            "chosen_by": ("the fully supervised reference of the study (trained on the true masks)"
+                          if method == FULLY_SUPERVISED else
+                          "the highest mean validation 3D DSC among the weakly supervised segmentation rows of "
+                          "Tables 1-2 of the run (test scores were not used to choose)"),
+            "candidates": candidates.to_dict("records") if method != FULLY_SUPERVISED else [],
+            "preprocessing": {"spacing_mm": prep.spacing_mm, "image_size": prep.image_size},
+            "checkpoint": {"source": str(src), "epoch": ckpt.get("epoch"), "validation_score": ckpt.get("score"),
+                           "width": int(width), "parameters": n_params, "dtype": "float16",
+                           "tta": config.get("tta"), "postprocess": config.get("postprocess")},
+            "scores": scores_of(rows, run, method),
+            "training_data": data,
+            "recipe": {k: v for k, v in rec.get("params", {}).items() if k not in ("device", "threads")},
+            "study": {"run_dir": str(run), "profile": profile, "trained_in": nb,
+                      "commit": states[nb]["commit"], "dirty": states[nb]["dirty"], "notebooks": states,
+                      "library": rec.get("library"), "packages": rec.get("packages")},
+            "shipped_by": shipped_by,
+        }
+        if dirty_notes:
+            card["warning"] = "NOT REPRODUCIBLE FROM A COMMIT (--allow-dirty): " + "; ".join(dirty_notes).upper()
+        io.write_json(folder / "card.json", card)
+        io.write_text(folder / "MODEL_CARD.md", render_card(card))
+        models[method] = {"folder": folder.name, "alias": alias, "supervision": card["supervision"]}
+
+    files = {}
+    for method, m in models.items():
+        for f in shipped.FILES:
+            p = out / m["folder"] / f
+            files[f"{m['folder']}/{f}"] = {"sha256": sha256(p), "bytes": p.stat().st_size}
+    registry = {"version": 1, "default": shipped.DEFAULT_ALIAS,
+                "aliases": {alias: method for alias, method in chosen.items()},
+                "models": models, "files": dict(sorted(files.items())), "source_run": str(run),
+                "shipped_by": shipped_by}
+    io.write_json(out / shipped.REGISTRY, registry)
+    for name, m in (old.get("models") or {}).items():  # models shipped before and no longer chosen
+        if name not in models:
+            for f in shipped.FILES:
+                (out / m["folder"] / f).unlink(missing_ok=True)
+            if (out / m["folder"]).is_dir() and not any((out / m["folder"]).iterdir()):
+                (out / m["folder"]).rmdir()
+    return registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m umcam_lib.ship",
+                                 description="Ship the validation-chosen weakly supervised UNet and the fully "
+                                             "supervised UNet of a finished real-profile run into models/.")
+    ap.add_argument("run_dir", help="finished pipeline run folder, e.g. runs/real")
+    ap.add_argument("--out", default=str(shipped.MODELS_DIR), help="models folder (default: the repository's models/)")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="ship from a dirty tree or a run recorded dirty (the model cards then say so)")
+    ap.add_argument("--any-profile", action="store_true", help="accept a run of another profile than real")
+    args = ap.parse_args(argv)
+    try:
+        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile)
+    except (ShipError, FileNotFoundError, shipped.ShippedModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = resolve(args.out)
+    for method, m in reg["models"].items():
+        card = json.loads((out / m["folder"] / "card.json").read_text())
+        s = card["scores"]
+        val = s.get("val", {}).get("dsc_mean", np.nan)
+        test = s.get("test", {}).get("dsc_mean", np.nan)
+        print(f"{m['alias']:9s} {method:12s} validation 3D DSC {val:.2f} %, test {test:.2f} % -> {out / m['folder']}")
+        if card.get("warning"):
+            print(f"WARNING: {card['warning']}", file=sys.stderr)
+    total = sum(f["bytes"] for f in reg["files"].values())
+    print(f"{len(reg['files'])} files, {total / 1e6:.2f} MB; {out / shipped.REGISTRY}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

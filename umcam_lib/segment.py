@@ -615,7 +615,8 @@ def list_shipped(models_dir: str | Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m umcam_lib.segment",
-                                 description="Write a brain mask for each NIfTI stack with a trained UNet of a run.")
+                                 description="Write a brain mask for each NIfTI stack with a shipped UNet (models/) "
+                                             "or a trained UNet of a run folder.")
     ap.add_argument("paths", nargs="*", metavar="[RUN_DIR] INPUT",
                     help="NIfTI files (.nii, .nii.gz) and/or folders, after an optional pipeline run folder "
                          "(e.g. runs/real: a folder with seg/, data/fingerprint.json or provenance/01.json); "
@@ -628,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "or a shipped method's name")
     ap.add_argument("--out", help="output folder (required unless --list)")
     ap.add_argument("--method", default=None, help=f"trained UNet of the run (default {DEFAULT_METHOD}; --list)")
-    ap.add_argument("--list", action="store_true", help="list the run's trained UNets and exit")
+    ap.add_argument("--list", action="store_true", help="list the run's trained UNets (without a run: the shipped models) and exit")
     ap.add_argument("--desc", help="desc label of the mask names (default: from the method, e.g. umcamspl)")
     ap.add_argument("--mask-suffix", default="_desc-brain_mask", help="reference mask naming rule")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")

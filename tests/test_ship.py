@@ -222,3 +222,12 @@ def test_segment_uses_the_shipped_models_without_a_run_folder(tmp_path, capsys):
     capsys.readouterr()
     assert sg.main([str(scans / "b"), "--out", str(tmp_path / "m5"), "--models", str(out), "--model", "DRS"]) == 1
     assert "no shipped model 'DRS'" in capsys.readouterr().err
+
+
+def test_a_chosen_model_without_checkpoint_is_refused_before_anything_is_written(tmp_path):
+    run = fake_run(tmp_path)
+    (run / "seg" / "SPL" / "best.pt").unlink()  # validation chose SPL
+    with pytest.raises(ship.ShipError, match="no trained UNet for SPL, chosen as 'weak'"):
+        ship.ship(run, tmp_path / "models", git=CLEAN)
+    assert not (tmp_path / "models").exists()
+    assert ship.main([str(run), "--out", str(tmp_path / "models"), "--allow-dirty"]) == 1

@@ -332,11 +332,15 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
             old = shipped.read_registry(out)
         except shipped.ShippedModelError:
             old = {}
+    sources = {}
+    for alias, method in chosen.items():  # every source is checked before anything is written
+        try:
+            sources[alias] = method_dir(run, method) / "best.pt"
+        except FileNotFoundError as exc:
+            raise ShipError(f"the run has no trained UNet for {method}, chosen as {alias!r} ({exc})") from exc
     models: dict[str, Any] = {}
     for alias, method in chosen.items():
-        src = method_dir(run, method) / "best.pt"
-        if not src.is_file():
-            raise ShipError(f"{src}: missing: the run has no trained UNet for {method}")
+        src = sources[alias]
         ckpt = torch.load(src, map_location="cpu", weights_only=True)
         config = dict(ckpt.get("config") or {})
         nb, bad, states = checks[alias]

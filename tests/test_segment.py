@@ -345,6 +345,7 @@ def test_bids_derivative_output_with_qc_and_summary(tmp_path, capsys):
     if commit:
         assert f"+g{commit[:12]}" in gen["Version"] and commit in gen["Description"]
     assert desc["SourceDatasets"] == [{"URL": data.resolve().as_uri()}]
+    assert so.source_root(img1) == so.source_root(data / "sub-02") == data.resolve()
     side = json.loads(m1.with_name("sub-01_ses-2_run-1_desc-brain_mask.json").read_text())
     assert side["Type"] == "Brain" and side["Sources"] == [img1.resolve().as_uri()]
     assert "qc/" in (der / ".bidsignore").read_text()

@@ -94,7 +94,8 @@ def dataset_description(method: str, run_dir: str | Path, sources: Sequence[str 
     run_dir : path
         The run folder the UNet came from (named in ``GeneratedBy.Description``).
     sources : paths
-        The input folders / files (``SourceDatasets`` as ``file://`` URLs).
+        The input folders / files (``SourceDatasets``: their datasets, :func:`source_root`, as
+        ``file://`` URLs).
     git : dict, optional
         :func:`umcam_lib.provenance.git_state` (default: read now); its commit becomes the local
         part of ``GeneratedBy.Version`` (``0.1.0+g<12 hex>``, ``.dirty`` when the tree differs).
@@ -116,10 +117,20 @@ def dataset_description(method: str, run_dir: str | Path, sources: Sequence[str 
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
     }
-    urls = sorted({Path(s).resolve().as_uri() for s in sources})
+    urls = sorted({source_root(s).as_uri() for s in sources})
     if urls:
         desc["SourceDatasets"] = [{"URL": u} for u in urls]
     return desc
+
+
+def source_root(path: str | Path) -> Path:
+    """The dataset an input belongs to: for a file or folder inside a ``sub-<label>`` folder, the
+    folder above it (the BIDS root); otherwise the input itself."""
+    path = Path(path).resolve()
+    for parent in [path, *path.parents]:
+        if parent.name.startswith("sub-") and parent.is_dir():
+            return parent.parent
+    return path
 
 
 def mask_sidecar(image: str | Path, method: str) -> dict[str, Any]:

@@ -33,10 +33,24 @@ def qc_slices(mask: np.ndarray, n: int = 6) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(lo, hi, min(n, hi - lo + 1))})
 
 
+def qc_box(mask: np.ndarray, spacing: Sequence[float], margin_mm: float = 25.0) -> tuple[slice, slice]:
+    """The in-plane box (first two axes) of every voxel of ``mask`` plus ``margin_mm``; the whole
+    slice when the mask is empty."""
+    m = np.asarray(mask).astype(bool)
+    if not m.any():
+        return slice(None), slice(None)
+    out = []
+    for axis in (0, 1):
+        idx = np.flatnonzero(m.any(axis=tuple(a for a in range(m.ndim) if a != axis)))
+        g = int(np.ceil(margin_mm / float(spacing[axis])))
+        out.append(slice(max(0, int(idx[0]) - g), min(m.shape[axis], int(idx[-1]) + g + 1)))
+    return out[0], out[1]
+
+
 def qc_figure(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], reference: np.ndarray | None = None,
               title: str = "", n: int = 6):
     """A one-row figure: ``n`` slices of ``image`` with the outline of ``mask`` (green) and of
-    ``reference`` (magenta, dashed) when given.
+    ``reference`` (magenta, dashed) when given, cropped to both masks plus 25 mm (:func:`qc_box`).
 
     Parameters
     ----------
@@ -54,6 +68,9 @@ def qc_figure(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], ref
 
     idx = qc_slices(mask if mask.any() or reference is None else reference, n)
     lo, hi = np.percentile(image, [0.5, 99.5])
+    bx, by = qc_box(mask if reference is None else (mask > 0) | (reference > 0), spacing)
+    image, mask = image[bx, by], mask[bx, by]
+    reference = None if reference is None else reference[bx, by]
     fig = Figure(figsize=(2.0 * len(idx), 2.4))
     axes = fig.subplots(1, len(idx), squeeze=False)[0]
     aspect = float(spacing[1]) / float(spacing[0])  # image[:, :, k].T: rows along axis 1

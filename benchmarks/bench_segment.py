@@ -52,7 +52,7 @@ CONFIGS = {  # name -> segment() keyword arguments
     "profile": {},                       # the run's / profile's TTA and postprocess
     "no-tta": {"tta": False},
     "no-tta+bias-correct": {"tta": False, "bias_sigma_mm": 40.0},
-    "no-qc": {"qc": False},
+    "no-tta+no-qc": {"tta": False, "qc": False},
 }
 
 
@@ -122,9 +122,10 @@ def make_run(run_dir: str | Path, threads: int) -> Path:
     return Path(run_dir)
 
 
-def robustness(run_dir: str | Path, method: str, strengths: list[float], out: Path, threads: int) -> pd.DataFrame:
+def robustness(run_dir: str | Path, method: str, strengths: list[float], out: Path, threads: int,
+               sigmas: list[float] | None = None, command: str = "") -> pd.DataFrame:
     """DSC of ``method`` on the run's validation and test stacks under bias fields / x1000, with
-    and without ``--bias-correct`` (module doc)."""
+    and without ``--bias-correct`` at each of ``sigmas`` mm (module doc)."""
     import warnings
 
     import nibabel as nib
@@ -154,11 +155,13 @@ def robustness(run_dir: str | Path, method: str, strengths: list[float], out: Pa
                     data = data * np.exp(k * (c[0] + 0.5 * c[1])).astype(np.float32)
                 p = Path(tmp) / cond / Path(r.image_path).name
                 p.parent.mkdir(parents=True, exist_ok=True)
-                nib.save(nib.Nifti1Image(data, img.affine, img.header), str(p))
+                hdr = img.header.copy()
+                hdr.set_data_dtype(np.float32)  # x1000 must not be clipped or quantised by an integer type
+                nib.save(nib.Nifti1Image(data, img.affine, hdr), str(p))
                 m = nib.load(r.mask_path)
                 nib.save(m, str(p.parent / Path(r.mask_path).name))
                 paths.append(p)
-            for corr in (None, sg.BIAS_SIGMA_MM):
+            for corr in (None, *(sigmas or [sg.BIAS_SIGMA_MM])):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", sg.EmptyMaskWarning)
                     sc = sg.segment(run_dir, paths, Path(tmp) / "out", method=method, device="cpu", progress=False,
@@ -170,11 +173,15 @@ def robustness(run_dir: str | Path, method: str, strengths: list[float], out: Pa
     table = pd.DataFrame(rows)
     table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.2f")
     piv = table.pivot_table(index=["condition"], columns=["split", "bias_correct_mm"], values="dsc", aggfunc="mean")
-    lines = ["# `segment` under bias fields and intensity scale", "",
-             f"Model: {method} of {Path(run_dir).resolve()} (epoch {info.get('epoch')}, validation DSC "
-             f"{info.get('score', float('nan')):.1f}); mean 3D DSC (%) per split, without (0) and with "
-             f"`--bias-correct` ({sg.BIAS_SIGMA_MM:g} mm). `biasK`: field exp(K (x + y/2)) in-plane, "
-             f"x, y in [-1, 1] (max/min ratio e^(3K)); `bias0`: the stacks as they are.", "",
+    cfg = info.get("config", {})
+    lines = ["# `segment` under bias fields and intensity scale", "", f"`{command}`" if command else "", "",
+             f"Model: {method} of {Path(run_dir).resolve()} (width {cfg.get('width')}, epoch {info.get('epoch')}, "
+             f"validation DSC {info.get('score', float('nan')):.1f} on the slice grid; a run made by `--make-run`: "
+             f"data {MAKE_RUN_DATA}, seg {MAKE_RUN_SEG}, the real profile's splits: sub-01 runs 1-5 train, "
+             f"sub-01_run-6 validation, sub-02 test). Mean 3D DSC (%) on the native grid per split, without "
+             f"(corr=0) and with `--bias-correct` at `--bias-sigma-mm` corr. `biasK`: field exp(K (x + y/2)) "
+             f"in-plane, x, y in [-1, 1] across the field of view (max/min ratio e^(3K)); `bias0`: the stacks "
+             f"as they are; `x1000`: intensities times 1000.", "",
              "| condition | " + " | ".join(f"{sp} corr={c:g}" for sp, c in piv.columns) + " |",
              "|---|" + "---|" * len(piv.columns)]
     for cond, vals in piv.iterrows():
@@ -194,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "segment_bench"))
     ap.add_argument("--make-run", metavar="DIR", help="train a small fully supervised UNet on the CC0 stacks into DIR")
     ap.add_argument("--robust", metavar="RUN", help="measure DSC under bias fields / x1000 with RUN's --method UNet")
-    ap.add_argument("--strengths", default="0,0.5,1", help="bias field strengths K (comma-separated)")
+    ap.add_argument("--strengths", default="0,0.5,1,1.5", help="bias field strengths K (comma-separated)")
+    ap.add_argument("--sigmas", default="80", help="--bias-sigma-mm values to try with the correction (comma-separated)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -205,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             make_run(args.make_run, args.threads)
         if args.robust:
             robustness(args.robust, args.method, [float(k) for k in args.strengths.split(",")],
-                       REPO / "benchmarks" / "results" / "segment_robustness", args.threads)
+                       REPO / "benchmarks" / "results" / "segment_robustness", args.threads,
+                       [float(x) for x in args.sigmas.split(",")],
+                       " ".join(["python", "benchmarks/bench_segment.py", *(argv if argv is not None else sys.argv[1:])]))
         return 0
     if args.data is None:
         from umcam_lib.data.fetch import resolve_root

@@ -103,8 +103,9 @@ from .scoring import largest_component_3d
 DEFAULT_METHOD = "UM-CAM+SPL"
 SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", "slice_axis", "n_slices",
                  "gt_voxels", "pred_voxels", "volume_ml", "dsc", "hd95_mm", "seconds", "qc", "warning"]
-BIAS_SIGMA_MM = 40.0
-"""``--bias-correct`` without a value: the smoothing scale of the field (mm)."""
+BIAS_SIGMA_MM = 80.0
+"""``--bias-sigma-mm`` default: the scale of the ``--bias-correct`` field fit (mm), chosen on validation
+(benchmarks/results/segment_robustness.md: 20, 40, 80, 160 mm tried)."""
 
 
 class EmptyMaskWarning(UserWarning):

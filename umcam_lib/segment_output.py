@@ -185,7 +185,7 @@ def dilate_mm(mask: np.ndarray, spacing: Sequence[float], mm: float) -> np.ndarr
     return out
 
 
-def bias_correct(image: np.ndarray, spacing: Sequence[float], sigma_mm: float = 40.0, ridge: float = 0.05) -> np.ndarray:
+def bias_correct(image: np.ndarray, spacing: Sequence[float], sigma_mm: float = 80.0, ridge: float = 0.05) -> np.ndarray:
     """Divide out a smooth multiplicative field (N4-free).
 
     The log-intensity of the foreground is fitted, around every point, by a plane (a local

@@ -265,6 +265,10 @@ READING_CLAIMS = {"Average-CAM": "UM-CAM > Average-CAM under each reading of Eq.
                   "Grad-CAM": "UM-CAM > Grad-CAM under each reading of Eq. 3-4"}
 
 
+def _count(n: int) -> str:
+    return "none" if n == 0 else str(n)
+
+
 def fusion_fairness(fig: Figures, profile: str) -> str:
     """Two sentences on the fusion claim under every reading of Eq. 3-4 (notebook 04's diagnosis),
     from ``orderings.csv`` and ``fusion_readings.csv``; empty when the figures predate it."""
@@ -288,8 +292,9 @@ def fusion_fairness(fig: Figures, profile: str) -> str:
     gc_v, _ = count("Grad-CAM", "val")
     gc_t, _ = count("Grad-CAM", "test")
     return (f"Is that comparison fair? Under each of the {n} readings of Eq. 3-4 the text allows (notebook 04, "
-            f"`{profile}`), UM-CAM is above Average-CAM in every classifier seed under {av_v} on validation and "
-            f"{av_t} on test, and above Grad-CAM under {gc_v} and {gc_t}; the reading validation chooses "
+            f"`{profile}`), UM-CAM is above Average-CAM in every classifier seed under {_count(av_v)} of them on "
+            f"validation and {_count(av_t)} on test, and above Grad-CAM under {_count(gc_v)} and {_count(gc_t)}; "
+            f"the reading validation chooses "
             f"({best['label']}) gives UM-CAM {f1(float(best['val_dsc']))} / {f1(float(best['test_dsc']))} % "
             f"(validation / test) against Grad-CAM's {f1(float(grad['val_dsc']))} / {f1(float(grad['test_dsc']))}, "
             f"and {lay['method']} over the same blocks scores {f1(float(lay['val_dsc']))} / "

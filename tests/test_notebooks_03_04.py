@@ -112,3 +112,31 @@ def test_localisation_and_occlusion_tables(run):
     assert occ["p_brain"].between(0, 1).all()
     seeds = pd.read_csv(fig_dir / "classification_seeds.csv")
     assert sorted(seeds["seed"].unique()) == [0, 1]
+
+
+def test_fusion_diagnosis_is_computed_recorded_and_printed(run):
+    """Notebook 04's fairness section: every reading for every seed, LayerCAM beside them, the
+    readings' per-seed scores for notebook 08, and the generated verdict printed in the notebook."""
+    run_dir, fig_dir, s = run
+    from umcam_lib.cam import fairness, load_reading_scores
+
+    scores = load_reading_scores(run_dir)
+    assert scores is not None
+    assert set(scores.loc[scores["method"] == "UM-CAM", "reading"]) == set(fairness.READINGS)
+    assert {"Grad-CAM", "LayerCAM (block5)", "LayerCAM fusion (max)"} <= set(scores["method"])
+    assert scores["seed"].nunique() >= 2 and scores["dsc"].between(0, 100).all()
+    summary = pd.read_csv(fig_dir / "fusion_readings.csv")
+    assert np.allclose(summary.set_index(["reading", "method"])["val_dsc"].sort_index(),
+                       fairness.summarise_readings(scores).set_index(["reading", "method"])["val_dsc"].sort_index())
+    loo = pd.read_csv(fig_dir / "fusion_leave_one_out.csv")
+    assert {"all", "without block1", "without block5"} <= set(loo["layers"])
+    for name in ("fusion_weights_by_region.png", "fusion_readings.png"):
+        assert (fig_dir / name).stat().st_size > 0, name
+    t2 = pd.read_csv(fig_dir / "table2.csv")
+    assert {"val", "test"} <= set(t2.loc[t2["method"] == "LayerCAM", "split"])
+    nb = json.loads((run_dir / "notebooks" / "04_umcam_ablation.ipynb").read_text())
+    printed = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"]
+                      for o in c.get("outputs", []))
+    best = fairness.choose_reading(fairness.summarise_readings(scores))
+    assert f"Chosen on validation: **{best['label']}**" in printed
+    assert "layers weigh less on the brain than outside it" in printed or "Every layer weighs" in printed

@@ -124,17 +124,25 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _json_default(obj: Any) -> Any:
+    """JSON form of what ``json`` does not know: a section as its dict, anything else as text."""
+    return obj.to_dict() if isinstance(obj, Section) else str(obj)
+
+
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-serialisable object (for caching decisions)."""
-    text = json.dumps(obj, sort_keys=True, default=str)
+    text = json.dumps(obj, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # =========================================================================== the schema
 # One dataclass per section. A field is a parameter: its type hint is the accepted type, its
 # default equals params/quick.yaml (tests/test_params_validation.py checks both ways), and
-# ``param(...)`` adds the allowed values or range. Adding a parameter is one line here (plus its
-# value in params/quick.yaml and, for a notebook to see it, in that notebook's parameters cell).
+# ``param(...)`` adds the allowed values or range, and ``trains=True`` where a trained model
+# depends on the key (the resume checks read these marks). Adding a parameter is one line here
+# (plus its value in params/quick.yaml). A section checked by :func:`check_section` is an object
+# of its (frozen) dataclass, passed on as it is; :func:`validate_params` checks a whole profile
+# and returns plain dicts, which is what papermill hands the notebooks.
 import dataclasses as _dc
 import difflib as _difflib
 import functools as _functools
@@ -147,7 +155,7 @@ from typing import Callable as _Callable
 def param(default: Any, *, choices: tuple[Any, ...] | None = None, ge: float | None = None,
           gt: float | None = None, le: float | None = None, lt: float | None = None,
           length: int | None = None, nonempty: bool = False,
-          check: _Callable[[Any], str | None] | None = None) -> Any:
+          check: _Callable[[Any], str | None] | None = None, trains: bool = False) -> Any:
     """A schema field: a default and the allowed values.
 
     Parameters
@@ -164,8 +172,13 @@ def param(default: Any, *, choices: tuple[Any, ...] | None = None, ge: float | N
         A list must have at least one element.
     check : callable, optional
         ``check(value) -> message or None`` for anything else (the message says what is wrong).
+    trains : bool
+        The key changes what a training run computes: a trained model depends on it, so its
+        value is part of the resume check (:func:`trained_keys`). Keys that only change how a
+        trained model is evaluated or reported (e.g. ``seg.tta``) are not marked.
     """
-    meta = dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt, length=length, nonempty=nonempty, check=check)
+    meta = dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt, length=length, nonempty=nonempty, check=check,
+                trains=trains)
     return _dc.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
 
 
@@ -200,8 +213,79 @@ def _check_augment(v: Any) -> str | None:
     return None
 
 
-@_dataclass
-class DataParams:
+class Section(Mapping):
+    """Base of the parameter sections: a validated, typed, frozen record.
+
+    A section object is made by :func:`check_section` (or by calling its class with keyword
+    arguments); either way every value is checked against the schema when it is made, values
+    of ``float`` fields are stored as floats (``lr: 1`` in YAML reads as ``1.0``), and the
+    object cannot be changed afterwards (:meth:`replace` makes a checked copy). Library code
+    reads attributes (``seg.lr``); the read-only mapping interface (``seg["lr"]``,
+    ``{**seg}``, ``dict(seg)``) is there for notebooks and callers that hold sections as
+    dicts, and :meth:`to_dict` gives a plain, JSON-ready copy.
+    """
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        name = section_name(cls)
+        problems: list[str] = []
+        checked = _validate_section({f.name: getattr(self, f.name) for f in _dc.fields(cls)}, cls,
+                                    f"{name}.", problems)
+        if not problems:
+            problems.extend(_cross_problems(name, checked))
+        if problems:
+            raise ParameterError(f"{name} section: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        for key, tp in _hints(cls).items():
+            object.__setattr__(self, key, _coerce(checked[key], tp))
+
+    # read-only mapping interface -------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if key not in _hints(type(self)):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(_hints(type(self)))
+
+    def __len__(self) -> int:
+        return len(_hints(type(self)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, deep-copied dict of the section (JSON- and YAML-ready)."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in self}
+
+    def replace(self, **changes: Any) -> "Section":
+        """A checked copy with some values changed (unknown keys and bad values raise)."""
+        return check_section(section_name(type(self)), {**self.to_dict(), **changes})
+
+    def trained(self) -> dict[str, Any]:
+        """The values of the keys a trained model depends on (:func:`trained_keys`)."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in trained_keys(section_name(type(self)))}
+
+
+#: A section's dataclass: frozen (no attribute may be reassigned), compared as a mapping.
+_section = _dc.dataclass(frozen=True, eq=False)
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """``value`` (already checked against ``tp``) with integers of ``float`` fields as floats."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    origin = _typing.get_origin(tp)
+    if origin is list:
+        (arg,) = _typing.get_args(tp)
+        return [_coerce(v, arg) for v in value]
+    if origin in (_typing.Union, _types.UnionType) and float in _typing.get_args(tp) \
+            and int not in _typing.get_args(tp):
+        return _coerce(value, float) if value is not None else value
+    return value
+
+
+@_section
+class DataParams(Section):
     """``data``: the cohort, its preparation and its split (see ``umcam_lib.data.prepare``)."""
 
     source: str = param("synthetic", choices=("synthetic", "nifti"))
@@ -217,37 +301,37 @@ class DataParams:
     val_subjects: list[str] = param([])
 
 
-@_dataclass
-class ClassifierParams:
+@_section
+class ClassifierParams(Section):
     """``classifier``: the VGG-16 slice classifier of notebook 02."""
 
-    width: float = param(0.125, gt=0)
-    dilated: bool = param(False)
-    pretrained: bool | str = param(False)
-    batch_norm: bool = param(True)
+    width: float = param(0.125, gt=0, trains=True)
+    dilated: bool = param(False, trains=True)
+    pretrained: bool | str = param(False, trains=True)
+    batch_norm: bool = param(True, trains=True)
     epochs: int = param(6, ge=1)
-    batch_size: int = param(32, ge=1)
-    optimizer: str = param("adamw", choices=("adamw", "sgd"))
-    lr: float = param(0.001, gt=0)
-    momentum: float = param(0.9, ge=0, lt=1)
-    weight_decay: float = param(0.0005, ge=0)
-    augment: bool | dict = param(True, check=_check_augment)
-    balance: bool = param(False)
-    num_workers: int = param(0, ge=0)
-    pooling: str = param("lse", choices=("avg", "max", "lse"))
-    lse_r: float = param(5.0, gt=0)
-    input_norm: str = param("zero_background", choices=("imagenet", "zero_background"))
-    padding: str = param("reflect", choices=("zeros", "reflect", "replicate"))
-    equivariance: float = param(1.0, ge=0)
-    label_unit: str = param("slice", choices=("slice", "crop"))
-    crop_mm: float = param(128.0, gt=0)
-    crops_per_slice: int = param(8, ge=1)
-    crop_brain_fraction: float = param(0.5, gt=0, le=1)
-    cpu_bf16: bool = param(False)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
+    batch_size: int = param(32, ge=1, trains=True)
+    optimizer: str = param("adamw", choices=("adamw", "sgd"), trains=True)
+    lr: float = param(0.001, gt=0, trains=True)
+    momentum: float = param(0.9, ge=0, lt=1, trains=True)
+    weight_decay: float = param(0.0005, ge=0, trains=True)
+    augment: bool | dict = param(True, check=_check_augment, trains=True)
+    balance: bool = param(False, trains=True)
+    num_workers: int = param(0, ge=0, trains=True)
+    pooling: str = param("lse", choices=("avg", "max", "lse"), trains=True)
+    lse_r: float = param(5.0, gt=0, trains=True)
+    input_norm: str = param("zero_background", choices=("imagenet", "zero_background"), trains=True)
+    padding: str = param("reflect", choices=("zeros", "reflect", "replicate"), trains=True)
+    equivariance: float = param(1.0, ge=0, trains=True)
+    label_unit: str = param("slice", choices=("slice", "crop"), trains=True)
+    crop_mm: float = param(128.0, gt=0, trains=True)
+    crops_per_slice: int = param(8, ge=1, trains=True)
+    crop_brain_fraction: float = param(0.5, gt=0, le=1, trains=True)
+    cpu_bf16: bool = param(False, trains=True)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
 
 
-@_dataclass
-class CamParams:
+@_section
+class CamParams(Section):
     """``cam``: class activation maps (notebooks 03, 04)."""
 
     layers: list[str] = param(["block1", "block2", "block3", "block4", "block5"], nonempty=True)
@@ -267,8 +351,8 @@ class CamParams:
     readings: bool = param(True)  # notebook 04: score every reading of Eq. 3-4 and LayerCAM over seeds
 
 
-@_dataclass
-class GseParams:
+@_section
+class GseParams(Section):
     """``gse``: seeds and geodesic seed expansion (notebook 05)."""
 
     threshold_rule: str = param("grid", choices=("grid", "variance"))
@@ -285,38 +369,38 @@ class GseParams:
     sweep_beta: list[float] = param([1.0, 4.0], gt=0)
 
 
-@_dataclass
-class SegParams:
+@_section
+class SegParams(Section):
     """``seg``: the UNets of notebooks 06 and 07 and the Eq. 8 sweep."""
 
-    width: int = param(16, ge=1)
-    optimizer: str = param("adamw", choices=("adamw", "sgd"))
-    epochs: int = param(30, ge=1)
-    patience: int | None = param(5, ge=1)
-    plateau_decay: float | None = param(None, gt=0, lt=1)
-    lr_schedule: str = param("constant", choices=("constant", "cosine"))
-    ema: float | None = param(None, gt=0, lt=1)  # decay per step of an exponential moving average of the weights
-    min_epochs: int = param(6, ge=0)
-    epoch_slices: int | None = param(192, ge=1)
-    positive_fraction: float | None = param(0.5, gt=0, lt=1)  # 0 or 1 would leave one class out of every epoch
-    val_every: int = param(1, ge=1)
+    width: int = param(16, ge=1, trains=True)
+    optimizer: str = param("adamw", choices=("adamw", "sgd"), trains=True)
+    epochs: int = param(30, ge=1, trains=True)
+    patience: int | None = param(5, ge=1, trains=True)
+    plateau_decay: float | None = param(None, gt=0, lt=1, trains=True)
+    lr_schedule: str = param("constant", choices=("constant", "cosine"), trains=True)
+    ema: float | None = param(None, gt=0, lt=1, trains=True)  # decay per step of an exponential moving average of the weights
+    min_epochs: int = param(6, ge=0, trains=True)
+    epoch_slices: int | None = param(192, ge=1, trains=True)
+    positive_fraction: float | None = param(0.5, gt=0, lt=1, trains=True)  # 0 or 1 would leave one class out of every epoch
+    val_every: int = param(1, ge=1, trains=True)
     eval_batch_size: int = param(64, ge=1)
-    batch_size: int = param(12, ge=1)
-    lr: float = param(0.001, gt=0)
-    momentum: float = param(0.9, ge=0, lt=1)
-    weight_decay: float = param(0.0005, ge=0)
+    batch_size: int = param(12, ge=1, trains=True)
+    lr: float = param(0.001, gt=0, trains=True)
+    momentum: float = param(0.9, ge=0, lt=1, trains=True)
+    weight_decay: float = param(0.0005, ge=0, trains=True)
     channels_last: bool = param(True)
-    cpu_bf16: bool = param(False)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
-    augment: bool = param(False)
+    cpu_bf16: bool = param(False, trains=True)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
+    augment: bool = param(False, trains=True)
     augment_scale: list[float] = param([1.0, 1.0], gt=0, nonempty=True,
                                        check=lambda v: None if len(v) == 2 and v[0] <= v[1]
-                                       else f"expected [low, high] with low <= high, got {v}")
+                                       else f"expected [low, high] with low <= high, got {v}", trains=True)
     patch: int | None = param(None, ge=32,  # instance norm needs a 2 x 2 bottleneck
                               check=lambda v: None if v is None or v % 16 == 0
-                              else f"must be a multiple of 16 (four poolings), got {v}")
-    loss_main: str = param("umcam", choices=("umcam", "spl"))
+                              else f"must be a multiple of 16 (four poolings), got {v}", trains=True)
+    loss_main: str = param("umcam", choices=("umcam", "spl"), trains=True)
     lambda_spl: float = param(0.1, ge=0)
-    soft_labels: bool = param(True)
+    soft_labels: bool = param(True, trains=True)
     postprocess: str = param("none", choices=("none", "lcc"))
     tta: bool = param(False)  # average each prediction over the 8 right-angle rotations / flips of the slice
     sweep_main: list[str] = param(["umcam", "spl"], nonempty=True,
@@ -326,8 +410,8 @@ class SegParams:
     sweep_epochs: int = param(30, ge=1)
 
 
-@_dataclass
-class BaselinesParams:
+@_section
+class BaselinesParams(Section):
     """``baselines``: DRS and AMR (notebook 07)."""
 
     drs_delta: float = param(0.55, gt=0, le=1)
@@ -464,12 +548,11 @@ def unknown_keys(params: Mapping[str, Any], cls: type = StudyParams, prefix: str
 def _validate_section(values: Mapping[str, Any], cls: type, prefix: str, problems: list[str]) -> dict[str, Any]:
     hints = _hints(cls)
     fields = {f.name: f for f in _dc.fields(cls)}
-    defaults = cls()
     out: dict[str, Any] = {}
     problems.extend(unknown_keys({k: v for k, v in values.items() if k not in hints}, cls, prefix))
     for name, tp in hints.items():
         key = f"{prefix}{name}"
-        value = values.get(name, getattr(defaults, name)) if name in values else getattr(defaults, name)
+        value = values[name] if name in values else _field_default(fields[name])
         if _is_section(tp):
             if _dc.is_dataclass(value) and not isinstance(value, type):
                 value = _dc.asdict(value)
@@ -508,6 +591,10 @@ def _validate_section(values: Mapping[str, Any], cls: type, prefix: str, problem
                 continue
         out[name] = copy.deepcopy(value)
     return out
+
+
+def _field_default(f: _dc.Field) -> Any:
+    return f.default_factory() if f.default_factory is not _dc.MISSING else f.default  # type: ignore[misc]
 
 
 def _cross_problems(section: str, values: Mapping[str, Any]) -> list[str]:
@@ -581,8 +668,30 @@ def choices(key: str) -> tuple[Any, ...]:
 
 def default(key: str) -> Any:
     """The schema's default of a dotted key (the value of ``params/quick.yaml``)."""
-    f = _field(key)
-    return f.default_factory() if f.default_factory is not _dc.MISSING else f.default  # type: ignore[misc]
+    return _field_default(_field(key))
+
+
+def section_name(cls: type) -> str:
+    """The name of a section's dataclass in :class:`StudyParams` (``SegParams -> "seg"``)."""
+    for name, tp in SECTIONS.items():
+        if tp is cls:
+            return name
+    raise KeyError(f"{cls.__name__} is not a parameter section of the schema")
+
+
+@_functools.lru_cache(maxsize=None)
+def trained_keys(name: str) -> tuple[str, ...]:
+    """Keys of section ``name`` that a trained model depends on, in schema order.
+
+    They are the fields declared with ``param(..., trains=True)``: a training run records their
+    values, and a resumed run whose values differ starts again (:func:`umcam_lib.train.common.resume`).
+    ``trained_keys("seg")`` holds the UNet's recipe but not ``tta``, ``postprocess`` or the
+    sweep's keys, which change how models are evaluated or which are trained, not what one
+    training computes.
+    """
+    if name not in SECTIONS:
+        raise KeyError(f"unknown parameter section {name!r} (known: {', '.join(SECTIONS)})")
+    return tuple(f.name for f in _dc.fields(SECTIONS[name]) if f.metadata.get("trains"))
 
 
 def check_choice(key: str, value: Any) -> Any:
@@ -597,25 +706,27 @@ def check_choice(key: str, value: Any) -> Any:
     return value
 
 
-def check_section(name: str, values: Mapping[str, Any] | Any) -> dict[str, Any]:
+def check_section(name: str, values: Mapping[str, Any] | Section) -> Section:
     """One parameter section checked against its dataclass, with missing keys at their defaults.
 
-    This is the only validator of a section: every library function that takes a section
-    (``classifier``, ``seg``, ...) calls it, so a value is checked, and a default supplied, in
-    one place (the dataclasses above).
+    This is the only validator of a section: a library function that takes a section
+    (``classifier``, ``seg``, ...) passes what it was given through here once, at its entry, and
+    then passes the returned object on; a section object that is already checked comes back
+    unchanged, so nothing is checked twice.
 
     Parameters
     ----------
     name : str
         Section name: one of :data:`SECTIONS` (``data``, ``classifier``, ``cam``, ``gse``,
         ``seg``, ``baselines``).
-    values : mapping or the section's dataclass
+    values : mapping or the section's object
         The section as a notebook or caller holds it; keys it lacks take the schema's default.
 
     Returns
     -------
-    dict
-        Every key of the section, in the schema's order.
+    Section
+        The typed, frozen section (:class:`SegParams` for ``seg``, ...): attributes in the
+        schema's order, also readable as a mapping.
 
     Raises
     ------
@@ -626,14 +737,15 @@ def check_section(name: str, values: Mapping[str, Any] | Any) -> dict[str, Any]:
     if name not in SECTIONS:
         raise ParameterError(f"unknown parameter section {name!r} (known: {', '.join(SECTIONS)})")
     cls = SECTIONS[name]
+    if isinstance(values, cls):
+        return values
+    if isinstance(values, Section):
+        raise ParameterError(f"{name}: expected the {name} section, got the {section_name(type(values))} section")
     if _dc.is_dataclass(values) and not isinstance(values, type):
         values = _dc.asdict(values)
     if not isinstance(values, Mapping):
         raise ParameterError(f"{name}: expected {_type_name(cls)}, got {_describe(values)}")
-    problems: list[str] = []
-    out = _validate_section(values, cls, f"{name}.", problems)
-    if not problems:
-        problems.extend(_cross_problems(name, out))
-    if problems:
-        raise ParameterError(f"{name} section: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    return out
+    unknown = unknown_keys(values, cls, f"{name}.")
+    if unknown:
+        raise ParameterError(f"{name} section: {len(unknown)} problem(s):\n  " + "\n  ".join(unknown))
+    return cls(**values)

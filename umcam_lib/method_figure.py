@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .cam.fusion import entropy_weights, umcam
+from .config import check_section
 from .cam.gradcam import compute_cams
 from .data import load_slices
 from .gse.figures import pick_examples
@@ -78,6 +79,7 @@ def method_panels(run_dir: str | Path, classifier: Mapping[str, Any], cam: Mappi
     ValueError
         When no test slice has both an SPL and a prediction, or ``row`` has not.
     """
+    cam, gse, seg = check_section("cam", cam), check_section("gse", gse), check_section("seg", seg)
     run = Path(run_dir)
     for rel in ("classifier/best.pt", "cams/umcam.npz", "spl/spl.npz", "spl/gse_choice.json",
                 f"seg/{VARIANT}/pred_test.npz"):
@@ -99,17 +101,17 @@ def method_panels(run_dir: str | Path, classifier: Mapping[str, Any], cam: Mappi
     image = np.asarray(slices.images[row], np.float32)
 
     model = load_classifier(run / "classifier", classifier, device=device)
-    layers = list(cam["layers"])
+    layers = list(cam.layers)
     cams = compute_cams(model, image[None], layers, batch_size=1, device=device, progress=False,
-                        target=cam["target"]).astype(np.float32)            # [L, 1, H, W]
+                        target=cam.target).astype(np.float32)            # [L, 1, H, W]
     weights = np.asarray(entropy_weights(cams), np.float32)[:, 0]
     fused = np.asarray(umcam(cams), np.float32)[0]
     um_index, um_maps = load_maps(run, "cams", "umcam")
     stored_um = np.asarray(um_maps[_row_of(um_index, row)], np.float32)
 
     choice = json.loads((run / "spl" / "gse_choice.json").read_text())
-    threshold = resolve_threshold(str(gse["threshold_rule"]), load_thresholds(run))
-    seeds = explain(image, stored_um, threshold=threshold, grid=cam["threshold_grid"], **choice["settings"])
+    threshold = resolve_threshold(gse.threshold_rule, load_thresholds(run))
+    seeds = explain(image, stored_um, threshold=threshold, grid=cam.threshold_grid, **choice["settings"])
     stored_spl = np.asarray(spl_maps[_row_of(spl_index, row)], np.float32)
     spl_diff = float(np.abs(np.asarray(seeds["spl"], np.float32) - stored_spl).max()) if seeds["spl"] is not None \
         else float("nan")
@@ -120,8 +122,8 @@ def method_panels(run_dir: str | Path, classifier: Mapping[str, Any], cam: Mappi
     return dict(row=row, split="test", image=image, gt=gt, layers=layers, cams=cams[:, 0], weights=weights,
                 umcam=fused, umcam_stored_diff=float(np.abs(fused - stored_um).max()), threshold=seeds["threshold"],
                 seeds=seeds, spl=stored_spl, spl_stored_diff=spl_diff, y_um=(stored_um >= t_um).astype(np.float32),
-                umcam_threshold=t_um, loss_main=str(seg["loss_main"]), **{"lambda": float(seg["lambda_spl"])},
-                share=spl_share(float(seg["lambda_spl"]), str(seg["loss_main"])), pred=pred,
+                umcam_threshold=t_um, loss_main=seg.loss_main, **{"lambda": seg.lambda_spl},
+                share=spl_share(seg.lambda_spl, seg.loss_main), pred=pred,
                 dice=float(dice(pred > 0.5, gt)))
 
 

@@ -39,8 +39,8 @@ def build_amr(spotlight: VGGClassifier, baselines: Mapping[str, Any], seed: int 
     opts = baseline_options(baselines)
     if seed is not None:
         runtime.seed_everything(int(seed))
-    return amr_classifier(spotlight, consistency=float(opts["amr_consistency"]),
-                          reduction=int(opts["amr_reduction"]))
+    return amr_classifier(spotlight, consistency=opts.amr_consistency,
+                          reduction=opts.amr_reduction)
 
 
 def amr_cams(model: AMRClassifier, images: np.ndarray, layer: str = "block5", batch_size: int = 64,

@@ -36,7 +36,7 @@ import torch
 from .. import runtime
 from ..cam.gradcam import compute_cams
 from ..cam.pseudo_mask import CamEvaluation, evaluate_cam
-from ..config import check_section
+from ..config import BaselinesParams, ClassifierParams, check_section
 from ..data.artifacts import SPLITS, SliceSet
 from ..maps import take_rows
 from ..models.drs import DRSClassifier, drs_classifier, suppression_disabled
@@ -44,7 +44,7 @@ from ..models.vgg import VGGClassifier
 from ..thresholds import save_threshold
 from ..train.classifier import architecture, load_classifier, train_classifier
 
-def baseline_options(baselines: Mapping[str, Any]) -> dict[str, Any]:
+def baseline_options(baselines: Mapping[str, Any]) -> BaselinesParams:
     """The ``baselines`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``).
 
@@ -75,9 +75,9 @@ def build_drs(classifier: Mapping[str, Any], baselines: Mapping[str, Any], in_ch
     opts = baseline_options(baselines)
     if seed is not None:
         runtime.seed_everything(int(seed))
-    return drs_classifier(width=float(clf["width"]), in_channels=in_channels, dilated=bool(clf["dilated"]),
-                          pretrained=clf["pretrained"], delta=float(opts["drs_delta"]),
-                          learnable=bool(opts["drs_learnable"]), extra_layers=int(opts["drs_extra_layers"]),
+    return drs_classifier(width=clf.width, in_channels=in_channels, dilated=clf.dilated,
+                          pretrained=clf.pretrained, delta=opts.drs_delta,
+                          learnable=opts.drs_learnable, extra_layers=opts.drs_extra_layers,
                           init=init, **architecture(clf))
 
 
@@ -117,9 +117,9 @@ def drs_cams(model: DRSClassifier, images: np.ndarray, layer: str = "block5", ba
 # ----------------------------------------------------------------------------- the baseline path
 # Shared by DRS and AMR (notebook 07): classifier -> CAM -> validation threshold -> pseudo labels.
 
-def training_recipe(classifier: Mapping[str, Any], baselines: Mapping[str, Any]) -> dict[str, Any]:
+def training_recipe(classifier: Mapping[str, Any], baselines: Mapping[str, Any]) -> ClassifierParams:
     """The classifier recipe (``classifier`` section) with ``epochs = baselines.epochs``."""
-    return {**check_section("classifier", classifier), "epochs": int(baseline_options(baselines)["epochs"])}
+    return check_section("classifier", classifier).replace(epochs=baseline_options(baselines).epochs)
 
 
 def train_drs(slices: SliceSet, classifier: Mapping[str, Any], baselines: Mapping[str, Any], out_dir: str | Path,

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..config import check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from .ablation import layer_ablation
@@ -203,24 +204,25 @@ def score_readings(model: nn.Module, slices: SliceSet, cam: Mapping[str, Any], s
         where the normalisation differs), and Grad-CAM / LayerCAM rows with ``reading = "-"``.
     """
     readings = READINGS if readings is None else readings
-    grid = threshold_grid(cam["threshold_grid"])
+    cam = check_section("cam", cam)
+    grid = threshold_grid(cam.threshold_grid)
     rows = eval_rows(slices)
-    layers = list(cam["layers"])
-    kw = dict(batch_size=int(cam["batch_size"]), device=device, amp=amp, target=cam["target"], progress=progress)
+    layers = list(cam.layers)
+    kw = dict(batch_size=cam.batch_size, device=device, amp=amp, target=cam.target, progress=progress)
     gmaps, peaks = compute_cams(model, slices.images[rows], layers, return_peaks=True, desc="Grad-CAM", **kw)
     lmaps = compute_cams(model, slices.images[rows], layers, weighting="layercam", desc="LayerCAM", **kw)
     out: list[dict[str, Any]] = []
     if CAM_LAYER in layers:
         out += _score(slices, rows, gmaps[layers.index(CAM_LAYER)], grid, seed, "-", GRADCAM)
         out += _score(slices, rows, lmaps[layers.index(CAM_LAYER)], grid, seed, "-", LAYERCAM)
-    lam = dict(gamma=float(cam["layercam_gamma"]))
+    lam = dict(gamma=cam.layercam_gamma)
     out += _score(slices, rows, layercam_fusion(lmaps, rule="max", **lam), grid, seed, "-", LAYERCAM_MAX)
     out += _score(slices, rows, layercam_fusion(lmaps, rule="sum", **lam), grid, seed, "-", LAYERCAM_SUM)
     positions = np.arange(len(rows))
     done_average: set[tuple[Any, ...]] = set()
     for key, (_, opts) in readings.items():
         norm = opts.get("norm", "max")
-        groups = norm_groups(norm, positions if norm == "batch_max" else rows, slices.volume, int(cam["batch_size"]))
+        groups = norm_groups(norm, positions if norm == "batch_max" else rows, slices.volume, cam.batch_size)
         extra = dict(peaks=peaks, groups=groups) if groups is not None else {}
         out += _score(slices, rows, fuse_reading(gmaps, "umcam", **opts, **extra), grid, seed, key, "UM-CAM")
         avg_key = (norm, opts.get("percentile"), opts.get("final_norm", "minmax"))

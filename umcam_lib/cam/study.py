@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .. import io, report
-from ..config import check_section
+from ..config import CamParams, check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from ..thresholds import save_threshold
@@ -49,7 +49,7 @@ METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
 #: Every layer notebook 04 computes: the five VGG blocks and the class-map convolution.
 STUDY_LAYERS = ["block1", "block2", "block3", "block4", "block5", "head"]
 
-def check_cam_config(cam: Mapping[str, Any]) -> dict[str, Any]:
+def check_cam_config(cam: Mapping[str, Any]) -> CamParams:
     """The ``cam`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
     return check_section("cam", cam)
@@ -85,15 +85,15 @@ def compute_cam_variants(model: nn.Module, images: np.ndarray, cam: Mapping[str,
     maps: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    maps["gradcam"] = compute_cams(model, images, [CAM_LAYER], batch_size=int(cam["batch_size"]),
-                                   device=device, amp=amp, progress=progress, target=cam["target"])[0]
+    maps["gradcam"] = compute_cams(model, images, [CAM_LAYER], batch_size=cam.batch_size,
+                                   device=device, amp=amp, progress=progress, target=cam.target)[0]
     seconds["gradcam"] = time.perf_counter() - t0
     for method in BASELINE_NAMES:
         t0 = time.perf_counter()
         maps[method] = compute_baseline_cams(
-            model, images, method, layer=CAM_LAYER, batch_size=int(cam["batch_size"]),
-            method_batch_size=int(cam["scorecam_batch_size"]), max_channels=cam["scorecam_max_channels"],
-            device=device, progress=progress, target=cam["target"])
+            model, images, method, layer=CAM_LAYER, batch_size=cam.batch_size,
+            method_batch_size=cam.scorecam_batch_size, max_channels=cam.scorecam_max_channels,
+            device=device, progress=progress, target=cam.target)
         seconds[method] = time.perf_counter() - t0
     return maps, seconds
 
@@ -162,7 +162,7 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
         (:func:`umcam_lib.cam.diagnostics.layer_localisation` on validation).
     """
     cam = check_cam_config(cam)
-    grid = threshold_grid(cam["threshold_grid"])
+    grid = threshold_grid(cam.threshold_grid)
     rows = eval_rows(slices)
     names = METHOD_NAMES
     if stage == "variants":
@@ -171,16 +171,16 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
                                       grid, names, seed=seed, keep_thresholds=primary)
         return {"results": results}
     if stage == "fusion":
-        layer_names = study_layers(cam["layers"])
-        layer_maps, peaks = compute_cams(model, slices.images[rows], layer_names, batch_size=int(cam["batch_size"]),
-                                         device=device, amp=amp, progress=False, target=cam["target"],
+        layer_names = study_layers(cam.layers)
+        layer_maps, peaks = compute_cams(model, slices.images[rows], layer_names, batch_size=cam.batch_size,
+                                         device=device, amp=amp, progress=False, target=cam.target,
                                          return_peaks=True)
-        fused = fuse_layers(layer_maps, layer_names, cam["layers"], cam, peaks=peaks, rows=rows,
+        fused = fuse_layers(layer_maps, layer_names, cam.layers, cam, peaks=peaks, rows=rows,
                             volumes=slices.volume)
         results = evaluate_and_record(run_dir, slices, "table1", {n: (rows, m) for n, m in fused.items()},
                                       grid, names, seed=seed, keep_thresholds=primary)
-        loc = layer_localisation(model, slices, "val", cam["layers"], target=cam["target"],
-                                 grid=cam["threshold_grid"], batch_size=int(cam["batch_size"]), device=device)
+        loc = layer_localisation(model, slices, "val", cam.layers, target=cam.target,
+                                 grid=cam.threshold_grid, batch_size=cam.batch_size, device=device)
         return {"results": results, "localisation": loc.assign(seed=seed)}
     raise ValueError(f"stage must be 'variants' or 'fusion', got {stage!r}")
 

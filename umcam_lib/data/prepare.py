@@ -336,22 +336,22 @@ def _cohort_refs(data: Mapping[str, Any], run_dir: Path, seed: int, progress: bo
     ``notes`` (when given) receives one line per input file left out and per subject formed
     from a folder name; each is also printed and warned.
     """
-    source, mask_suffix = data["source"], data["mask_suffix"]
+    source, mask_suffix = data.source, data.mask_suffix
     if source == "synthetic":
         cohort_dir = run_dir / "cohort"
         _drop_stale_cohort(cohort_dir)
-        paths = _generate_cohort(cohort_dir, n_volumes=int(data["n_volumes"]), seed=seed,
-                                matrix=int(data["phantom_matrix"]), workers=runtime.worker_count(workers),
+        paths = _generate_cohort(cohort_dir, n_volumes=data.n_volumes, seed=seed,
+                                matrix=data.phantom_matrix, workers=runtime.worker_count(workers),
                                 progress=progress)
         refs: list[StackRef] = []
         for p in map(Path, paths):
-            refs.extend(find_stacks(p, data["image_glob"], mask_suffix)
+            refs.extend(find_stacks(p, data.image_glob, mask_suffix)
                         if p.is_dir() else [stack_ref(p, mask_suffix)])
         return sorted(refs, key=lambda r: str(r.image))
     if source == "nifti":
         from .fetch import resolve_root  # a folder, or "fetal-mri-cc0": the public stacks (local copy or fetched)
 
-        refs, skipped, grouped = scan_stacks(resolve_root(data["root"]), data["image_glob"], mask_suffix)
+        refs, skipped, grouped = scan_stacks(resolve_root(data.root), data.image_glob, mask_suffix)
         lines = [f"skipped {path}: {why}" for path, why in skipped] + grouped
         for line in lines:
             warnings.warn(line, stacklevel=2)
@@ -494,11 +494,11 @@ def prepare_dataset(data: Mapping[str, Any], run_dir: str | Path, seed: int, pro
         cached.notes = _read_notes(run_dir)
         return cached
     splits = split_subjects(
-        [r.subject for r in refs], ratio=data["split_ratio"], seed=seed,
-        val_subjects=data["val_subjects"], test_subjects=data["test_subjects"],
+        [r.subject for r in refs], ratio=data.split_ratio, seed=seed,
+        val_subjects=data.val_subjects, test_subjects=data.test_subjects,
         names=[r.name for r in refs],
     )
-    s = build_slice_set(refs, float(data["spacing_mm"]), int(data["image_size"]), splits, progress, notes=notes)
+    s = build_slice_set(refs, data.spacing_mm, data.image_size, splits, progress, notes=notes)
     check_splits(s)
     with contextlib.suppress(FileNotFoundError):
         fingerprint_path(run_dir).unlink()  # the old slice set is no longer trusted

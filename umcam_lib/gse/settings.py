@@ -49,8 +49,8 @@ def spl_settings(gse_cfg: Mapping[str, Any], spacing_mm: float) -> dict[str, Any
     lacks take their defaults); ``margin`` is ``margin_mm`` converted with ``spacing_mm``.
     """
     g = check_section("gse", gse_cfg)
-    return {"beta": float(g["beta"]), "lamb": float(g["lamb"]), "iterations": int(g["iterations"]),
-            "margin": margin_pixels(float(g["margin_mm"]), spacing_mm), "spl_rule": str(g["spl_rule"])}
+    return {"beta": g.beta, "lamb": g.lamb, "iterations": g.iterations,
+            "margin": margin_pixels(g.margin_mm, spacing_mm), "spl_rule": g.spl_rule}
 
 
 def sweep_points(gse_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -63,13 +63,13 @@ def sweep_points(gse_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     keys = ("sweep_margin_mm", "sweep_lamb", "sweep_rules", "sweep_beta")
     if not any(g[k] for k in keys):
         return []
-    margins = [float(m) for m in (g["sweep_margin_mm"] or [g["margin_mm"]])]
-    lambs = [float(v) for v in (g["sweep_lamb"] or [g["lamb"]])]
-    rules = [str(r) for r in (g["sweep_rules"] or [g["spl_rule"]])]
-    betas = [float(b) for b in (g["sweep_beta"] or [g["beta"]])]
+    margins = [float(m) for m in (g.sweep_margin_mm or [g.margin_mm])]
+    lambs = [float(v) for v in (g.sweep_lamb or [g.lamb])]
+    rules = [str(r) for r in (g.sweep_rules or [g.spl_rule])]
+    betas = [float(b) for b in (g.sweep_beta or [g.beta])]
     out = []
     for rule, lamb, margin in itertools.product(rules, lambs, margins):
-        for beta in (betas if rule == "authors" else [float(g["beta"])]):
+        for beta in (betas if rule == "authors" else [g.beta]):
             out.append({"spl_rule": rule, "beta": beta, "lamb": lamb, "margin_mm": margin})
     return out
 

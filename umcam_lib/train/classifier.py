@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import runtime
-from ..config import check_section
+from ..config import ClassifierParams, check_section
 from ..data.artifacts import SliceSet
 from ..data.weak_labels import crop_set, crop_size_px
 from ..models.vgg import VGGClassifier, vgg16_classifier
@@ -52,11 +52,8 @@ from . import common
 from .augment import build_augmentation
 
 #: Keys that do not change the result of an epoch (a run may be extended or resumed with others).
-_RESUME_FREE_KEYS = ("epochs",)
-
-
 # ----------------------------------------------------------------------------- configuration
-def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def check_config(cfg: Mapping[str, Any]) -> ClassifierParams:
     """The ``classifier`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
     return check_section("classifier", cfg)
@@ -75,16 +72,17 @@ def build_classifier(cfg: Mapping[str, Any], seed: int | None = None, in_channel
     cfg = check_config(cfg)
     if seed is not None:
         runtime.seed_everything(seed)
-    return vgg16_classifier(width=float(cfg["width"]), in_channels=in_channels, dilated=bool(cfg["dilated"]),
-                            pretrained=cfg["pretrained"], **architecture(cfg))
+    return vgg16_classifier(width=cfg.width, in_channels=in_channels, dilated=cfg.dilated,
+                            pretrained=cfg.pretrained, **architecture(cfg))
 
 
 def architecture(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of :class:`~umcam_lib.models.vgg.VGGClassifier` beyond width and
     depth that a (checked) ``classifier`` section sets: ``batch_norm``, ``pooling``, ``lse_r``,
     ``input_norm``, ``padding`` (shared with the DRS baseline, which is built on the same VGG)."""
-    return {"batch_norm": bool(cfg["batch_norm"]), "pooling": str(cfg["pooling"]), "lse_r": float(cfg["lse_r"]),
-            "input_norm": str(cfg["input_norm"]), "padding": str(cfg["padding"])}
+    cfg = check_config(cfg)
+    return {"batch_norm": cfg.batch_norm, "pooling": cfg.pooling, "lse_r": cfg.lse_r,
+            "input_norm": cfg.input_norm, "padding": cfg.padding}
 
 
 # ----------------------------------------------------------------------------- data
@@ -341,11 +339,11 @@ def labelled_images(slices: SliceSet, split: str, cfg: Mapping[str, Any]) -> tup
     """
     cfg = check_config(cfg)
     rows = slices.indices(split)
-    if cfg["label_unit"] == "slice" or rows.size == 0:
+    if cfg.label_unit == "slice" or rows.size == 0:
         return slices.images[rows], slices.labels[rows]
-    crop = crop_size_px(float(cfg["crop_mm"]), float(slices.spacing_mm), int(slices.images.shape[-1]))
-    c = crop_set(slices.images, slices.masks, rows, crop, int(cfg["crops_per_slice"]),
-                 float(cfg["crop_brain_fraction"]), CROP_SEEDS[split])
+    crop = crop_size_px(cfg.crop_mm, float(slices.spacing_mm), int(slices.images.shape[-1]))
+    c = crop_set(slices.images, slices.masks, rows, crop, cfg.crops_per_slice,
+                 cfg.crop_brain_fraction, CROP_SEEDS[split])
     return c.images, c.labels
 
 
@@ -419,7 +417,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
         warnings.warn("no validation slices: the best epoch is chosen by the lowest training loss")
 
     run_config = {
-        "cfg": {k: v for k, v in cfg.items() if k not in _RESUME_FREE_KEYS},
+        "cfg": cfg.trained(),  # every key but epochs: a finished run resumes with more epochs
         "seed": int(seed),
         "model": type(model).__qualname__,
         "model_config": model.config() if hasattr(model, "config") else None,
@@ -429,28 +427,28 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
     # (and are what tensor cores want on CUDA); the model is converted back at the end
     model.to(dev, memory_format=torch.channels_last)
     optimizer = common.make_optimizer(model, cfg, "classifier")
-    state = common.resume(out_dir, model, optimizer, config=run_config, epochs=int(cfg["epochs"]))
+    state = common.resume(out_dir, model, optimizer, config=run_config, epochs=cfg.epochs)
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
 
     images, labels = labelled_images(slices, "train", cfg)
     val_images, val_labels = labelled_images(slices, "val", cfg)
     labels = labels.astype(np.int64)
-    dataset = SliceDataset(images, labels, build_augmentation(images.shape[1:], cfg["augment"]))
-    weight = _class_weights(labels, dev) if cfg["balance"] else None
-    n_epochs = int(cfg["epochs"])
-    batches = math.ceil(len(dataset) / int(cfg["batch_size"]))
+    dataset = SliceDataset(images, labels, build_augmentation(images.shape[1:], cfg.augment))
+    weight = _class_weights(labels, dev) if cfg.balance else None
+    n_epochs = cfg.epochs
+    batches = math.ceil(len(dataset) / cfg.batch_size)
 
     for epoch in range(state.epoch, n_epochs):
         t0 = time.perf_counter()
         runtime.seed_everything(_epoch_seed(seed, epoch))
-        loader = DataLoader(dataset, batch_size=int(cfg["batch_size"]), shuffle=True, drop_last=False,
-                            num_workers=int(cfg["num_workers"]), generator=runtime.generator(_epoch_seed(seed, epoch)),
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=False,
+                            num_workers=cfg.num_workers, generator=runtime.generator(_epoch_seed(seed, epoch)),
                             pin_memory=dev.type == "cuda", persistent_workers=False)
         with tqdm(total=batches, desc=f"epoch {epoch + 1}/{n_epochs}", disable=not progress,
                   mininterval=3.0, dynamic_ncols=True) as bar:
             train_loss, train_acc = _run_epoch(model, loader, optimizer, scaler, dev, use_amp, weight, bar,
-                                               float(cfg["equivariance"]), bool(cfg["cpu_bf16"]))
-            val = (evaluate(model, val_images, val_labels, 2 * int(cfg["batch_size"]), dev, use_amp)
+                                               cfg.equivariance, cfg.cpu_bf16)
+            val = (evaluate(model, val_images, val_labels, 2 * cfg.batch_size, dev, use_amp)
                    if val_idx.size else {k: float("nan") for k in ("loss", "accuracy", "precision", "recall", "f1")})
             bar.set_postfix(loss=f"{train_loss:.4f}", val_f1=f"{val['f1']:.3f}", val_loss=f"{val['loss']:.4f}")
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import check_choice
+from ..config import check_section
 from ..io import atomic_path
 from ..paths import resolve
 from ..provenance import code_fingerprint
@@ -66,7 +66,7 @@ def plain(obj: Any) -> Any:
     (what ``torch.load(..., weights_only=True)`` accepts); tensors are kept."""
     if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, str)):
         return obj
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):  # a dict or a checked parameter section
         return {plain(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
@@ -98,8 +98,8 @@ def make_optimizer(model: torch.nn.Module, cfg: Mapping[str, Any], section: str)
     section : str
         Its name, for the error message.
     """
-    name = check_choice(f"{section}.optimizer", cfg["optimizer"])
-    lr, wd, mom = float(cfg["lr"]), float(cfg["weight_decay"]), float(cfg["momentum"])
+    cfg = check_section(section, cfg)
+    name, lr, wd, mom = cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=(mom, 0.999), weight_decay=wd)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=mom, weight_decay=wd)

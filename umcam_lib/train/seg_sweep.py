@@ -39,6 +39,7 @@ from ..losses import LOSS_MAIN, PAPER_LAMBDA, PAPER_MAIN, spl_share
 from ..paths import resolve
 from .seg_predict import evaluate_variant, load_variant, variant_dir
 from .seg_targets import cam_pseudo_masks, load_spl
+from ..config import SegParams
 from .seg_train import check_seg_config, train_variant
 
 SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",
@@ -55,15 +56,13 @@ def point_dir(run_dir: str | Path, main: str, lamb: float) -> Path:
     return resolve(run_dir) / "seg" / "sweep" / point_name(main, lamb)
 
 
-def _point_cfg(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> dict[str, Any]:
-    cfg = check_seg_config(seg_cfg)
-    return {**cfg, "epochs": int(cfg["sweep_epochs"]), "lambda_spl": float(lamb),
-            "loss_main": main}
+def _point_cfg(cfg: SegParams, main: str, lamb: float) -> SegParams:
+    return cfg.replace(epochs=cfg.sweep_epochs, lambda_spl=float(lamb), loss_main=main)
 
 
-def _share_key(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> tuple[Any, ...]:
+def _share_key(cfg: SegParams, main: str, lamb: float) -> tuple[Any, ...]:
     """Points with equal keys train identically (AdamW ignores the loss scale; SGD does not)."""
-    if check_seg_config(seg_cfg)["optimizer"] == "adamw":
+    if cfg.optimizer == "adamw":
         return ("share", round(spl_share(lamb, main), 3))
     return (main, float(lamb))
 
@@ -72,18 +71,17 @@ def _share_key(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> tuple[Any,
 TABLE_VARIANT, TABLE_SAME = "UM-CAM+SPL", "table:UM-CAM+SPL"
 
 
-def _is_table_point(seg_cfg: Mapping[str, Any], main: str, lamb: float) -> bool:
+def _is_table_point(cfg: SegParams, main: str, lamb: float) -> bool:
     """True when the point is the Table 1 UM-CAM+SPL run itself (same reading, lambda and epochs)."""
-    cfg = check_seg_config(seg_cfg)
-    return (main, float(lamb)) == (cfg["loss_main"], float(cfg["lambda_spl"])) \
-        and int(cfg["sweep_epochs"]) == int(cfg["epochs"])
+    return (main, float(lamb)) == (cfg.loss_main, cfg.lambda_spl) \
+        and cfg.sweep_epochs == cfg.epochs
 
 
 def sweep_grid(seg_cfg: Mapping[str, Any]) -> list[tuple[str, float]]:
     """(reading, lambda) of every grid point, readings outermost."""
     cfg = check_seg_config(seg_cfg)
-    mains = [str(m) for m in cfg["sweep_main"]]
-    lambdas = [float(lam) for lam in cfg["sweep_lambda"]]
+    mains = [str(m) for m in cfg.sweep_main]
+    lambdas = [float(lam) for lam in cfg.sweep_lambda]
     return [(m, lam) for m in mains for lam in lambdas]
 
 
@@ -92,7 +90,7 @@ def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any
                 amp: bool = True, seed: int = 0, progress: bool = True) -> torch.nn.Module:
     """Train UM-CAM+SPL under one reading and lambda for at most ``seg.sweep_epochs`` epochs (resumable)."""
     targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
-    return train_variant(f"UM-CAM+SPL {main} l={lamb:g}", slices, targets, _point_cfg(seg_cfg, main, lamb),
+    return train_variant(f"UM-CAM+SPL {main} l={lamb:g}", slices, targets, _point_cfg(check_seg_config(seg_cfg), main, lamb),
                              run_dir, device, amp, seed, out_dir=point_dir(run_dir, main, lamb), progress=progress)
 
 
@@ -118,23 +116,23 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
     um = cam_pseudo_masks(run_dir, slices, "UM-CAM")
     spl = load_spl(run_dir, slices, fallback=um)
     rows, per_volume, trained = [], [], {}
-    for main, lamb in sweep_grid(seg_cfg):
-        key = _share_key(seg_cfg, main, lamb)
+    for main, lamb in sweep_grid(cfg):
+        key = _share_key(cfg, main, lamb)
         if key in trained:
             first = trained[key]
             rows.append({**first, "loss_main": main, "lambda": lamb,
                          "same_as": first["same_as"] or point_name(first["loss_main"], first["lambda"])})
             continue
         same = ""
-        if _is_table_point(seg_cfg, main, lamb):  # the Table 1 row's own run: reuse it, do not train it twice
+        if _is_table_point(cfg, main, lamb):  # the Table 1 row's own run: reuse it, do not train it twice
             targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
             model = train_variant(TABLE_VARIANT, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
             d, same = variant_dir(run_dir, TABLE_VARIANT), TABLE_SAME
         else:
-            model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
+            model = train_point(slices, run_dir, cfg, main, lamb, spl, um, device, amp, seed, progress)
             d = point_dir(run_dir, main, lamb)
-        sc = evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
-                                  postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
+        sc = evaluate_variant(model, slices, "val", device, amp, batch_size=cfg.eval_batch_size,
+                                  postprocess=cfg.postprocess, tta=cfg.tta)
         best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
         epochs_run = len(pd.read_csv(d / "history.csv"))
         per_volume.append(sc.assign(loss_main=main, **{"lambda": lamb}))
@@ -203,16 +201,16 @@ def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, An
             if d is None:
                 um = um if um is not None else cam_pseudo_masks(run_dir, slices, "UM-CAM")
                 spl = spl if spl is not None else load_spl(run_dir, slices, fallback=um)
-                model = train_point(slices, run_dir, seg_cfg, main, lamb, spl, um, device, amp, seed, progress)
-                val = evaluate_variant(model, slices, "val", device, amp, batch_size=int(cfg["eval_batch_size"]),
-                                           postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
+                model = train_point(slices, run_dir, cfg, main, lamb, spl, um, device, amp, seed, progress)
+                val = evaluate_variant(model, slices, "val", device, amp, batch_size=cfg.eval_batch_size,
+                                           postprocess=cfg.postprocess, tta=cfg.tta)
                 val_mean = float(val["dsc"].mean())
             else:
-                model = load_variant(run_dir, "", int(cfg["width"]), device, out_dir=d)
+                model = load_variant(run_dir, "", cfg.width, device, out_dir=d)
                 hit = sweep[(sweep["loss_main"] == main) & (sweep["lambda"] == lamb)]
                 val_mean = float(hit["val_dsc_mean"].iloc[0])
-            sc = evaluate_variant(model, slices, "test", device, amp, batch_size=int(cfg["eval_batch_size"]),
-                                      postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
+            sc = evaluate_variant(model, slices, "test", device, amp, batch_size=cfg.eval_batch_size,
+                                      postprocess=cfg.postprocess, tta=cfg.tta)
             cache[key] = (val_mean, sc)
         val_mean, sc = cache[key]
         test[label] = (key, sc.set_index("volume")["dsc"])

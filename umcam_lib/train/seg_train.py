@@ -29,7 +29,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .. import runtime
-from ..config import ParameterError, check_choice, check_section
+from ..config import ParameterError, SegParams, check_choice, check_section
 from ..data import SliceSet
 from ..losses import eq8_loss
 from ..models.unet import build_unet
@@ -40,13 +40,7 @@ from .common import load_best, make_optimizer, note_in_best, resume, save_best, 
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 
-#: Keys that change what a training run computes (the resume check compares them).
-_TRAIN_KEYS = ("width", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "soft_labels",
-               "epoch_slices", "positive_fraction", "val_every", "patience", "loss_main", "plateau_decay", "min_epochs",
-               "augment", "augment_scale", "patch", "lr_schedule", "ema", "cpu_bf16")
-
-
-def check_seg_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def check_seg_config(cfg: Mapping[str, Any]) -> SegParams:
     """The ``seg`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``).
 
@@ -169,7 +163,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         (mean 3D DSC over validation volumes; the last epoch when there is no validation split).
     """
     cfg = check_seg_config(seg_cfg)
-    if cfg["lr_schedule"] == "cosine" and cfg["plateau_decay"] is not None:
+    if cfg.lr_schedule == "cosine" and cfg.plateau_decay is not None:
         raise ParameterError("seg.lr_schedule: cosine sets the learning rate of every epoch; "
                              "set seg.plateau_decay to null with it")
     dev = runtime.select_device(device) if isinstance(device, str) else device
@@ -178,40 +172,40 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     if min(slices.images.shape[1:]) < 32:
         raise ValueError(f"the UNet needs slices of at least 32 x 32 pixels (four poolings, instance norm), got "
                          f"{slices.images.shape[1:]}: raise data.image_size")
-    rows, y, y_spl = training_set(slices, targets, soft=bool(cfg["soft_labels"]))
-    lamb = float(targets.get("lambda", cfg["lambda_spl"])) if y_spl is not None else 0.0
-    main = str(check_choice("seg.loss_main", targets.get("main", cfg["loss_main"])))
+    rows, y, y_spl = training_set(slices, targets, soft=cfg.soft_labels)
+    lamb = float(targets.get("lambda", cfg.lambda_spl)) if y_spl is not None else 0.0
+    main = str(check_choice("seg.loss_main", targets.get("main", cfg.loss_main)))
     has_val = len(slices.volume_ids("val")) > 0
-    patience = None if cfg["patience"] is None or not has_val else int(cfg["patience"])
-    post = str(cfg["postprocess"])
-    fmt = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+    patience = None if cfg.patience is None or not has_val else int(cfg.patience)
+    post = cfg.postprocess
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
     runtime.seed_everything(seed)
-    model = build_unet(int(cfg["width"])).to(dev, memory_format=fmt)
+    model = build_unet(cfg.width).to(dev, memory_format=fmt)
     opt = make_optimizer(model, cfg, "seg")
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
-    config = {"variant": name, "seed": int(seed), "lambda": lamb, **{k: cfg[k] for k in _TRAIN_KEYS},
+    config = {"variant": name, "seed": int(seed), "lambda": lamb, **cfg.trained(),
               "main": main if y_spl is not None else "umcam", "postprocess": post,
               "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
-    average = weight_average(model, float(cfg["ema"])) if cfg["ema"] is not None else None
+    average = weight_average(model, float(cfg.ema)) if cfg.ema is not None else None
     scored = average.module if average is not None else model  # the network validated and kept
     state = resume(out, model, opt, config=config, average=average)
-    n_epochs = int(cfg["epochs"])
+    n_epochs = cfg.epochs
     images = torch.from_numpy(np.ascontiguousarray(slices.images[rows], dtype=np.float32))
     ty, ts = torch.from_numpy(y), (torch.from_numpy(y_spl) if y_spl is not None else None)
-    bs = int(cfg["batch_size"])
+    bs = cfg.batch_size
 
     def stopped() -> bool:
-        return patience is not None and state.best_epoch >= 0 and state.epoch >= int(cfg["min_epochs"]) and \
+        return patience is not None and state.best_epoch >= 0 and state.epoch >= cfg.min_epochs and \
             stale_validations(state.history, state.best_epoch) >= patience
 
     bar = tqdm(total=n_epochs, initial=state.epoch, desc=f"UNet {name}", disable=not progress, leave=True)
     while state.epoch < n_epochs and not stopped():
         t0, epoch = time.perf_counter(), state.epoch
-        order = epoch_order(slices.labels[rows], seed, epoch, cfg["epoch_slices"], cfg["positive_fraction"])
-        if cfg["lr_schedule"] == "cosine":
+        order = epoch_order(slices.labels[rows], seed, epoch, cfg.epoch_slices, cfg.positive_fraction)
+        if cfg.lr_schedule == "cosine":
             for group in opt.param_groups:
-                group["lr"] = float(cfg["lr"]) * 0.5 * (1.0 + math.cos(math.pi * epoch / n_epochs))
+                group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / n_epochs))
         model.train()
         aug_gen = runtime.generator(seed * 1_000_003 + epoch + 7)
         total, count = 0.0, 0
@@ -219,13 +213,13 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             b = torch.from_numpy(order[i:i + bs])
             x, yb = images[b][:, None].to(dev).contiguous(memory_format=fmt), ty[b].to(dev)
             sb = ts[b].to(dev) if ts is not None else None
-            if cfg["augment"]:
-                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg["augment_scale"]))
+            if cfg.augment:
+                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg.augment_scale))
                 x = x.contiguous(memory_format=fmt)
-            if cfg["patch"] is not None:
-                x, (yb, sb) = random_patches(x, [yb, sb], int(cfg["patch"]), aug_gen, focus=yb)
+            if cfg.patch is not None:
+                x, (yb, sb) = random_patches(x, [yb, sb], int(cfg.patch), aug_gen, focus=yb)
                 x = x.contiguous(memory_format=fmt)
-            with runtime.autocast(dev, use_amp, cpu_bf16=bool(cfg["cpu_bf16"])):
+            with runtime.autocast(dev, use_amp, cpu_bf16=cfg.cpu_bf16):
                 logits = model(x)
             loss = eq8_loss(logits, yb, sb, lamb, soft=True, main=main)  # labels already thresholded if hard
             opt.zero_grad(set_to_none=True)
@@ -238,8 +232,8 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
             count += len(b)
         last = epoch + 1 == n_epochs
         val = float("nan")
-        if has_val and ((epoch + 1) % int(cfg["val_every"]) == 0 or last):
-            val = _val_score(scored, slices, dev, use_amp, int(cfg["eval_batch_size"]), post)
+        if has_val and ((epoch + 1) % cfg.val_every == 0 or last):
+            val = _val_score(scored, slices, dev, use_amp, cfg.eval_batch_size, post)
         score = val if has_val else float(epoch)
         state.epoch = epoch + 1
         state.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val_dsc": val,
@@ -247,9 +241,9 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         if not np.isnan(score) and score > state.best_score:
             state.best_score, state.best_epoch = score, epoch + 1
             save_best(out, scored, state, config)
-        elif has_val and not np.isnan(val) and cfg["plateau_decay"] is not None and epoch + 1 >= int(cfg["min_epochs"]):
+        elif has_val and not np.isnan(val) and cfg.plateau_decay is not None and epoch + 1 >= cfg.min_epochs:
             for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
-                group["lr"] *= float(cfg["plateau_decay"])
+                group["lr"] *= float(cfg.plateau_decay)
         save_last(out, model, opt, state, config, average=average)
         if on_epoch is not None:
             model.eval()
@@ -261,5 +255,5 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         print(f"UNet {name}: early stop after epoch {state.epoch} (best validation DSC {state.best_score:.1f} "
               f"at epoch {state.best_epoch}, {patience} validations without improvement)")
     load_best(out, model, map_location=dev)
-    note_in_best(out, tta=bool(cfg["tta"]))  # how its predictions are reported; changing it retrains nothing
+    note_in_best(out, tta=cfg.tta)  # how its predictions are reported; changing it retrains nothing
     return model.eval()

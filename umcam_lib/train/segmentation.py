@@ -128,8 +128,8 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
     model = train_variant(name, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
     frames = []
     for split in splits:
-        scores = evaluate_variant(model, slices, split, device, amp, run_dir, name, int(cfg["eval_batch_size"]),
-                                  postprocess=str(cfg["postprocess"]), tta=bool(cfg["tta"]))
+        scores = evaluate_variant(model, slices, split, device, amp, run_dir, name, cfg.eval_batch_size,
+                                  postprocess=cfg.postprocess, tta=cfg.tta)
         record_variant(run_dir, scores, tables)
         frames.append(scores)
     return pd.concat(frames, ignore_index=True)

@@ -12,6 +12,7 @@ from umcam_lib.cam import diagnostics
 from umcam_lib.cam.baselines import LogitMarginTarget, RawGradCAM
 from umcam_lib.cam.gradcam import multi_layer_gradcam, target_score, upsample_normalise
 from umcam_lib.data.artifacts import SliceSet
+from umcam_lib.metrics import dice_batch
 from umcam_lib.models.vgg import LogSumExpPool, vgg16_classifier
 from umcam_lib.train import classifier as clf
 
@@ -132,6 +133,11 @@ def test_pointing_game_floor_and_best_threshold():
     assert not diagnostics.pointing_game(np.zeros_like(maps), masks).any()   # an empty map never hits
     floor = diagnostics.all_foreground_dice(masks)
     assert floor == pytest.approx([200 * 4 / (4 + 64)] * 2)
+    # the one per-slice Dice of the library: a full mask on a slice without brain scores 0
+    empty = np.zeros((1, 8, 8), np.uint8)
+    assert diagnostics.all_foreground_dice(np.concatenate([masks, empty])).tolist() == \
+        pytest.approx([200 * 4 / (4 + 64)] * 2 + [0.0])
+    assert diagnostics.all_foreground_dice(masks) == pytest.approx(dice_batch(np.ones_like(masks), masks))
     perfect = masks.astype(np.float32)
     dsc, thr = diagnostics.best_threshold_dice(perfect, masks, [0.25, 0.5, 0.75])
     assert dsc == pytest.approx(100.0)

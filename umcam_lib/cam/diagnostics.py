@@ -24,7 +24,7 @@ from scipy import ndimage
 from torch import nn
 
 from ..data.artifacts import SliceSet
-from ..metrics import threshold_grid
+from ..metrics import dice_batch, threshold_grid
 from .fusion import average_cam, umcam
 from .gradcam import compute_cams
 from .pseudo_mask import dice_over_grid
@@ -118,12 +118,21 @@ def layer_localisation(model: nn.Module, slices: SliceSet, split: str, fused: Se
 
 
 def all_foreground_dice(masks: np.ndarray) -> np.ndarray:
-    """Dice (%) of a mask covering the whole slice, per slice: the floor of any pseudo mask."""
+    """Dice (%) of a mask covering the whole slice, per slice: the floor of any pseudo mask.
+
+    Parameters
+    ----------
+    masks : ndarray, shape (n, H, W)
+        Reference masks (the positive slices of a split, where the floor is reported).
+
+    Returns
+    -------
+    ndarray, float64, shape (n,)
+        :func:`umcam_lib.metrics.dice_batch` of an all-ones mask against each slice:
+        ``200 |M| / (|M| + H W)``, and 0 on a slice without brain.
+    """
     m = np.asarray(masks).astype(bool)
-    area = m.reshape(len(m), -1).sum(axis=1).astype(float)
-    total = float(np.prod(m.shape[1:]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(area > 0, 200.0 * area / (area + total), 100.0)
+    return dice_batch(np.ones_like(m), m)
 
 
 def erase_brain(images: np.ndarray, masks: np.ndarray, dilate_px: int = 3) -> np.ndarray:

@@ -124,6 +124,13 @@ def levers(clf_cfg: dict, with_compile: bool) -> list[tuple[str, str, str, Calla
          lambda: _classifier_step(clf_cfg, equivariance=0.0)),
         ("classifier train step (32 x 128^2)", "classifier eq=1 bf16 autocast", base_c,
          lambda: _classifier_step(clf_cfg, bf16=True)),
+        # closer to the paper's VGG-16 (issue 20, item 4): the cost of a wider classifier
+        ("classifier train step (32 x 128^2)", "classifier width 0.25 eq=1 fp32", base_c,
+         lambda: _classifier_step({**clf_cfg, "width": 0.25})),
+        ("classifier train step (32 x 128^2)", "classifier width 0.5 eq=1 fp32", base_c,
+         lambda: _classifier_step({**clf_cfg, "width": 0.5})),
+        ("classifier train step (32 x 128^2)", "classifier batch norm off eq=1 fp32", base_c,
+         lambda: _classifier_step({**clf_cfg, "batch_norm": False})),
     ]
     if with_compile:
         out += [("unet train step (12 x 128^2)", "unet w16 fp32 torch.compile", base_u,
@@ -232,14 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--checks", nargs="*", default=["fp32", "bf16,cpu_bf16=true", "w8,width=8"],
                     help="NAME[,key=value,...] seg changes per training check")
+    ap.add_argument("--only", help="time only the levers whose name contains this text (and their baselines)")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clf_cfg = C.check_config(load_params(profile_path(args.profile))["classifier"])
     if args.rounds:
-        df = time_levers(levers(clf_cfg, args.compile), args.rounds, args.steps, args.threads)
-        df.to_csv(out / f"speed_levers_{args.profile}.csv", index=False)
+        table = levers(clf_cfg, args.compile)
+        if args.only:
+            keep = {name for _, name, _, _ in table if args.only in name}
+            keep |= {base for _, name, base, _ in table if name in keep}
+            table = [t for t in table if t[1] in keep]
+        df = time_levers(table, args.rounds, args.steps, args.threads)
+        suffix = "" if not args.only else "_" + "".join(c if c.isalnum() else "-" for c in args.only)
+        df.to_csv(out / f"speed_levers_{args.profile}{suffix}.csv", index=False)
         print(df.round(3).to_string(index=False))
     if args.train_check:
         tc = train_check(args.run, args.profile, args.epochs, args.threads, args.checks)

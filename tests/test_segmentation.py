@@ -15,6 +15,7 @@ from umcam_lib.maps import save_maps
 from umcam_lib.models.unet import build_unet, unet_features
 from umcam_lib.train import seg_train
 from umcam_lib.train import segmentation as seg
+from umcam_lib.train import seg_predict as seg_predict_module
 
 SEG_CFG = dict(width=2, epochs=2, batch_size=6, lr=0.01, momentum=0.9, weight_decay=5e-4, lambda_spl=0.1,
                soft_labels=True,
@@ -467,3 +468,35 @@ def test_turning_tta_on_retrains_nothing_and_is_recorded_in_best_pt(tmp_path):
     assert (tmp_path / "seg" / "A" / "last.pt").stat().st_mtime_ns == before  # no epoch was trained again
     assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b)))
     assert torch.load(best, weights_only=True)["config"]["tta"] is True
+
+
+def test_predictions_agree_across_batch_sizes_up_to_rounding():
+    # the quick profile predicts 8 slices at a time (2x faster than 64 on 2 cores); oneDNN may pick
+    # another kernel for another batch size, so equal up to float rounding, not always bit for bit
+    torch.manual_seed(0)
+    model = build_unet(4).eval()
+    images = np.random.default_rng(0).random((19, 32, 32), dtype=np.float32)
+    one = seg.predict_probs(model, images, "cpu", False, batch_size=19)
+    for b in (1, 2, 8):
+        assert np.allclose(one, seg.predict_probs(model, images, "cpu", False, batch_size=b), atol=1e-5, rtol=0)
+
+
+def test_tta_comparison_takes_the_reported_column_from_the_tables_and_predicts_only_the_other(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    s = fake_slices()
+    cfg = {**SEG_CFG, "epochs": 1}
+    scores = seg.train_evaluate_record("SPL", s, _targets(s), cfg, tmp_path, device="cpu", seed=0, progress=False)
+    full = seg.tta_comparison(s, tmp_path, cfg["width"], ["SPL"], batch_size=8)
+    calls = []
+    real_predict = seg_predict_module.predict_split
+    monkeypatch.setattr(seg_predict_module, "predict_split", lambda *a, **k: calls.append(a[-1]) or real_predict(*a, **k))
+    reused = seg.tta_comparison(s, tmp_path, cfg["width"], ["SPL"], batch_size=8, reported=scores, reported_tta=False)
+    assert calls == [True, True]  # one augmented pass per split, no plain one
+    pd.testing.assert_frame_equal(full, reused)
+    for split in ("val", "test"):
+        assert reused[f"{split}_plain"].iloc[0] == scores.loc[scores["split"] == split, "dsc"].mean()
+    # reported with TTA on: the plain column is predicted, the augmented one taken
+    calls.clear()
+    fake = scores.assign(dsc=12.5)
+    flipped = seg.tta_comparison(s, tmp_path, cfg["width"], ["SPL"], batch_size=8, reported=fake, reported_tta=True)
+    assert calls == [False, False] and (flipped[["val_tta", "test_tta"]] == 12.5).all(axis=None)

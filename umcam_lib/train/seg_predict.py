@@ -180,12 +180,24 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 def tta_comparison(slices: SliceSet, run_dir: str | Path, width: int, variants: Sequence[str] = VARIANTS,
                    splits: Sequence[str] = ("val", "test"), postprocess: str = "none",
-                   device: str | torch.device = "cpu", batch_size: int = 64) -> pd.DataFrame:
+                   device: str | torch.device = "cpu", batch_size: int = 64,
+                   reported: pd.DataFrame | None = None, reported_tta: bool = False) -> pd.DataFrame:
     """Mean 3D DSC of each trained UNet with and without test-time augmentation.
 
     Each UNet (``best.pt``) predicts every slice of each split twice: as it is, and averaged
     over the slice's 8 right-angle rotations and flips (:func:`dihedral_average`); both are
     scored in 3D after ``postprocess``. The validation columns are what ``seg.tta`` is chosen on.
+
+    Parameters
+    ----------
+    reported : DataFrame, optional
+        Per-volume scores already computed for these UNets (:func:`evaluate_variant`, columns
+        ``method, split, dsc``; what notebook 06's ``run_variants`` returns), made with
+        ``reported_tta`` and the same ``postprocess``. Their mean is taken for that column instead
+        of predicting it again, so only the other mode is predicted (the plain column costs one
+        pass, the augmented one eight) and that column equals the tables' row.
+    reported_tta : bool
+        Whether ``reported`` was predicted with test-time augmentation (``seg.tta``).
 
     Returns
     -------
@@ -193,12 +205,19 @@ def tta_comparison(slices: SliceSet, run_dir: str | Path, width: int, variants: 
         One row per variant: ``method``, then ``<split>_plain``, ``<split>_tta`` and
         ``<split>_gain`` (tta minus plain, DSC points) for each split.
     """
+    known: dict[tuple[str, str], float] = {}
+    if reported is not None and len(reported):
+        known = {(str(m), str(s)): float(v) for (m, s), v in reported.groupby(["method", "split"])["dsc"].mean().items()}
+    reported_label = "tta" if reported_tta else "plain"
     out = []
     for name in variants:
         model = load_variant(run_dir, name, width, device)
         row: dict[str, Any] = {"method": name}
         for split in splits:
             for label, tta in (("plain", False), ("tta", True)):
+                if label == reported_label and (name, split) in known:
+                    row[f"{split}_{label}"] = known[(name, split)]
+                    continue
                 index, probs = predict_split(model, slices, split, device, False, batch_size, tta)
                 row[f"{split}_{label}"] = float(evaluate_volumes(slices, split, index, probs > 0.5,
                                                                  postprocess=postprocess)["dsc"].mean())

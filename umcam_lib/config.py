@@ -384,12 +384,12 @@ class SegParams(Section):
     epoch_slices: int | None = param(192, ge=1, trains=True)
     positive_fraction: float | None = param(0.5, gt=0, lt=1, trains=True)  # 0 or 1 would leave one class out of every epoch
     val_every: int = param(1, ge=1, trains=True)
-    eval_batch_size: int = param(64, ge=1)
+    eval_batch_size: int = param(8, ge=1)  # slices per prediction pass; results equal up to rounding across sizes
     batch_size: int = param(12, ge=1, trains=True)
     lr: float = param(0.001, gt=0, trains=True)
     momentum: float = param(0.9, ge=0, lt=1, trains=True)
     weight_decay: float = param(0.0005, ge=0, trains=True)
-    channels_last: bool = param(True)
+    channels_last: bool = param(False)  # UNet memory format on the CPU (contiguous is faster on 2 cores: issue 19)
     cpu_bf16: bool = param(False, trains=True)  # bfloat16 autocast of training steps on a CPU with native bf16 (runtime.autocast)
     augment: bool = param(False, trains=True)
     augment_scale: list[float] = param([1.0, 1.0], gt=0, nonempty=True,

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the UNet to train: FullySup or a notebook-06 variant (Grad-CAM, UM-CAM, SPL, UM-CAM+SPL)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the UNet's weights and slice order")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented scores (8 predictions per slice)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = kv.partition("=")
         if key not in cfg:
             ap.error(f"unknown seg key {key!r}")
-        cfg[key] = yaml.safe_load(value)
+        cfg = cfg.replace(**{key: yaml.safe_load(value)})  # a checked copy (sections are frozen)
     slices = load_slices(args.run)
     out = Path(args.out) / args.name
     t0 = time.time()
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     def scores(model: torch.nn.Module, tta: bool = False) -> dict[str, float]:
         res = {}
         for split in ("val", "test"):
-            rows, probs = S.predict_split(model, slices, split, "cpu", False, 64, tta=tta)
+            rows, probs = S.predict_split(model, slices, split, "cpu", False, cfg.eval_batch_size, tta=tta)
             for post in ("none", "lcc"):
                 d = evaluate_volumes(slices, split, rows, probs > 0.5, postprocess=post)
                 res[f"{split}_{'tta_' if tta else ''}dsc_{post}"] = round(float(d["dsc"].mean()), 1)
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = S.variant_targets(args.variant, slices, args.run, cfg)
     model = S.train_variant(args.variant, slices, targets, cfg, args.run, device="cpu", seed=args.seed, out_dir=out,
                             progress=False, on_epoch=trace)
-    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model), **scores(model, tta=True)}
+    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model),
+           **({} if args.no_tta else scores(model, tta=True))}
     res["epochs"] = len(pd.read_csv(out / "history.csv"))
     print(json.dumps(res))
     with open(Path(args.out) / "seg_levers.jsonl", "a") as f:

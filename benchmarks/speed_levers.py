@@ -2,8 +2,9 @@
 
 Each lever is one way to run the same training step (forward, loss, backward, AdamW step) on a
 batch of the quick profile's shape: the UNet at ``seg.batch_size`` 12 slices of 128 x 128
-(``seg.width`` 16, channels-last: the quick profile today), its validation forward pass at
-``seg.eval_batch_size`` 64, and the VGG classifier at ``classifier.batch_size`` 32 with and
+(``seg.width`` 16; baseline channels-last, the quick profile before issue 19 moved it to
+contiguous), its prediction of 64 slices (baseline: one pass of 64 channels-last, as
+``seg.eval_batch_size`` 64 was; the quick profile now predicts contiguous, 8 at a time), and the VGG classifier at ``classifier.batch_size`` 32 with and
 without the equivariance loss of notebook 02. Levers are timed in interleaved rounds (every
 lever once per round, ``--rounds`` rounds) so that the load other jobs put on the shared CPU
 falls on all of them alike; each round times ``--steps`` steps after one warm-up step and keeps
@@ -65,27 +66,34 @@ def _unet_step(width: int = 16, batch: int = 12, size: int = 128, bf16: bool = F
     return step
 
 
-def _unet_eval(width: int = 16, batch: int = 64, size: int = 128, bf16: bool = False) -> Callable[[], None]:
+def _unet_eval(width: int = 16, batch: int = 64, size: int = 128, bf16: bool = False, channels_last: bool = True,
+               chunk: int | None = None) -> Callable[[], None]:
+    """Predict ``batch`` slices, ``chunk`` at a time (default: all at once), as ``seg_predict.predict_probs``."""
     torch.manual_seed(0)
-    model = build_unet(width).to(memory_format=CL).eval()
-    x = torch.rand(batch, 1, size, size).contiguous(memory_format=CL)
+    fmt = CL if channels_last else torch.contiguous_format
+    model = build_unet(width).to(memory_format=fmt).eval()
+    x = torch.rand(batch, 1, size, size).contiguous(memory_format=fmt)
+    step_size = int(chunk or batch)
 
     def step() -> None:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model(x).float().softmax(1)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for i in range(0, batch, step_size):
+                model(x[i:i + step_size].contiguous(memory_format=fmt)).float().softmax(1)
     return step
 
 
 def _classifier_step(cfg: dict, batch: int = 32, size: int = 128, bf16: bool = False,
-                     equivariance: float | None = None, compile_: bool = False) -> Callable[[], None]:
+                     equivariance: float | None = None, compile_: bool = False,
+                     channels_last: bool = True) -> Callable[[], None]:
     cfg = dict(cfg)
     if equivariance is not None:
         cfg["equivariance"] = equivariance
-    model = C.build_classifier(cfg, seed=0).to(memory_format=CL).train()
+    fmt = CL if channels_last else torch.contiguous_format
+    model = C.build_classifier(cfg, seed=0).to(memory_format=fmt).train()
     if compile_:
         model = torch.compile(model, dynamic=False)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    x = torch.rand(batch, 1, size, size).contiguous(memory_format=CL)
+    x = torch.rand(batch, 1, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 2, (batch,))
 
     def step() -> None:
@@ -119,11 +127,21 @@ def levers(clf_cfg: dict, with_compile: bool) -> list[tuple[str, str, str, Calla
          lambda: _halved(_unet_step(batch=24))),
         ("unet eval forward (64 x 128^2)", base_e, base_e, lambda: _unet_eval()),
         ("unet eval forward (64 x 128^2)", "unet eval w16 bf16 autocast", base_e, lambda: _unet_eval(bf16=True)),
+        ("unet eval forward (64 x 128^2)", "unet eval w16 fp32 channels_last, 8 at a time", base_e,
+         lambda: _unet_eval(chunk=8)),
+        ("unet eval forward (64 x 128^2)", "unet eval w16 fp32 contiguous", base_e,
+         lambda: _unet_eval(channels_last=False)),
+        ("unet eval forward (64 x 128^2)", "unet eval w16 fp32 contiguous, 8 at a time (quick)", base_e,
+         lambda: _unet_eval(channels_last=False, chunk=8)),
+        ("unet eval forward (64 x 128^2)", "unet eval w16 bf16 contiguous, 8 at a time", base_e,
+         lambda: _unet_eval(channels_last=False, chunk=8, bf16=True)),
         ("classifier train step (32 x 128^2)", base_c, base_c, lambda: _classifier_step(clf_cfg)),
         ("classifier train step (32 x 128^2)", "classifier eq=0 fp32", base_c,
          lambda: _classifier_step(clf_cfg, equivariance=0.0)),
         ("classifier train step (32 x 128^2)", "classifier eq=1 bf16 autocast", base_c,
          lambda: _classifier_step(clf_cfg, bf16=True)),
+        ("classifier train step (32 x 128^2)", "classifier eq=1 fp32 contiguous", base_c,
+         lambda: _classifier_step(clf_cfg, channels_last=False)),
         # closer to the paper's VGG-16 (issue 20, item 4): the cost of a wider classifier
         ("classifier train step (32 x 128^2)", "classifier width 0.25 eq=1 fp32", base_c,
          lambda: _classifier_step({**clf_cfg, "width": 0.25})),

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m umcam_lib.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile]
+    python -m umcam_lib.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile] [--segmenter ALIAS=NAME ...]
 
 From the run folder ``RUN_DIR`` (``runs/real``) two UNets are shipped:
 
@@ -19,6 +19,12 @@ Every number on a card is read from the run's files: the split of the stacks
 DSC and HD95 (the recorded scores), the checkpoint's epoch and width (``best.pt``).
 ``OUT/registry.json`` lists every file with its SHA-256 and size; it is written last. Every
 file is written atomically.
+
+``--segmenter weak=NAME`` / ``--segmenter fullysup=NAME`` ship instead a UNet trained for
+``segment`` alone (``RUN_DIR/segmenter/NAME``, :mod:`umcam_lib.train.segmenter`): its card carries
+that model's held-out scores (only test for a model refitted on the training and validation
+stacks), its ``seg`` section as the recipe, and its own git state beside the run's notebooks
+01-05 (FullySup: 01) whose artifacts it was trained on. The run then needs no notebook 06-07.
 
 Refusals (each a :class:`ShipError` naming the reason; ``--allow-dirty`` overrides the first two,
 and the cards then say so in capitals):
@@ -49,6 +55,7 @@ from .data.artifacts import volumes_path
 from .data.fetch import REGISTRY as CC0_REGISTRY, sha256
 from .paths import REPO_ROOT, resolve
 from .segment import method_dir, run_preprocessing
+from .train import segmenter as seg_only
 from .train.seg_targets import VARIANTS
 
 FULLY_SUPERVISED = "FullySup"
@@ -204,6 +211,63 @@ def provenance_check(records: dict[str, Any], method: str) -> tuple[str, list[st
     return nb, unclean, states
 
 
+def segmenter_source(run_dir: Path, alias: str, name: str, records: dict[str, Any]) -> dict[str, Any]:
+    """What a card needs from a segment-only UNet (:mod:`umcam_lib.train.segmenter`) shipped as ``alias``.
+
+    Returns
+    -------
+    dict
+        ``method``, ``src`` (its ``best.pt``), ``summary`` (its ``summary.json``), ``notebook`` (the
+        last notebook of the run whose artifacts it trained on: 01 for FullySup, 05 for a weak
+        method), ``unclean`` (that chain's notebooks recorded dirty, and ``segmenter`` when its own
+        training was) and ``states``.
+
+    Raises
+    ------
+    ShipError
+        Not trained or not finished, the wrong supervision for ``alias``, or notebooks missing.
+    """
+    try:
+        summary = seg_only.read_summary(run_dir, name)
+    except FileNotFoundError as exc:
+        raise ShipError(str(exc)) from exc
+    method = str(summary["method"])
+    if (alias == "fullysup") != (method == FULLY_SUPERVISED):
+        raise ShipError(f"--segmenter {alias}={name}: that UNet is {method}, which cannot be shipped as {alias!r}")
+    nb = "01" if method == FULLY_SUPERVISED else "05"
+    missing = [k for k in ("01", nb) if k not in records]
+    if missing:
+        raise ShipError(f"{run_dir}: no provenance/{missing[0]}.json, whose artifacts {name} was trained on")
+    chain = {k: records[k] for k in sorted(records) if k <= nb}
+    states = {k: {"commit": r.get("git", {}).get("commit"), "dirty": r.get("git", {}).get("dirty"),
+                  "time_utc": r.get("time_utc")} for k, r in chain.items()}
+    git = summary.get("git") or {}
+    states["segmenter"] = {"commit": git.get("commit"), "dirty": git.get("dirty"), "time_utc": None}
+    unclean = [k for k, st in states.items() if st["dirty"] is not False]
+    return {"method": method, "src": seg_only.segmenter_dir(run_dir, name) / "best.pt", "summary": summary,
+            "notebook": nb, "unclean": unclean, "states": states}
+
+
+def refit_stacks(data: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """``training_data`` with the stacks a refit trained on marked ``train (refit)``."""
+    trained = set(summary.get("trained_on") or [])
+    stacks = [{**v, "split": "train (refit)"} if v["split"] == "val" and v["name"] in trained else v
+              for v in data["stacks"]]
+    return {**data, "stacks": stacks}
+
+
+def segmenter_choice(summary: dict[str, Any]) -> str:
+    """The card's ``chosen_by`` of a segment-only UNet: how it was trained and what chose its epoch."""
+    text = (f"{summary['method']} trained for segment alone (python -m umcam_lib.train.segmenter, "
+            f"model {summary['name']}, seed {summary['seed']}, changes {', '.join(summary['changes']) or 'none'}): ")
+    if summary["stage"] == "refit":
+        src = summary["epochs_from"]
+        return text + (f"trained on the training and validation stacks for {src['best_epoch']} epochs, the epoch "
+                       f"that validation chose for model {src['model']}; the last epoch is shipped, and only the "
+                       f"test stacks are held out")
+    return text + "the epoch with the best validation 3D DSC; the test stacks were not used to choose"
+
+
 # --------------------------------------------------------------------------- writing
 def save_fp16(ckpt: dict[str, Any], method: str, path: Path) -> None:
     """Write a shipped ``best.pt``: float16 weights, the training checkpoint's config."""
@@ -225,7 +289,9 @@ def render_card(card: dict[str, Any]) -> str:
               "## Model", "",
               f"- 2D MONAI BasicUNet, width {ck['width']} ({ck['parameters']} parameters), weights stored in "
               f"{ck['dtype']} and cast to float32 on loading",
-              f"- best epoch {ck['epoch']} (validation 3D DSC at selection {ck['validation_score']:.2f} %)",
+              (f"- best epoch {ck['epoch']} (validation 3D DSC at selection {ck['validation_score']:.2f} %)"
+               if ck.get("validation_score") is not None and card["scores"].get("val") is not None else
+               f"- epoch {ck['epoch']}, the last of a fixed number (no validation stack held out: see Choice)"),
               f"- slices prepared at {card['preprocessing']['spacing_mm']:g} mm, "
               f"{card['preprocessing']['image_size']} px; test-time augmentation {ck.get('tta')}, "
               f"post-processing {ck.get('postprocess')}", "",
@@ -234,7 +300,7 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["| method | table | validation 3D DSC (%) |", "|---|---|---|"]
         lines += [f"| {c['method']} | {c['table']} | {c['dsc_mean']:.2f} |" for c in card["candidates"]]
         lines.append("")
-    lines += ["## Scores (3D, per volume, from the run's recorded scores)", "",
+    lines += ["## Scores (3D, per volume, held-out stacks only)", "",
               "| split | volumes | DSC (%) mean | DSC SD | DSC min | HD95 (mm) mean | HD95 (px) mean |",
               "|---|---|---|---|---|---|---|"]
     for split in ("val", "test"):
@@ -263,7 +329,8 @@ def render_card(card: dict[str, Any]) -> str:
 
 
 def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty: bool = False,
-         any_profile: bool = False, repo: Path = REPO_ROOT, git: dict[str, Any] | None = None) -> dict[str, Any]:
+         any_profile: bool = False, repo: Path = REPO_ROOT, git: dict[str, Any] | None = None,
+         segmenters: dict[str, str] | None = None) -> dict[str, Any]:
     """Ship the validation-chosen weak UNet and the fully supervised one of ``run_dir`` into ``out``.
 
     Parameters
@@ -280,6 +347,10 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         The checkout whose git state is checked.
     git : dict, optional
         A :func:`umcam_lib.provenance.git_state` to judge instead of reading it (tests).
+    segmenters : dict, optional
+        ``alias -> name``: ship ``RUN_DIR/segmenter/<name>`` (a UNet trained for ``segment``
+        alone, :mod:`umcam_lib.train.segmenter`) as ``weak`` or ``fullysup`` instead of the
+        study's UNet; its card carries that model's held-out scores.
 
     Returns
     -------
@@ -293,7 +364,11 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
     """
     run = resolve(run_dir)
     out = resolve(out)
-    if not (run / "seg").is_dir():
+    segmenters = dict(segmenters or {})
+    unknown = sorted(set(segmenters) - {"weak", "fullysup"})
+    if unknown:
+        raise ShipError(f"--segmenter {unknown[0]}=...: the alias must be weak or fullysup")
+    if len(segmenters) < 2 and not (run / "seg").is_dir():
         raise ShipError(f"{run}: not a run folder with trained UNets (no seg/)")
     state = git if git is not None else provenance.git_state(repo, exclude=[out])
     tree_dirty = state.get("dirty") is not False
@@ -310,9 +385,14 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         raise ShipError(f"{run}: made with profile {profile!r}, not {PROFILE!r}; ship a real-profile run "
                         f"(or pass --any-profile)")
     rows = segmentation_rows(run)
-    weak, candidates = choose_weak(rows)
+    seg_src = {alias: segmenter_source(run, alias, name, records) for alias, name in segmenters.items()}
+    if "weak" in seg_src:
+        weak, candidates = seg_src["weak"]["method"], pd.DataFrame(columns=["method", "table", "dsc_mean"])
+    else:
+        weak, candidates = choose_weak(rows)
     chosen = {"weak": weak, "fullysup": FULLY_SUPERVISED}
-    checks = {alias: provenance_check(records, m) for alias, m in chosen.items()}
+    checks = {alias: ((seg_src[alias]["notebook"], seg_src[alias]["unclean"], seg_src[alias]["states"])
+                      if alias in seg_src else provenance_check(records, m)) for alias, m in chosen.items()}
     unclean = sorted({nb for _, bad, _ in checks.values() for nb in bad})
     if unclean and not allow_dirty:
         raise ShipError(f"{run}: its provenance records dirty: true (or no git state) for notebook(s) "
@@ -323,6 +403,7 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     command = "python -m umcam_lib.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
                                                              else f" --out {out}") \
+        + "".join(f" --segmenter {a}={n}" for a, n in sorted(segmenters.items())) \
         + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "")
     shipped_by = {"commit": state.get("commit"), "dirty": state.get("dirty"), "time_utc": now, "command": command}
 
@@ -334,6 +415,11 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
             old = {}
     sources = {}
     for alias, method in chosen.items():  # every source is checked before anything is written
+        if alias in seg_src:
+            sources[alias] = seg_src[alias]["src"]
+            if not sources[alias].is_file():
+                raise ShipError(f"{sources[alias]}: missing (the segment-only UNet did not finish)")
+            continue
         try:
             sources[alias] = method_dir(run, method) / "best.pt"
         except FileNotFoundError as exc:
@@ -345,6 +431,9 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         config = dict(ckpt.get("config") or {})
         nb, bad, states = checks[alias]
         rec = records[nb]
+        alone = seg_src.get(alias)
+        if alone is not None:  # the recipe is the segmenter's seg section
+            rec = {**rec, "params": {**rec.get("params", {}), "seg": alone["summary"]["seg"]}}
         width = config.get("width", rec.get("params", {}).get("seg", {}).get("width"))
         if width is None:
             raise ShipError(f"{src}: the checkpoint records no UNet width and provenance/{nb}.json no seg.width")
@@ -367,7 +456,8 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
             "supervision": "fully supervised (true masks)" if method == FULLY_SUPERVISED
             else "weakly supervised (image-level labels)",
             "not_for_clinical_use": NOT_CLINICAL, "intended_use": INTENDED_USE,
-            "chosen_by": ("the fully supervised reference of the study (trained on the true masks)"
+            "chosen_by": (segmenter_choice(alone["summary"]) if alone is not None else
+                          "the fully supervised reference of the study (trained on the true masks)"
                           if method == FULLY_SUPERVISED else
                           "the highest mean validation 3D DSC among the weakly supervised segmentation rows of "
                           "Tables 1-2 of the run (test scores were not used to choose)"),
@@ -376,11 +466,13 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
             "checkpoint": {"source": str(src), "epoch": ckpt.get("epoch"), "validation_score": ckpt.get("score"),
                            "width": int(width), "parameters": n_params, "dtype": "float16",
                            "tta": config.get("tta"), "postprocess": config.get("postprocess")},
-            "scores": scores_of(rows, run, method),
-            "training_data": data,
+            "scores": alone["summary"]["scores"] if alone is not None else scores_of(rows, run, method),
+            "training_data": refit_stacks(data, alone["summary"]) if alone is not None else data,
             "recipe": {k: v for k, v in rec.get("params", {}).items() if k not in ("device", "threads")},
-            "study": {"run_dir": str(run), "profile": profile, "trained_in": nb,
-                      "commit": states[nb]["commit"], "dirty": states[nb]["dirty"], "notebooks": states,
+            "study": {"run_dir": str(run), "profile": profile,
+                      "trained_in": f"segmenter {alone['summary']['name']}" if alone is not None else nb,
+                      "commit": states["segmenter" if alone is not None else nb]["commit"],
+                      "dirty": states["segmenter" if alone is not None else nb]["dirty"], "notebooks": states,
                       "library": rec.get("library"), "packages": rec.get("packages")},
             "shipped_by": shipped_by,
         }
@@ -418,9 +510,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--allow-dirty", action="store_true",
                     help="ship from a dirty tree or a run recorded dirty (the model cards then say so)")
     ap.add_argument("--any-profile", action="store_true", help="accept a run of another profile than real")
+    ap.add_argument("--segmenter", action="append", default=[], metavar="ALIAS=NAME",
+                    help="ship RUN_DIR/segmenter/NAME (python -m umcam_lib.train.segmenter) as ALIAS (weak or "
+                         "fullysup) instead of the study's UNet")
     args = ap.parse_args(argv)
     try:
-        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile)
+        pairs = [p.split("=", 1) for p in args.segmenter]
+        if any(len(p) != 2 or not p[1] for p in pairs):
+            raise ShipError(f"--segmenter expects ALIAS=NAME, got {args.segmenter}")
+        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile, segmenters=dict(pairs))
     except (ShipError, FileNotFoundError, shipped.ShippedModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

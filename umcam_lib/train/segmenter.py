@@ -85,6 +85,12 @@ def refit_slices(slices: SliceSet) -> SliceSet:
     return dataclasses.replace(slices, split=split, volumes=volumes)
 
 
+def stack_names(slices: SliceSet, split: str) -> list[str]:
+    """Names of the stacks of ``split`` (``volumes.name``; the volume index where a run has no names)."""
+    v = slices.volumes[slices.volumes["split"] == split]
+    return sorted(v["name"].astype(str) if "name" in v else v["volume"].astype(str))
+
+
 def split_scores(model: torch.nn.Module, slices: SliceSet, split: str, seg: Any, device: torch.device,
                  amp: bool) -> pd.DataFrame:
     """Per-volume 3D scores of ``split`` as ``segment`` would predict (``seg.tta``, ``seg.postprocess``)."""
@@ -208,7 +214,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "epochs_from": epochs_from, "epochs_trained": int(len(history)), "best_epoch": int(ckpt.get("epoch") or 0),
         "validation_score_at_selection": ckpt.get("score") if stage == "select" else None,
         "seg": seg.to_dict(),
-        "trained_on": sorted(train_set.volumes.loc[train_set.volumes["split"] == "train", "name"].astype(str)),
+        "trained_on": stack_names(train_set, "train"),
         "held_out": list(held_out),
         "scores": card_scores(scores[~scores["in_training"]], held_out),
         "scores_in_training": card_scores(scores[scores["in_training"]], ("val",)),

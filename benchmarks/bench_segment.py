@@ -18,6 +18,7 @@ Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_segment.py --profile real --threads 2
     python benchmarks/bench_segment.py --run runs/real --method UM-CAM+SPL
+    python benchmarks/bench_segment.py --shipped fullysup --configs profile --out /tmp/fs   # a model of models/
 
 Writes ``--out`` (default ``benchmarks/results/segment_bench``) ``.csv`` (one row per stack and
 configuration) and ``.md`` (a summary per configuration).
@@ -67,7 +68,15 @@ def child(spec: dict) -> dict:
 
     t0 = time.perf_counter()
     kwargs = dict(spec["kwargs"])
-    if spec.get("run"):
+    if spec.get("shipped"):
+        from umcam_lib import shipped
+        model, info, p = shipped.load(shipped.MODELS_DIR, spec["shipped"], "cpu")
+        prep = sg.Preprocessing(float(p["spacing_mm"]), int(p["image_size"]))
+        cfg = info.get("config", {})
+        source = (f"shipped model {spec['shipped']} ({info.get('method')}, width {cfg.get('width')}, "
+                  f"models/registry.json)")
+        trained = True
+    elif spec.get("run"):
         model, info = sg.load_model(spec["run"], spec["method"], "cpu")
         prep = sg.run_preprocessing(spec["run"])
         cfg = info.get("config", {})
@@ -194,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="pipeline run folder with a trained UNet (default: an untrained one, --profile)")
     ap.add_argument("--method", default="UM-CAM+SPL")
+    ap.add_argument("--shipped", metavar="ALIAS", help="a model shipped in models/ (weak, fullysup) instead of --run")
     ap.add_argument("--profile", default="real", help="architecture and preprocessing without --run")
     ap.add_argument("--data", default=None, help="folder of stacks (default: the CC0 stacks)")
     ap.add_argument("--threads", type=int, default=2)
@@ -223,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data = str(resolve_root("fetal-mri-cc0", download=False))
     results = []
     for name in args.configs.split(","):
-        spec = {"run": args.run, "method": args.method, "profile": args.profile, "data": args.data,
+        spec = {"shipped": args.shipped, "run": args.run, "method": args.method, "profile": args.profile, "data": args.data,
                 "threads": args.threads, "kwargs": CONFIGS[name]}
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         t0 = time.perf_counter()

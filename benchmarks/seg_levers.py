@@ -36,6 +36,13 @@ from umcam_lib.scoring import evaluate_volumes
 from umcam_lib.train import segmentation as S
 
 
+def lighter_unet(width: int) -> torch.nn.Module:
+    """BasicUNet (w/2, w, 2w, 4w, 8w, w/2) for a first-level ``width`` w: the full-resolution levels halved."""
+    from monai.networks.nets import BasicUNet
+    w = int(width)
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=(w // 2, w, 2 * w, 4 * w, 8 * w, w // 2))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name")
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the UNet's weights and slice order")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented scores (8 predictions per slice)")
+    ap.add_argument("--unet", choices=("basic", "lighter"), default="basic",
+                    help="lighter: BasicUNet with the first and last levels at half seg.width (w/2, w, 2w, 4w, 8w, "
+                         "w/2; the speed lever of benchmarks/speed_levers.py), for this benchmark only")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"name": args.name, "epoch": epoch, "seconds": round(time.time() - t0),
                               **scores(model)}), flush=True)
 
+    if args.unet == "lighter":  # the training loop builds its UNet through this name
+        from umcam_lib.train import seg_train
+        seg_train.build_unet = lighter_unet
     targets = S.variant_targets(args.variant, slices, args.run, cfg)
     model = S.train_variant(args.variant, slices, targets, cfg, args.run, device="cpu", seed=args.seed, out_dir=out,
                             progress=False, on_epoch=trace)
-    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model),
+    res = {"name": args.name, "changes": args.changes, "variant": args.variant, "unet": args.unet, "seed": args.seed, "seconds": round(time.time() - t0), **scores(model),
            **({} if args.no_tta else scores(model, tta=True))}
     res["epochs"] = len(pd.read_csv(out / "history.csv"))
     print(json.dumps(res))

@@ -168,6 +168,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         The ``summary.json`` written.
     """
     t0 = time.perf_counter()
+    state = provenance.git_state(exclude=[resolve(run_dir)])  # the code as it is when training starts
     params, run_seg = run_seg_section(run_dir)
     out = segmenter_dir(run_dir, name)
     slices = load_slices(run_dir)
@@ -208,7 +209,6 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
     held_out = ("val", "test") if stage == "select" else ("test",)
     scores["in_training"] = ~scores["split"].isin(held_out)
     io.write_text(out / "scores.csv", scores.to_csv(index=False))
-    state = provenance.git_state(exclude=[resolve(run_dir)])
     summary = {
         "name": name, "method": method, "stage": stage, "seed": int(seed), "changes": list(changes),
         "epochs_from": epochs_from, "epochs_trained": int(len(history)), "best_epoch": int(ckpt.get("epoch") or 0),

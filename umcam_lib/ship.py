@@ -73,7 +73,8 @@ INTENDED_USE = (
     "Research use only, not for clinical use. Brain masks of fetal T2-weighted single-shot (HASTE) "
     "slice stacks, as a first step before motion correction and super-resolution reconstruction, "
     "and as a reference for weakly supervised fetal brain segmentation (UM-CAM, MICCAI 2023). "
-    "Trained on nine stacks of two fetuses from one 1.5 T scanner: expect lower accuracy on other "
+    "Made from nine stacks of two fetuses from one 1.5 T scanner (trained on some, chosen and scored on "
+    "the others: see Training data): expect lower accuracy on other "
     "scanners, field strengths, gestational ages and pathologies; check every mask (the QC pictures "
     "of python -m umcam_lib.segment).")
 NOT_CLINICAL = "research use only, not for clinical use"

@@ -210,6 +210,39 @@ def test_training_is_deterministic_and_resumes_after_interruption(tmp_path, monk
     assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(c)))
 
 
+def test_a_companion_runs_training_is_taken_over_not_repeated(tmp_path, monkeypatch, capsys):
+    """Issue 19: the same UNet (settings, targets, code) trained in a companion run is continued, not retrained."""
+    from umcam_lib import pipeline
+    from umcam_lib.train import common
+    assert pipeline.DONORS_ENV == common.DONORS_ENV
+    torch.set_num_threads(1)
+    s = fake_slices()
+    donor_run, run = tmp_path / "companion", tmp_path / "main"
+    a = seg.train_variant("FullySup", s, _targets(s), SEG_CFG, donor_run, device="cpu", seed=3, progress=False)
+    monkeypatch.setenv(common.DONORS_ENV, str(donor_run))
+    real_save = seg_train.save_last
+    saves = []
+    monkeypatch.setattr(seg_train, "save_last", lambda *args, **kw: saves.append(1) or real_save(*args, **kw))
+    b = seg.train_variant("FullySup", s, _targets(s), SEG_CFG, run, device="cpu", seed=3, progress=False)
+    assert not saves, "a finished companion training ran epochs again"
+    assert "continuing from its checkpoints" in capsys.readouterr().out
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    assert (run / "seg" / "FullySup" / "history.csv").read_text() == \
+        (donor_run / "seg" / "FullySup" / "history.csv").read_text()
+    # another seed (or recipe, or targets) is not the same training: it trains
+    seg.train_variant("FullySup", s, _targets(s), SEG_CFG, tmp_path / "other", device="cpu", seed=4, progress=False)
+    assert saves
+    saves.clear()
+    c = seg.train_variant("FullySup", s, _targets(s), {**SEG_CFG, "lr": 0.02}, tmp_path / "third", device="cpu",
+                          seed=3, progress=False)
+    assert len(saves) == SEG_CFG["epochs"] and not all(torch.equal(x, y) for x, y in zip(_weights(a), _weights(c)))
+    # --force retrains
+    saves.clear()
+    monkeypatch.setenv(common.FORCE_ENV, "1")
+    seg.train_variant("FullySup", s, _targets(s), SEG_CFG, tmp_path / "forced", device="cpu", seed=3, progress=False)
+    assert len(saves) == SEG_CFG["epochs"]
+
+
 def test_train_evaluate_record_writes_table_rows(tmp_path):
     torch.set_num_threads(1)
     s = fake_slices()

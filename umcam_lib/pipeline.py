@@ -104,6 +104,10 @@ LIBRARY_DIR = PACKAGE_DIR
 #: Environment variable that tells a notebook's library calls to recompute (``--force``).
 FORCE_ENV = "UMCAM_FORCE"
 
+#: Environment variable naming the companion runs whose trainings a profile may take over
+#: (``umcam_lib.train.common.DONORS_ENV``; kept here so that planning imports no torch).
+DONORS_ENV = "UMCAM_DONOR_RUNS"
+
 
 class PipelineError(RuntimeError):
     """A notebook failed, or cannot run; the message says which and what to do."""
@@ -555,7 +559,9 @@ def run_pipeline(profile: str | None = "quick", params_file: str | Path | None =
     with _environ(OUTPUTS_ENV, os.pathsep.join(str(p) for p in outputs)):
         companion_results = run_companions(params, overrides, rp.selected, run_dir, fig_dir, force, verbose,
                                            allow_dirty=allow_dirty)
-        results = _execute(rp, profile, params_file, overrides, out, figures, force, verbose)
+        donors = [companion_dirs(run_dir, fig_dir, str(c))[0] for c in params.get("companions") or []]
+        with _environ(DONORS_ENV, os.pathsep.join(str(d) for d in donors) if donors else None):
+            results = _execute(rp, profile, params_file, overrides, out, figures, force, verbose)
         if rp.docs_dir is not None:
             readme = publish_run(run_dir, rp.docs_dir, fig_dir, rp)
             print(f"executed notebooks and their index in {readme.parent} ({readme.name})", flush=True)

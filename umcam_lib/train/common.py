@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,10 @@ from ..provenance import code_fingerprint
 
 FORCE_ENV = "UMCAM_FORCE"
 """When this environment variable is ``"1"`` (``pipeline --force``), :func:`resume` starts afresh."""
+
+DONORS_ENV = "UMCAM_DONOR_RUNS"
+"""Run folders (``os.pathsep``-separated) whose trainings a run may take over (:func:`adopt`); the
+pipeline sets it to a profile's companion runs while the profile itself runs."""
 
 
 @dataclass
@@ -187,6 +192,58 @@ def save_best(run_dir: str | Path, model: torch.nn.Module, state: TrainState,
     """Write ``best.pt``: the weights of the current best epoch."""
     _save({"model": model.state_dict(), "epoch": state.best_epoch, "score": state.best_score,
            "config": _with_code(config, model)}, resolve(run_dir) / "best.pt")
+
+
+def donor_runs() -> list[Path]:
+    """The run folders named in :data:`DONORS_ENV` (empty when it is unset)."""
+    return [Path(p) for p in os.environ.get(DONORS_ENV, "").split(os.pathsep) if p]
+
+
+def adopt(run_dir: str | Path, donors: list[Path], model: torch.nn.Module,
+          config: dict[str, Any]) -> Path | None:
+    """Take over another run folder's checkpoints of the same training, before :func:`resume`.
+
+    When a profile and its companion train the same network on the same targets (the real
+    profile's fully supervised UNet: the label unit changes the classifier only), the second
+    run need not repeat it. A donor's files are copied here only when this folder has no
+    ``last.pt`` of its own, ``--force`` is off, and the donor's ``last.pt`` was saved with the
+    same ``config`` and training code (:func:`training_code`): the same test :func:`resume`
+    applies, so the copy continues exactly as an uninterrupted run here would have.
+
+    Parameters
+    ----------
+    run_dir : path
+        This training's folder (``last.pt``, ``best.pt``, ``history.csv``).
+    donors : list of path
+        Folders of the same training in other runs, tried in order.
+    model : nn.Module
+        The network about to be trained (its class's module is part of the code compared).
+    config : dict
+        This run's recipe and data fingerprint, as given to :func:`resume`.
+
+    Returns
+    -------
+    Path or None
+        The donor whose checkpoints were copied, or None.
+    """
+    out = resolve(run_dir)
+    if (out / "last.pt").is_file() or os.environ.get(FORCE_ENV) == "1":
+        return None
+    code = training_code(model, _caller_module())
+    for donor in donors:
+        src = resolve(donor)
+        if src == out or not (src / "last.pt").is_file() or not (src / "best.pt").is_file():
+            continue
+        saved = dict(load_checkpoint(src / "last.pt").get("config") or {})
+        if saved.pop("code", None) != code or saved != plain(config):
+            continue
+        for name in ("best.pt", "history.csv", "last.pt"):  # last.pt last: it is what resume trusts
+            if (src / name).is_file():
+                with atomic_path(out / name) as tmp:
+                    shutil.copyfile(src / name, tmp)
+        print(f"{out}: the same training (settings, data and code) ran in {src}; continuing from its checkpoints")
+        return src
+    return None
 
 
 def resume(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -36,7 +36,8 @@ from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes
 from .augment import augment_segmentation_batch, random_patches
-from .common import load_best, make_optimizer, note_in_best, resume, save_best, save_last, weight_average
+from .common import (adopt, donor_runs, load_best, make_optimizer, note_in_best, resume, save_best, save_last,
+                     weight_average)
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 
@@ -189,6 +190,8 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
               "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
     average = weight_average(model, float(cfg.ema)) if cfg.ema is not None else None
     scored = average.module if average is not None else model  # the network validated and kept
+    if out_dir is None:  # a companion run may already have trained this very network
+        adopt(out, [variant_dir(d, name) for d in donor_runs()], model, config)
     state = resume(out, model, opt, config=config, average=average)
     n_epochs = cfg.epochs
     images = torch.from_numpy(np.ascontiguousarray(slices.images[rows], dtype=np.float32))

@@ -69,7 +69,7 @@ def child(spec: dict) -> dict:
     t0 = time.perf_counter()
     kwargs = dict(spec["kwargs"])
     if spec.get("shipped"):
-        from umcam_lib import shipped
+        from umcam_lib.segment import shipped
         model, info, p = shipped.load(shipped.MODELS_DIR, spec["shipped"], "cpu")
         prep = sg.Preprocessing(float(p["spacing_mm"]), int(p["image_size"]))
         cfg = info.get("config", {})

@@ -20,13 +20,13 @@ class TinyRun:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     """Run every registered notebook with ``params/tiny.yaml`` into a temporary folder, once."""
-    from umcam_lib import pipeline
+    from umcam_lib import paths, pipeline
 
     base = tmp_path_factory.mktemp("tiny_run")
     run_dir, fig_dir = base / "run", base / "figures"
     existing = []  # the unbroken run of notebooks from 01 (later ones need earlier artifacts)
     for number, name in pipeline.NOTEBOOKS.items():
-        if not (pipeline.NOTEBOOK_DIR / name).is_file():
+        if not (paths.NOTEBOOK_DIR / name).is_file():
             break
         existing.append(number)
     results = pipeline.run_pipeline(profile="tiny", only=existing, out=run_dir, figures=fig_dir)

@@ -1,4 +1,4 @@
-"""The models committed in models/ (python -m umcam_lib.ship runs/real) segment a real test stack
+"""The models committed in models/ (python -m umcam_lib.segment.ship runs/real) segment a real test stack
 as well as their model card says.
 
 For each shipped model (the weak one and FullySup): every file is verified against
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from umcam_lib import segment as sg
-from umcam_lib import shipped
+from umcam_lib.segment import shipped
 from umcam_lib.data.fetch import fetch_cc0
 from umcam_lib.data.nifti import DataError
 

@@ -1,11 +1,12 @@
-"""Companion profiles: run beside the main profile, compared side by side (umcam_lib.compare)."""
+"""Companion profiles: run beside the main profile, compared side by side (umcam_lib.report.compare)."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 import yaml
 
-from umcam_lib import compare, pipeline
+from umcam_lib.report import compare
+from umcam_lib import pipeline
 from umcam_lib.config import ParameterError
 
 

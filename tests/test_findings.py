@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from umcam_lib import findings, report
+from umcam_lib.report import findings
+from umcam_lib import report
 
 
 def _record_three_cams(run_dir):

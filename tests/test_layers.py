@@ -8,9 +8,9 @@ before it, never one after it. A new module must be placed in a layer here (the 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "umcam_lib"
 
@@ -18,11 +18,12 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "umcam_lib"
 #: name places that one module (for a package, its ``__init__``). The most specific pattern wins:
 #: a plain name over ``pkg.*``, a longer ``pkg.*`` over a shorter one.
 LAYERS: list[tuple[str, list[str]]] = [
-    # foundations: paths, atomic files, devices and seeds, the parameter schema, provenance
+    # foundations: paths, atomic files, devices and seeds, the parameters (files, schema, notebook
+    # loading), provenance
     ("base", ["umcam_lib", "umcam_lib.paths", "umcam_lib.io", "umcam_lib.runtime", "umcam_lib.config",
-              "umcam_lib.provenance"]),
-    # the prepared slices, and the per-slice maps and thresholds stored between notebooks
-    ("data", ["umcam_lib.data", "umcam_lib.data.*", "umcam_lib.maps", "umcam_lib.thresholds"]),
+              "umcam_lib.config.*", "umcam_lib.provenance"]),
+    # the prepared slices, and what notebooks store between them: per-slice maps, CAM thresholds, scores
+    ("data", ["umcam_lib.data", "umcam_lib.data.*"]),
     # networks only
     ("models", ["umcam_lib.models", "umcam_lib.models.*"]),
     # the method's algorithms and measures: CAMs, GSE, the Eq. 8 loss, Dice/HD95, 3D scoring
@@ -32,16 +33,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("train", ["umcam_lib.train", "umcam_lib.train.*"]),
     # the DRS / AMR baselines end to end (they train classifiers and read CAMs)
     ("baselines", ["umcam_lib.baselines", "umcam_lib.baselines.*"]),
-    # tables of recorded scores, their figures and the findings drawn from them
-    ("report", ["umcam_lib.report", "umcam_lib.evaluate", "umcam_lib.findings", "umcam_lib.compare",
-                "umcam_lib.overview", "umcam_lib.method_figure"]),
+    # the reporting wing: tables of recorded scores, their figures and the findings drawn from them
+    ("report", ["umcam_lib.report", "umcam_lib.report.*"]),
     # a notebook's step that computes and records (Tables 1-2 rows, thresholds.json), and the
     # package front that gathers names for the notebooks (``from umcam_lib import cam``)
     ("study", ["umcam_lib.cam", "umcam_lib.cam.study", "umcam_lib.train.segmentation"]),
-    # programs: the notebook runner, the parameter-cell tool, segmenting new stacks
-    ("apps", ["umcam_lib.pipeline", "umcam_lib.notebook_params", "umcam_lib.segment", "umcam_lib.segment_output",
-              "umcam_lib.segment_qc", "umcam_lib.progress", "umcam_lib.ship", "umcam_lib.shipped",
-              "umcam_lib.plan", "umcam_lib.publish"]),
+    # the two program wings: the notebook runner, and the brain extractor (segment, ship, segmenter)
+    ("apps", ["umcam_lib.pipeline", "umcam_lib.pipeline.*", "umcam_lib.segment", "umcam_lib.segment.*"]),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
@@ -144,14 +142,52 @@ def test_the_check_fails_on_an_upward_import():
     assert violations(bad) == ["umcam_lib.extra: in no layer; place it in LAYERS of tests/test_layers.py"]
 
 
-@pytest.mark.parametrize("module,layer", [
-    ("umcam_lib.models.drs", "models"), ("umcam_lib.baselines.drs", "baselines"),
-    ("umcam_lib.cam.gradcam", "methods"), ("umcam_lib.cam.study", "study"), ("umcam_lib.cam", "study"),
-    ("umcam_lib.train.seg_train", "train"), ("umcam_lib.train.segmentation", "study"),
-    ("umcam_lib.losses", "methods"), ("umcam_lib.report", "report"), ("umcam_lib.pipeline", "apps"),
-])
-def test_modules_sit_where_the_architecture_says(module, layer):
-    assert layer_of(module) == layer
+def rooms(root: Path = PACKAGE_DIR) -> list[str]:
+    """The package's top-level entries (folders and flat modules) as dotted names."""
+    return sorted(f"umcam_lib.{p.stem}" for p in root.iterdir()
+                  if (p.is_dir() and (p / "__init__.py").is_file()) or (p.suffix == ".py" and p.name != "__init__.py"))
+
+
+def room_layers() -> dict[str, set[str]]:
+    """Layer -> the rooms (top-level folders and modules) its patterns place, read from LAYERS."""
+    out: dict[str, set[str]] = {}
+    for layer, patterns in LAYERS:
+        for p in patterns:
+            parts = p.removesuffix(".*").split(".")
+            if len(parts) >= 2:
+                out.setdefault(layer, set()).add(parts[1])
+    return out
+
+
+def contributing_layers(text: str) -> dict[str, set[str]]:
+    """Layer -> the top-level names in the 'folders and modules' column of CONTRIBUTING's table."""
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in RANK:
+            names = re.findall(r"`([a-z_]+)(?:[./][a-z_.]*)?/?`", cells[1])
+            out[cells[0]] = {n for n in names}
+    return out
+
+
+def test_contributing_and_the_package_map_name_the_layers_folders():
+    """CONTRIBUTING's layer table and the package map in ``__init__`` describe the rooms LAYERS places."""
+    root = PACKAGE_DIR.parent
+    table = contributing_layers((root / "CONTRIBUTING.md").read_text())
+    expected = room_layers()
+    assert list(table) == [name for name, _ in LAYERS], "CONTRIBUTING's table lists the layers in order"
+    for layer, names in expected.items():
+        # inner names of a room (``report/`` (``tables``, ...)) are allowed beside the rooms
+        assert names <= table[layer], f"{layer}: CONTRIBUTING lacks {sorted(names - table[layer])}"
+    package_map = (PACKAGE_DIR / "__init__.py").read_text()
+    unnamed = [r for r in rooms() if f":mod:`{r}`" not in package_map]
+    assert unnamed == [], f"rooms missing from the package map in umcam_lib/__init__.py: {unnamed}"
+
+
+def test_the_docs_check_fails_on_a_room_missing_from_the_table():
+    table = contributing_layers("| report | `report/` (`tables`) | x |\n| apps | `pipeline/` | y |\n")
+    assert table == {"report": {"report", "tables"}, "apps": {"pipeline"}}
+    assert not {"segment"} <= table["apps"]
 
 
 def test_relative_imports_resolve_to_modules_or_packages():

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from umcam_lib import gse, maps
+from umcam_lib import gse
+from umcam_lib.data import maps
 from umcam_lib.data import load_slices
 
 pytestmark = pytest.mark.slow

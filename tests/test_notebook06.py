@@ -117,7 +117,7 @@ def test_method_overview_is_drawn_from_the_runs_own_artifacts(tiny_run):
 
 
 def test_method_panels_name_the_missing_artifact(tmp_path):
-    from umcam_lib import method_figure
+    from umcam_lib.report import method_figure
     with pytest.raises(FileNotFoundError, match="classifier/best.pt"):
         method_figure.method_panels(tmp_path, {}, {}, {}, {})
 
@@ -125,7 +125,7 @@ def test_method_panels_name_the_missing_artifact(tmp_path):
 def test_training_curves_draw_a_running_mean_over_faint_raw_validations():
     import matplotlib
     matplotlib.use("Agg")
-    from umcam_lib import evaluate
+    from umcam_lib.report import figures as evaluate
     rng = np.random.default_rng(0)
     e = np.arange(1, 41)
     h = pd.DataFrame({"epoch": e, "loss": np.exp(-e / 20), "val_dsc": rng.uniform(0, 80, 40)})
@@ -141,7 +141,7 @@ def test_training_curves_draw_a_running_mean_over_faint_raw_validations():
 def test_sweep_keeps_both_readings_visible_and_labels_each_share_once():
     import matplotlib
     matplotlib.use("Agg")
-    from umcam_lib import evaluate
+    from umcam_lib.report import figures as evaluate
     sweep = pd.DataFrame({"loss_main": ["umcam"] * 3 + ["spl"] * 3, "lambda": [0.1, 1.0, 10.0] * 2,
                           "spl_share": [1 / 11, 0.5, 10 / 11, 10 / 11, 0.5, 1 / 11],
                           "same_as": ["", "", "", "umcam_lambda10", "umcam_lambda1", ""],

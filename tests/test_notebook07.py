@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from umcam_lib import maps
+from umcam_lib.data import maps
 from umcam_lib.data import load_slices
 
 

@@ -6,7 +6,8 @@ import json
 import nbformat
 import pytest
 
-from umcam_lib import config, notebook_params, pipeline
+from umcam_lib import config, paths, pipeline
+from umcam_lib.config import notebook as notebook_params
 
 
 def test_load_equals_what_the_runner_resolves():
@@ -79,7 +80,7 @@ def test_study_notebooks_read_what_their_old_parameter_cells_declared():
         "08": ["companions", "profile", "seed"],  # companions: issue 10 (the side-by-side runs)
     }
     for number, name in pipeline.NOTEBOOKS.items():
-        assert pipeline.notebook_keys(pipeline.NOTEBOOK_DIR / name) == expected[number], number
+        assert pipeline.notebook_keys(paths.NOTEBOOK_DIR / name) == expected[number], number
 
 
 def test_runner_injects_profile_and_overrides(tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from umcam_lib import maps, metrics, report
+from umcam_lib.data import maps
+from umcam_lib import metrics, report
 from umcam_lib.data import load_slices
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from umcam_lib import config, notebook_params, pipeline
+from umcam_lib import config, paths, pipeline
+from umcam_lib.config import notebook as notebook_params
 
-NOTEBOOKS = sorted(pipeline.NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(paths.NOTEBOOK_DIR.glob("*.ipynb"))
 
 
 def _cells(path):
@@ -24,7 +25,7 @@ def _src(cell) -> str:
 
 
 def test_every_registered_notebook_exists():
-    missing = [n for n in pipeline.NOTEBOOKS.values() if not (pipeline.NOTEBOOK_DIR / n).is_file()]
+    missing = [n for n in pipeline.NOTEBOOKS.values() if not (paths.NOTEBOOK_DIR / n).is_file()]
     assert not missing, f"registered notebooks missing: {missing}"
 
 
@@ -52,7 +53,7 @@ def test_parameters_are_read_by_literal_key_only(path):
     assert set(keys) <= set(config.schema_defaults()), f"{path.name} reads keys the schema lacks: {keys}"
 
 
-@pytest.mark.parametrize("profile", sorted(p.stem for p in config.PARAMS_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("profile", sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml")))
 def test_every_parameter_of_every_profile_is_read_by_some_notebook(profile):
     read = set()
     for path in NOTEBOOKS:
@@ -101,7 +102,7 @@ def test_ends_with_exercises_and_links_resolve(path):
 
 def test_method_page_anchors_exist():
     """Every `docs/method.md#anchor` a notebook links to is a heading of the page (GitHub's slugs)."""
-    page = Path(pipeline.REPO_ROOT / "docs" / "method.md").read_text(encoding="utf-8")
+    page = Path(paths.REPO_ROOT / "docs" / "method.md").read_text(encoding="utf-8")
     slugs = set()
     for line in page.splitlines():
         if line.startswith("#"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from umcam_lib import config, pipeline
+from umcam_lib import config, paths, pipeline
 
 
 def _error(**kw) -> str:
@@ -20,7 +20,7 @@ def test_schema_is_params_quick_yaml():
     assert config.schema_defaults() == quick
 
 
-@pytest.mark.parametrize("profile", sorted(p.stem for p in config.PARAMS_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("profile", sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml")))
 def test_every_profile_validates_unchanged(profile):
     raw = config.load_params(config.profile_path(profile))
     assert pipeline.resolve_params(profile) == raw

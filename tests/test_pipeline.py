@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from umcam_lib import config, pipeline
+from umcam_lib.pipeline import run as pipeline_run
 
 
 PARAMETERS = 'profile = "quick"\noverrides = {}\nrun_dir = None\nfigures_dir = None'
@@ -18,7 +19,7 @@ def _notebook(path, load_src, body_src):
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell(PARAMETERS)
     p.metadata["tags"] = ["parameters"]
-    load = ("from umcam_lib import notebook_params\n"
+    load = ("from umcam_lib.config import notebook as notebook_params\n"
             "params = notebook_params.load(profile, overrides, validate=False)\n" + load_src)
     nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), p, nbformat.v4.new_code_cell(load),
                 nbformat.v4.new_code_cell(body_src)]
@@ -37,9 +38,9 @@ def fake_study(tmp_path, monkeypatch):
               "print('hello from the notebook')\nimport pathlib\nassert pathlib.Path(run_dir, 'a.json').is_file()\n"
               "if fail:\n    raise ValueError('deliberate failure')\n"
               "pathlib.Path(figures_dir, 'b.txt').write_text('ok')")
-    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(pipeline, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
-    monkeypatch.setattr(pipeline, "SCHEMA_CHECK", False)  # stand-in parameters, not the study's
+    monkeypatch.setattr(pipeline_run, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(pipeline_run, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
+    monkeypatch.setattr(pipeline_run, "SCHEMA_CHECK", False)  # stand-in parameters, not the study's
     params = tmp_path / "p.yaml"
     params.write_text("profile: fake\nseed: 3\ndata:\n  n_volumes: 2\nfail: false\n")
     return tmp_path, params
@@ -62,7 +63,7 @@ def test_runs_in_order_injects_params_and_reuses(fake_study):
     assert [(e.action, e.reasons) for e in entries] == [("run", ("parameters changed: data.n_volumes",)),
                                                         ("run", ("upstream 01 reruns",))]
     marker = json.loads((out / ".done" / "01.json").read_text())
-    assert marker["components"]["params"]["data.n_volumes"] == 5 and "umcam_lib/notebook_params.py" in \
+    assert marker["components"]["params"]["data.n_volumes"] == 5 and "umcam_lib/config/notebook.py" in \
         marker["components"]["modules"]
 
 

@@ -2,7 +2,7 @@
 published executed notebooks (issue 19 item 3; issue 21 items 1 and 6).
 
 Every test here but the last starts no kernel: the plan is a pure function
-(:func:`umcam_lib.plan.make_plan`), and :func:`umcam_lib.pipeline.plan_run` only reads files.
+(:func:`umcam_lib.pipeline.plan.make_plan`), and :func:`umcam_lib.pipeline.plan_run` only reads files.
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from umcam_lib import pipeline, plan, provenance, publish
+from umcam_lib import paths, pipeline, provenance
+from umcam_lib.pipeline import run as pipeline_run
+from umcam_lib.pipeline import plan, publish
 
-PKG = Path(pipeline.__file__).resolve().parent
+PKG = Path(provenance.__file__).resolve().parent
 NBS = [("01", "01_a.ipynb"), ("02", "02_b.ipynb"), ("03", "03_c.ipynb")]
 
 
@@ -116,10 +118,10 @@ def test_closure_follows_relative_imports_and_package_inits(tmp_path):
 
 def test_the_study_notebooks_import_only_what_they_use():
     """08 (the report) does not reach the training code; 06 does; both reach notebook_params."""
-    mods = {n: set(provenance.module_closure(sources=pipeline.code_cells(pipeline.NOTEBOOK_DIR / name)))
-            for n, name in pipeline.NOTEBOOKS.items()}
+    mods = {n: set(provenance.module_closure(sources=pipeline.code_cells(pipeline_run.NOTEBOOK_DIR / name)))
+            for n, name in pipeline_run.NOTEBOOKS.items()}
     assert "umcam_lib.train.seg_train" in mods["06"] and "umcam_lib.train.seg_train" not in mods["08"]
-    assert all("umcam_lib.notebook_params" in m for m in mods.values())
+    assert all("umcam_lib.config.notebook" in m for m in mods.values())
     assert all("umcam_lib.pipeline" not in m for m in mods.values())
 
 
@@ -132,15 +134,15 @@ def standins(tmp_path, monkeypatch):
                        ("b.ipynb", "from umcam_lib import report\ny = params['seed']")):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_markdown_cell("# stand-in " + name),
-                    nbformat.v4.new_code_cell("from umcam_lib import notebook_params\n"
+                    nbformat.v4.new_code_cell("from umcam_lib.config import notebook as notebook_params\n"
                                               "params = notebook_params.load('x', {}, validate=False)\n" + body)]
         nbformat.write(nb, nbdir / name)
     lib = tmp_path / "lib" / "umcam_lib"
     shutil.copytree(PKG, lib, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(pipeline, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
-    monkeypatch.setattr(pipeline, "SCHEMA_CHECK", False)
-    monkeypatch.setattr(pipeline, "LIBRARY_DIR", lib)
+    monkeypatch.setattr(pipeline_run, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(pipeline_run, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
+    monkeypatch.setattr(pipeline_run, "SCHEMA_CHECK", False)
+    monkeypatch.setattr(pipeline_run, "LIBRARY_DIR", lib)
     params = tmp_path / "p.yaml"
     params.write_text("profile: fake\nseed: 0\n")
     run = tmp_path / "run"
@@ -159,7 +161,7 @@ def standins(tmp_path, monkeypatch):
             (run / ".done" / f"{number}.json").write_text(json.dumps(
                 {"fingerprint": inputs.digest(), "components": inputs.as_dict(), "run_id": ids[number],
                  "upstream": {u: ids[u] for u in ids if u < number}}))
-            shutil.copy(rp.sources[number], run / "notebooks" / pipeline.NOTEBOOKS[number])
+            shutil.copy(rp.sources[number], run / "notebooks" / pipeline_run.NOTEBOOKS[number])
 
     return nbdir, lib, plan_now, finish
 
@@ -173,10 +175,10 @@ def test_markdown_and_unrelated_modules_rerun_nothing(standins):
     nbformat.write(nb, nbdir / "a.ipynb")
     (lib / "train" / "seg_train.py").write_text((lib / "train" / "seg_train.py").read_text() + "\n# edited\n")
     assert _actions(plan_now().entries) == [("01", "reuse"), ("02", "reuse")]
-    (lib / "report.py").write_text((lib / "report.py").read_text() + "\n# edited\n")   # only b imports it
+    (lib / "report" / "tables.py").write_text((lib / "report" / "tables.py").read_text() + "\n# edited\n")   # only b imports it
     entries = plan_now().entries
     assert _actions(entries) == [("01", "reuse"), ("02", "run")]
-    assert entries[1].reasons == ("code of umcam_lib/report.py changed",)
+    assert entries[1].reasons == ("code of umcam_lib/report/tables.py changed",)
     (lib / "io.py").write_text((lib / "io.py").read_text() + "\n# edited\n")           # both reach io
     entries = plan_now().entries
     assert entries[0].reasons == ("code of umcam_lib/io.py changed",)
@@ -214,7 +216,7 @@ def test_training_code_covers_its_imports_only(tmp_path):
         return provenance.code_fingerprint(roots, lib)
 
     before = code()
-    (lib / "report.py").write_text('"""Edited docstring."""\n' + (lib / "report.py").read_text())
+    (lib / "report" / "tables.py").write_text('"""Edited docstring."""\n' + (lib / "report" / "tables.py").read_text())
     assert code() == before                                              # resume survives
     (lib / "train" / "augment.py").write_text((lib / "train" / "augment.py").read_text() + "\nX = 1\n")
     assert code() != before                                              # training code changed
@@ -262,7 +264,7 @@ def test_the_pipeline_refuses_before_running(monkeypatch, tmp_path, capsys):
             raise provenance.DirtyTreeError("refusing to write the figures into x: dirty")
         return {"dirty": True, "guarded": True, "changed": ["code.py"]}
 
-    monkeypatch.setattr(pipeline, "check_figures_write", dirty)
+    monkeypatch.setattr(pipeline_run, "check_figures_write", dirty)
     out = tmp_path / "run"
     assert pipeline.main(["--profile", "tiny", "--out", str(out), "--figures", str(tmp_path / "f")]) == 1
     assert "refusing to write the figures" in capsys.readouterr().err and not out.exists()
@@ -275,7 +277,7 @@ def test_slim_notebook_keeps_images_and_drops_widgets():
           "nbformat": 4, "nbformat_minor": 5,
           "cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Title\nsee [m](../docs/method.md)"},
                     {"cell_type": "code", "metadata": {"papermill": {"duration": 1}, "tags": ["parameters"]},
-                     "execution_count": 1, "source": f"run_dir = '{pipeline.REPO_ROOT}/runs/q'",
+                     "execution_count": 1, "source": f"run_dir = '{paths.REPO_ROOT}/runs/q'",
                      "outputs": [{"output_type": "stream", "name": "stderr", "text": "10%\r50%\r100%\n"},
                                  {"output_type": "display_data", "metadata": {},
                                   "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "m"}}},
@@ -296,7 +298,7 @@ def test_publish_only_on_the_tiny_run(tiny_run, tmp_path):
     docs = tmp_path / "docs" / "study" / "tiny"
     readme = pipeline.publish_only(tiny_run.run_dir, docs)
     names = sorted(p.name for p in docs.glob("*.ipynb"))
-    assert names == sorted(pipeline.NOTEBOOKS.values())
+    assert names == sorted(pipeline_run.NOTEBOOKS.values())
     text = readme.read_text()
     for name in names:
         nb = json.loads((docs / name).read_text())

@@ -5,7 +5,7 @@ import io
 import subprocess
 import sys
 
-from umcam_lib import progress
+from umcam_lib.pipeline import console as progress
 
 
 def test_format_line_bar_count_and_time():

@@ -14,7 +14,7 @@ from umcam_lib.cam import (average_cam, binary_entropy, entropy_weights, evaluat
 from umcam_lib.cam import fusion
 from umcam_lib.cam.pseudo_mask import score_pseudo_masks, take_rows
 from umcam_lib.metrics import dice_batch
-from umcam_lib.thresholds import thresholds_path
+from umcam_lib.data.thresholds import thresholds_path
 from umcam_lib.data.artifacts import SliceSet
 
 

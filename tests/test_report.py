@@ -78,7 +78,7 @@ def test_seeded_scores_give_a_seed_spread_and_replace_unseeded_rows(tmp_path):
 
 
 def test_orderings_say_when_a_link_does_not_hold_in_every_seed(tmp_path):
-    from umcam_lib import findings
+    from umcam_lib.report import findings
 
     rng = np.random.default_rng(2)
     base = rng.normal(60, 5, 30)

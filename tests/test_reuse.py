@@ -12,7 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from umcam_lib import pipeline
+from umcam_lib import paths, pipeline
+from umcam_lib.pipeline import run as pipeline_run
 
 
 PARAMETERS = 'profile = "quick"\noverrides = {}\nrun_dir = None\nfigures_dir = None'
@@ -24,7 +25,7 @@ def _notebook(path, load_src, body_src):
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell(PARAMETERS)
     p.metadata["tags"] = ["parameters"]
-    load = ("from umcam_lib import notebook_params\n"
+    load = ("from umcam_lib.config import notebook as notebook_params\n"
             "params = notebook_params.load(profile, overrides, validate=False)\n" + load_src)
     nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), p, nbformat.v4.new_code_cell(load),
                 nbformat.v4.new_code_cell(body_src)]
@@ -47,9 +48,9 @@ def study(tmp_path, monkeypatch):
               "import json, pathlib\n"
               "a = json.loads(pathlib.Path(run_dir, 'a.json').read_text())\n"
               "pathlib.Path(run_dir, 'b.json').write_text(json.dumps({'seed': seed, 'trained_on_seed': a['seed']}))")
-    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(pipeline, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
-    monkeypatch.setattr(pipeline, "SCHEMA_CHECK", False, raising=False)  # stand-in parameters
+    monkeypatch.setattr(pipeline_run, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(pipeline_run, "NOTEBOOKS", {"01": "a.ipynb", "02": "b.ipynb"})
+    monkeypatch.setattr(pipeline_run, "SCHEMA_CHECK", False, raising=False)  # stand-in parameters
     params = tmp_path / "p.yaml"
     params.write_text("profile: fake\nseed: 0\ndata:\n  root: null\nwarn: ''\n")
     return tmp_path, params
@@ -116,7 +117,7 @@ def test_item2_failed_upstream_blocks_only(study):
     out = tmp / "run"
     assert _run(params, out) == ["ran", "ran"]
     params.write_text("profile: fake\nseed: 0\ndata:\n  root: null\nwarn: ''\nfail: true\n")
-    nb = pipeline.NOTEBOOK_DIR / "a.ipynb"
+    nb = pipeline_run.NOTEBOOK_DIR / "a.ipynb"
     _notebook(nb, 'seed, data, warn, fail = params["seed"], params["data"], params["warn"], params["fail"]',
               "if fail:\n    raise ValueError('boom')")
     with pytest.raises(pipeline.PipelineError, match="boom"):
@@ -132,22 +133,22 @@ def test_item3_library_edit_and_force(study, monkeypatch, tmp_path):
 
     tmp, params = study
     lib = tmp_path / "lib" / "umcam_lib"
-    shutil.copytree(pipeline.PACKAGE_DIR, lib, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(pipeline, "LIBRARY_DIR", lib)
+    shutil.copytree(paths.PACKAGE_DIR, lib, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline_run, "LIBRARY_DIR", lib)
     out = tmp / "run"
     assert _run(params, out) == ["ran", "ran"]
     assert json.loads((out / "a.json").read_text())["force"] is None
-    np_src = lib / "notebook_params.py"                  # the stand-ins import it
+    np_src = lib / "config" / "notebook.py"                  # the stand-ins import it
     np_src.write_text(np_src.read_text() + "\n# edited\n")
     entries = pipeline.plan_run(params_file=params, out=out, figures=out / "fig").entries
-    assert entries[0].reasons == ("code of umcam_lib/notebook_params.py changed",)
+    assert entries[0].reasons == ("code of umcam_lib/config/notebook.py changed",)
     assert entries[1].action == "run"
     assert _run(params, out, only="01", force=True) == ["ran"]
     assert json.loads((out / "a.json").read_text())["force"] == "1"    # training sees --force
     marker = json.loads((out / ".done" / "01.json").read_text())
     from umcam_lib import provenance
-    edited = provenance.module_hashes(["umcam_lib.notebook_params"], lib)
-    assert marker["components"]["modules"]["umcam_lib/notebook_params.py"] == edited["umcam_lib/notebook_params.py"]
+    edited = provenance.module_hashes(["umcam_lib.config.notebook"], lib)
+    assert marker["components"]["modules"]["umcam_lib/config/notebook.py"] == edited["umcam_lib/config/notebook.py"]
 
 
 def test_item5_only_into_an_empty_folder_refuses(study):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from umcam_lib import metrics, provenance
 from umcam_lib import segment as sg
-from umcam_lib import segment_output as so
+from umcam_lib.segment import output as so
 from umcam_lib.data.nifti import DataError, StackRef, read_stack
 from umcam_lib.data.prepare import center_fit, prepare_stack
 from umcam_lib.models.unet import build_unet
@@ -236,7 +236,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
             f.write(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sg.nib, "save", boom)
+    monkeypatch.setattr(nib, "save", boom)
     with pytest.raises(KeyboardInterrupt):
         sg.segment(tmp_path, [img], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
     assert [f for f in (tmp_path / "out").rglob("*") if f.is_file()] == []  # folders may remain, no file
@@ -539,7 +539,7 @@ def test_a_stack_without_brain_gives_an_empty_mask_and_a_warning(tmp_path, capsy
         assert "no brain found" in s.warning[0] and Path(s.qc[0]).is_file()
         assert "no brain found" in (tmp_path / post / "report_desc-brain.html").read_text()
     run = fake_run(tmp_path)
-    import umcam_lib.segment as mod
+    import umcam_lib.segment.run as mod
     orig = mod.load_model
     mod.load_model = lambda *a, **k: (Nothing(), {"method": "x"})
     try:

@@ -11,7 +11,7 @@ import torch
 from umcam_lib import report, scoring
 from umcam_lib.data import SliceSet, save_slices
 from umcam_lib.io import write_json
-from umcam_lib.maps import save_maps
+from umcam_lib.data.maps import save_maps
 from umcam_lib.models.unet import build_unet, unet_features
 from umcam_lib.train import seg_train
 from umcam_lib.train import segmentation as seg

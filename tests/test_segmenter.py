@@ -1,5 +1,5 @@
-"""python -m umcam_lib.train.segmenter: one UNet for segment alone (select, then refit on train +
-validation), its held-out scores, its refusals, and python -m umcam_lib.ship --segmenter."""
+"""python -m umcam_lib.segment.segmenter: one UNet for segment alone (select, then refit on train +
+validation), its held-out scores, its refusals, and python -m umcam_lib.segment.ship --segmenter."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from umcam_lib import provenance, ship, shipped
+from umcam_lib import provenance
+from umcam_lib.segment import ship, shipped
 from umcam_lib.config import ParameterError
 from umcam_lib.io import write_json
-from umcam_lib.train import segmenter as so
+from umcam_lib.segment import segmenter as so
 
 from test_segmentation import SEG_CFG, _write_upstream, fake_slices
 

@@ -1,4 +1,4 @@
-"""python -m umcam_lib.ship and the shipped models: chosen on validation, float16, hashed, refused
+"""python -m umcam_lib.segment.ship and the shipped models: chosen on validation, float16, hashed, refused
 when altered or dirty, and used by python -m umcam_lib.segment without a run folder."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from umcam_lib import provenance, report, ship, shipped
+from umcam_lib import provenance, report
+from umcam_lib.segment import ship, shipped
 from umcam_lib import segment as sg
 from umcam_lib.data.fetch import sha256
 from umcam_lib.models.unet import build_unet
@@ -138,7 +139,7 @@ def test_a_tampered_or_missing_file_is_refused_by_name(tmp_path, capsys):
     ckpt.write_bytes(bytes(data))
     with pytest.raises(shipped.ShippedModelError, match=r"SPL/best\.pt: SHA-256 .* differs") as err:
         shipped.load(out, "weak")
-    assert "python -m umcam_lib.ship runs/real" in str(err.value)
+    assert "python -m umcam_lib.segment.ship runs/real" in str(err.value)
     shipped.load(out, "fullysup")  # the other model's files are intact
     (out / "FullySup" / "preprocessing.json").unlink()
     with pytest.raises(shipped.ShippedModelError, match=r"FullySup/preprocessing\.json: missing"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import check_choice, choices
+from .config.schema import check_choice, choices
 
 #: The two readings of Eq. 8 (``seg.loss_main``): which label carries the weight 1.
 LOSS_MAIN: tuple[str, ...] = choices("seg.loss_main")

@@ -160,7 +160,7 @@ def binarise(maps: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     threshold : float or ndarray of shape (N,)
         One threshold, or one per map.
 
-    Both sides are float32, as for maps read back with :func:`umcam_lib.maps.load_maps`:
+    Both sides are float32, as for maps read back with :func:`umcam_lib.data.maps.load_maps`:
     comparing float16 values with a Python float would round the threshold to float16
     (0.05 -> 0.04999) and shift the mask.
     """

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .config import check_choice, choices
+from .config.schema import check_choice, choices
 from .data import SliceSet
-from .maps import row_positions
+from .data.maps import row_positions
 
 SCORE_COLUMNS = ["volume", "n_slices", "gt_voxels", "pred_voxels", "dsc", "hd95", "hd95_mm"]
 

@@ -36,12 +36,12 @@ import torch
 from .. import runtime
 from ..cam.gradcam import compute_cams
 from ..cam.pseudo_mask import CamEvaluation, evaluate_cam
-from ..config import BaselinesParams, ClassifierParams, check_section
+from ..config.schema import BaselinesParams, ClassifierParams, check_section
 from ..data.artifacts import SPLITS, SliceSet
-from ..maps import take_rows
+from ..data.maps import take_rows
 from ..models.drs import DRSClassifier, drs_classifier, suppression_disabled
 from ..models.vgg import VGGClassifier
-from ..thresholds import save_threshold
+from ..data.thresholds import save_threshold
 from ..train.classifier import architecture, load_classifier, train_classifier
 
 def baseline_options(baselines: Mapping[str, Any]) -> BaselinesParams:

@@ -22,7 +22,7 @@ This package's ``__init__`` gathers the names the notebooks use; library modules
 submodule they need (``from ..cam.gradcam import compute_cams``), never the package, so a lower
 stage does not depend on :mod:`.study`'s records (``tests/test_layers.py``).
 """
-from ..thresholds import load_threshold, load_thresholds, save_threshold
+from ..data.thresholds import load_threshold, load_thresholds, save_threshold
 from .ablation import DEFAULT_SUBSETS, layer_ablation
 from .baselines import BASELINE_NAMES, baseline_cam, compute_baseline_cams
 from .fusion import average_cam, binary_entropy, entropy_weights, umcam

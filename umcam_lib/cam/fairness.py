@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..config import check_section
+from ..config.schema import check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from .ablation import layer_ablation
@@ -401,7 +401,7 @@ def reading_links(scores: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns of :func:`umcam_lib.findings.check_orderings`: ``claim, split, left, relation,
+        Columns of :func:`umcam_lib.report.findings.check_orderings`: ``claim, split, left, relation,
         right, left_dsc, right_dsc, p_value`` (NaN: the verdict is over seeds), ``test``,
         ``verdict``, ``n_seeds``, ``seeds_agreeing``, ``gap_seed_sd``.
     """

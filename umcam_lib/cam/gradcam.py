@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import runtime
-from ..config import choices
+from ..config.schema import choices
 
 #: Layer that the single-layer CAM methods (Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM) use:
 #: the last ReLU of VGG's fifth block, i.e. the last convolutional feature maps before the head.

@@ -13,7 +13,7 @@ Dice 0 and the metrics module's finite HD95 penalty (it is counted, never droppe
 
 This module computes; it writes nothing. :mod:`umcam_lib.cam.study` records the scores in the
 tables and stores the chosen thresholds in ``runs/<profile>/cams/thresholds.json``
-(:mod:`umcam_lib.thresholds`), where notebooks 05 and 06 read them to turn the Grad-CAM and
+(:mod:`umcam_lib.data.thresholds`), where notebooks 05 and 06 read them to turn the Grad-CAM and
 UM-CAM maps of the training slices into pseudo labels.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import metrics
 from ..data.artifacts import SliceSet
-from ..maps import take_rows
+from ..data.maps import take_rows
 from ..metrics import binarise, dice_batch
 
 #: Splits a pseudo mask is evaluated on.

@@ -15,8 +15,8 @@ defaults)::
                            softmax decides with)
 
 This is the module of the CAM stage that writes: per-slice scores go to Tables 1 and 2
-(:func:`umcam_lib.report.record_scores`) and the chosen thresholds to ``cams/thresholds.json``
-(:mod:`umcam_lib.thresholds`). The algorithms it calls (:mod:`.gradcam`, :mod:`.baselines`,
+(:func:`umcam_lib.data.scores.record_scores`) and the chosen thresholds to ``cams/thresholds.json``
+(:mod:`umcam_lib.data.thresholds`). The algorithms it calls (:mod:`.gradcam`, :mod:`.baselines`,
 :mod:`.fusion`, :mod:`.pseudo_mask`, :mod:`.diagnostics`) compute only.
 """
 from __future__ import annotations
@@ -30,11 +30,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import io, report
-from ..config import CamParams, check_section
+from .. import io
+from ..data.scores import record_scores
+from ..config.schema import CamParams, check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
-from ..thresholds import save_threshold
+from ..data.thresholds import save_threshold
 from .baselines import BASELINE_NAMES, compute_baseline_cams
 from .diagnostics import layer_localisation
 from .fairness import score_readings
@@ -253,7 +254,7 @@ def record_evaluation(run_dir: str | Path, table: str, result: CamEvaluation,
         primary seed's).
     """
     for split, df in result.scores.items():
-        report.record_scores(run_dir, table, "pseudo_mask", result.method, split,
+        record_scores(run_dir, table, "pseudo_mask", result.method, split,
                              df["id"].to_numpy(), df["dsc"].to_numpy(), df["hd95"].to_numpy(), seed=seed)
     if keep_threshold:
         save_threshold(run_dir, save_threshold_as or result.name, result.threshold)
@@ -310,6 +311,6 @@ def record_floor(run_dir: str | Path, slices: SliceSet, tables: Sequence[str] = 
         ones = np.ones((rows.size, *slices.images.shape[1:]), dtype=np.float32)
         dsc, hd = score_pseudo_masks(ones, slices.masks[rows], 0.5)
         for table in tables:
-            report.record_scores(run_dir, table, "pseudo_mask", FLOOR_METHOD, split, rows, dsc, hd)
+            record_scores(run_dir, table, "pseudo_mask", FLOOR_METHOD, split, rows, dsc, hd)
         out.append({"split": split, "n": int(rows.size), "dsc": float(np.mean(dsc)), "hd95": float(np.mean(hd))})
     return pd.DataFrame(out)

@@ -30,8 +30,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .. import io, runtime
-from ..config import check_section, default
-from ..config import fingerprint as _hash
+from ..config.schema import check_section, default
+from ..config.files import fingerprint as _hash
 from ..paths import resolve
 from .artifacts import SPLITS, SliceSet, load_slices, save_slices, slices_path, volumes_path
 from .nifti import DataError, Stack, StackRef, find_stacks, read_stack, scan_stacks, stack_ref

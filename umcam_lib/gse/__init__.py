@@ -25,7 +25,7 @@ from .pseudo_labels import (SPL_RULES, NoSeedsError, SPLBatch, egd_cues, explain
 from .seed_points import largest_component, seed_mask, seeds, seeds_batch
 from .quality import spl_quality
 from ..metrics import binarise
-from ..thresholds import load_thresholds
+from ..data.thresholds import load_thresholds
 from .threshold import (RULES, grid_values, resolve_threshold, variance_thresholds,
                         within_class_variance)
 

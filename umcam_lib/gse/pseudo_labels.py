@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.special import expit
 
 from .. import runtime
-from ..config import check_choice, choices
+from ..config.schema import check_choice, choices
 from ..metrics import binarise
 from .geodesic import geodesic_batch, geodesic_batch_points, geodesic_geodistk, zscore
 from .seed_points import largest_component, seed_mask, seeds, seeds_batch

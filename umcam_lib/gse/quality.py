@@ -25,7 +25,7 @@ import pandas as pd
 
 from .. import metrics
 from ..data.artifacts import SliceSet
-from ..maps import row_positions
+from ..data.maps import row_positions
 from ..metrics import binarise
 from .seed_points import largest_component
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..config import check_section
+from ..config.schema import check_section
 from .pseudo_labels import spl_batch
 
 #: Columns of the sweep table.

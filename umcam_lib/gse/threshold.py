@@ -13,7 +13,7 @@ Two rules, chosen by ``gse.threshold_rule``:
     a slice with no candidate gets no threshold (NaN) and hence no seeds.
 
 A pixel is foreground when ``CAM >= t`` (both compared in float32: :func:`umcam_lib.metrics.binarise`).
-The thresholds file is read with :func:`umcam_lib.thresholds.load_thresholds`.
+The thresholds file is read with :func:`umcam_lib.data.thresholds.load_thresholds`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..config import check_choice, choices, default
+from ..config.schema import check_choice, choices, default
 from ..metrics import threshold_grid
 
 #: ``gse.threshold_rule`` values (from the schema, :class:`umcam_lib.config.GseParams`).

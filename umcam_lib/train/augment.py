@@ -31,7 +31,7 @@ import torch.nn.functional as F_nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..config import AUGMENT_DEFAULTS, check_section
+from ..config.schema import AUGMENT_DEFAULTS, check_section
 
 #: Defaults of the augmentation parameters (``classifier.augment: true``): those of the schema.
 DEFAULT_AUGMENT: dict[str, Any] = AUGMENT_DEFAULTS

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import runtime
-from ..config import ClassifierParams, check_section
+from ..config.schema import ClassifierParams, check_section
 from ..data.artifacts import SliceSet
 from ..data.weak_labels import crop_set, crop_size_px
 from ..models.vgg import VGGClassifier, vgg16_classifier

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import check_section
+from ..config.schema import check_section
 from ..io import atomic_path
 from ..paths import resolve
 from ..provenance import code_fingerprint

@@ -2,7 +2,7 @@
 
 Every slice of every volume of a split is predicted (no slice chosen by its ground truth) and
 scored in 3D with :mod:`umcam_lib.scoring`. Predictions are stored as
-``run_dir/seg/<variant>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file of probabilities).
+``run_dir/seg/<variant>/pred_<split>.npz`` (a :mod:`umcam_lib.data.maps` file of probabilities).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from .. import runtime
 from ..data import SliceSet
-from ..maps import load_maps, save_maps
+from ..data.maps import load_maps, save_maps
 from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes, oracle_selection, split_rows
@@ -114,7 +114,7 @@ def evaluate_variant(model: nn.Module, slices: SliceSet, split: str, device: str
     (:func:`dihedral_average`).
 
     With ``run_dir`` and ``name`` the probabilities are stored as
-    ``run_dir/seg/<name>/pred_<split>.npz`` (a :mod:`umcam_lib.maps` file; raw, before any
+    ``run_dir/seg/<name>/pred_<split>.npz`` (a :mod:`umcam_lib.data.maps` file; raw, before any
     ``postprocess``, which is applied to the binarised volume before scoring).
 
     Returns

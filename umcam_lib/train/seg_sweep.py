@@ -39,7 +39,7 @@ from ..losses import LOSS_MAIN, PAPER_LAMBDA, PAPER_MAIN, spl_share
 from ..paths import resolve
 from .seg_predict import evaluate_variant, load_variant, variant_dir
 from .seg_targets import cam_pseudo_masks, load_spl
-from ..config import SegParams
+from ..config.schema import SegParams
 from .seg_train import check_seg_config, train_variant
 
 SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",

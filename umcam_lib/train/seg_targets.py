@@ -24,10 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..config import check_section
+from ..config.schema import check_section
 from ..data import SliceSet
-from ..maps import load_maps, map_path, row_positions
-from ..thresholds import load_threshold
+from ..data.maps import load_maps, map_path, row_positions
+from ..data.thresholds import load_threshold
 
 #: The segmentation variants of this notebook, in table order.
 VARIANTS: tuple[str, ...] = ("Grad-CAM", "UM-CAM", "SPL", "UM-CAM+SPL", "FullySup")

@@ -29,15 +29,14 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .. import runtime
-from ..config import ParameterError, SegParams, check_choice, check_section
+from ..config.schema import ParameterError, SegParams, check_choice, check_section
 from ..data import SliceSet
 from ..losses import eq8_loss
 from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes
 from .augment import augment_segmentation_batch, random_patches
-from .common import (adopt, donor_runs, load_best, make_optimizer, note_in_best, resume, save_best, save_last,
-                     weight_average)
+from .common import adopt, donor_runs, load_best, make_optimizer, note_in_best, resume, save_best, save_last, weight_average
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 

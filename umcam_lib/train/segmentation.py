@@ -63,14 +63,13 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
-from .. import report
-from ..config import choices
+from ..data.scores import record_scores
+from ..config.schema import choices
 from ..data import SliceSet
 from ..losses import LOSS_MAIN, PAPER_BETA, PAPER_LAMBDA, PAPER_MAIN, eq8_loss, soft_cross_entropy, spl_share
 from .seg_predict import (evaluate_variant, load_predictions, load_variant, oracle_comparison, predict_probs,
                           predict_split, summary, tta_comparison, variant_dir)
-from .seg_targets import (CAM_MAPS, VARIANTS, all_targets, cam_pseudo_masks, label_examples, load_spl,
-                          training_set, variant_targets)
+from .seg_targets import CAM_MAPS, VARIANTS, all_targets, cam_pseudo_masks, label_examples, load_spl, training_set, variant_targets
 from .seg_train import check_seg_config, epoch_order, stale_validations, train_variant
 
 #: ``seg.optimizer`` and ``seg.postprocess`` values (from the schema, :class:`umcam_lib.config.SegParams`).
@@ -109,7 +108,7 @@ def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[s
         raise ValueError(f"record_variant expects one method and one split, got {list(methods)} / {list(splits)}")
     method, split = str(methods[0]), str(splits[0])
     for table in tables if tables is not None else VARIANT_TABLES.get(method, ("table2",)):
-        report.record_scores(run_dir, table, "segmentation", method, split, scores["volume"].to_numpy(),
+        record_scores(run_dir, table, "segmentation", method, split, scores["volume"].to_numpy(),
                              scores["dsc"].to_numpy(), scores["hd95"].to_numpy(), scores["hd95_mm"].to_numpy())
 
 

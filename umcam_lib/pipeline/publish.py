@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .io import atomic_path
-from .paths import REPO_ROOT
+from ..io import atomic_path
+from ..paths import REPO_ROOT
 
 #: Output mime types that hold interactive state a static page cannot use.
 DROPPED_MIME = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")

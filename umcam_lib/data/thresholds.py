@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .io import write_json
-from .paths import resolve
+from ..io import write_json
+from ..paths import resolve
 
 
 def thresholds_path(run_dir: str | Path) -> Path:

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .data import SliceSet
-from .maps import row_positions
+from .. import metrics
+from ..data import SliceSet
+from ..data.maps import row_positions
 
 __all__ = ["example_rows", "plot_examples", "plot_sweep",
            "plot_labels", "plot_training_curves", "running_mean"]

@@ -1,68 +1,13 @@
-"""Run the study: execute the notebooks in order with papermill.
-
-Usage::
-
-    python -m umcam_lib.pipeline --profile quick
-    python -m umcam_lib.pipeline --params my.yaml --set seed=7 --set data.n_volumes=12
-    python -m umcam_lib.pipeline --profile quick --only 03,04      # later notebooks read earlier artifacts
-    python -m umcam_lib.pipeline --profile quick --from 05 --out runs/try --figures /tmp/try
-    python -m umcam_lib.pipeline --profile quick --dry-run         # what would run, and why
-    python -m umcam_lib.pipeline --publish-only --out runs/quick   # docs/study/quick from a finished run
-
-Every parameter is checked against the schema (``umcam_lib.config``) before anything runs.
-Each notebook receives ``profile`` (the profile's name, or the path of ``--params``),
-``overrides`` (the ``--set`` options as ``{"dotted.key": value}``), ``run_dir`` and
-``figures_dir``, and builds its parameters from them with ``umcam_lib.notebook_params.load``,
-as it does when opened by hand. Executed notebooks are written to ``<out>/notebooks/``.
-
-Console. One line per notebook (a bar of cells done and the time; redrawn in place on a
-terminal), then a summary naming the run log ``<out>/logs/run-<time>.log``, which receives
-everything else: papermill's log, the kernel's messages, warnings and the notebooks' output.
-On a failure the console names the notebook, the cell and the error's last lines. ``--verbose``
-shows papermill's own progress bars and streams the notebooks' output to the console instead.
-
-Reuse: stale means changed inputs of that notebook. A finished notebook leaves
-``<out>/.done/NN.json`` with what its result was made from (:mod:`umcam_lib.plan`): its code
-cells (markdown and outputs do not count), the parameters it reads (``params["key"]``) and the
-run and figure folders, the ``umcam_lib`` modules its code imports, transitively (read with
-``ast``: a notebook's ``from umcam_lib...`` imports, then each module's imports, relative ones
-and package ``__init__`` files included; each hashed by its source), the input files' contents
-for NIfTI data (notebooks that read ``data``), and the run ids of the earlier notebooks'
-results it read. It is reused only when all of these still hold: editing markdown, or a module
-no notebook's imports reach, reruns nothing; editing ``umcam_lib/cam/fusion.py`` reruns the
-notebooks that import it and the ones after them. ``--dry-run`` prints the plan (what runs,
-what is reused, and why: ``parameters changed: seg.lr``, ``code of umcam_lib/cam/fusion.py
-changed``, ``upstream 02 reruns``, ``no result yet``, ``--force``) and exits. ``--only`` /
-``--from`` refuse to start when an earlier notebook's result is missing or stale, and print the
-command that makes it. ``--force`` recomputes the selected notebooks from scratch: caches are
-ignored and training starts again instead of resuming. Training resume follows the same rule
-(:mod:`umcam_lib.train.common`): it keys on the training module's transitive imports only.
-
-Provenance. Every notebook records the commit and whether tracked files differ from it
-(``<out>/provenance/NN.json``; notebook 08 gathers them into ``<figures>/provenance.json``);
-the folders the run writes into do not count as changes. Figures that git would track (the
-committed ``figures/<profile>/``) are not written from a tree with uncommitted changes: the run
-refuses before anything starts, unless ``--allow-dirty`` is given, in which case it says so
-loudly and the provenance records ``dirty: true``. Figures written outside the checkout or
-under an ignored folder (``--figures /tmp/fig``, ``runs/``) are not checked.
-
-The executed study. A run that writes the repository's ``figures/<profile>/`` also copies the
-executed notebooks to ``docs/study/<profile>/NN_name.ipynb`` (outputs and images kept, widget
-state and heavy metadata dropped) with an index ``README.md`` (title, run time, commit and date
-of each notebook; :mod:`umcam_lib.publish`). ``--docs DIR`` publishes elsewhere (any run). To
-rebuild it from an existing run folder without rerunning::
-
-    python -m umcam_lib.pipeline --publish-only --out runs/quick
+"""Plan and run the study's notebooks in order: what runs, what is reused and why, and publishing the
+executed copies (see :mod:`umcam_lib.pipeline`).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -71,15 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import notebook_params
-from .compare import companion_dirs
-from .config import ParameterError, fingerprint, flatten
-from .data.nifti import NIFTI_EXTENSIONS
-from .io import write_json
-from .paths import NOTEBOOK_DIR, PACKAGE_DIR, REPO_ROOT, resolve
+from ..config import notebook as notebook_params
+from ..config.files import fingerprint, flatten
+from ..config.schema import ParameterError
+from ..data.nifti import NIFTI_EXTENSIONS
+from ..io import write_json
+from ..paths import NOTEBOOK_DIR, PACKAGE_DIR, REPO_ROOT, resolve
+from ..provenance import OUTPUTS_ENV, DirtyTreeError, check_figures_write, module_closure, module_hashes
+from ..report.compare import companion_dirs
+from .console import ProgressLine, console_stream, notebook_title, redirect_output
+from .execute import _describe_failure, _echo_warnings, _kernel_env, _papermill_log, _Progress, _progress_engine
 from .plan import REUSE, Inputs, PlanEntry, blocked, format_plan, make_plan
-from .progress import ProgressLine, console_stream, notebook_title, redirect_output
-from .provenance import OUTPUTS_ENV, DirtyTreeError, check_figures_write, module_closure, module_hashes
 from .publish import publish
 
 #: The study's notebooks, in order: number -> file name in ``notebooks/``.
@@ -94,15 +41,19 @@ NOTEBOOKS: dict[str, str] = {
     "08": "08_report.ipynb",
 }
 
+
 #: Check parameters against the schema of :mod:`umcam_lib.config` (tests of the runner on
 #: stand-in notebooks turn it off).
 SCHEMA_CHECK = True
 
+
 #: The library whose modules a notebook's fingerprint hashes (tests point it at a copy).
 LIBRARY_DIR = PACKAGE_DIR
 
+
 #: Environment variable that tells a notebook's library calls to recompute (``--force``).
 FORCE_ENV = "UMCAM_FORCE"
+
 
 #: Environment variable naming the companion runs whose trainings a profile may take over
 #: (``umcam_lib.train.common.DONORS_ENV``; kept here so that planning imports no torch).
@@ -259,126 +210,6 @@ def _read_marker(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return m if isinstance(m, dict) else None
-
-
-_WARNING_RE = re.compile(r"\b(\w*Warning): (.*)")
-
-#: Warning categories not echoed: environment noise, not about the study's data or results
-#: (tqdm's "IProgress not found" inside a headless kernel).
-QUIET_WARNINGS = ("TqdmWarning",)
-
-
-def notebook_warnings(output: Path) -> list[str]:
-    """Warnings an executed notebook printed (``warnings.warn`` writes them to its stderr).
-
-    Returns
-    -------
-    list of str
-        ``"<Category>: <message>"`` once per distinct warning, in order.
-    """
-    try:
-        cells = json.loads(output.read_text()).get("cells", [])
-    except (OSError, ValueError):
-        return []
-    out: list[str] = []
-    for cell in cells:
-        for o in cell.get("outputs", []) or []:
-            if o.get("output_type") != "stream" or o.get("name") != "stderr":
-                continue
-            for line in "".join(o.get("text", "")).splitlines():
-                m = _WARNING_RE.search(line)
-                if m and m.group(1) not in QUIET_WARNINGS:
-                    msg = f"{m.group(1)}: {m.group(2).strip()}"
-                    if msg not in out:
-                        out.append(msg)
-    return out
-
-
-def _echo_warnings(number: str, output: Path, stream: Any = None) -> None:
-    for w in notebook_warnings(output):
-        print(f"  warning from notebook {number}: {w}", file=stream or sys.stderr, flush=True)
-
-
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def error_tail(exc: Exception, lines: int = 6) -> list[str]:
-    """The last ``lines`` non-empty lines of a failed cell's traceback, without colour codes."""
-    tb = getattr(exc, "traceback", None) or []
-    text = "\n".join(tb) if isinstance(tb, (list, tuple)) else str(tb)
-    out = [ln.rstrip() for ln in _ANSI_RE.sub("", text).splitlines() if ln.strip()]
-    return out[-lines:]
-
-
-class _Progress:
-    """Papermill engine hook: calls ``callback(done, total)`` after every executed cell."""
-
-    callback: Any = None
-
-
-def _progress_engine() -> str:
-    """Register (once) and name a papermill engine that reports finished cells to :class:`_Progress`."""
-    from papermill.engines import NBClientEngine, papermill_engines
-
-    name = "umcam-progress"
-    if name not in papermill_engines._engines:
-
-        class ProgressEngine(NBClientEngine):
-            @classmethod
-            def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
-                complete = nb_man.cell_complete
-                total = len(nb_man.nb.cells)
-                count = [0]
-
-                def cell_complete(cell, cell_index=None, **kw):
-                    complete(cell, cell_index=cell_index, **kw)
-                    count[0] += 1
-                    if _Progress.callback is not None:
-                        _Progress.callback(count[0], total)
-
-                nb_man.cell_complete = cell_complete
-                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
-
-        papermill_engines.register(name, ProgressEngine)
-    return name
-
-
-def _kernel_env(params: dict[str, Any]) -> None:
-    """Make papermill's ``python3`` kernel this interpreter's, and pass thread limits to it."""
-    share = str(Path(sys.prefix) / "share" / "jupyter")
-    current = os.environ.get("JUPYTER_PATH", "")
-    if share not in current.split(os.pathsep):
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([share] + ([current] if current else []))
-    threads = params.get("threads")
-    if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-
-
-def _describe_failure(exc: Exception, number: str, name: str, output: Path) -> str:
-    cell = getattr(exc, "cell_index", None)
-    count = getattr(exc, "exec_count", None)
-    ename = getattr(exc, "ename", type(exc).__name__)
-    evalue = getattr(exc, "evalue", str(exc))
-    where = "an unknown cell"
-    if cell is not None:
-        where = f"cell {cell} of the executed notebook"
-        if count is not None:
-            where += f" (execution count {count})"
-        try:  # papermill adds an error banner cell on top: find the cell by its execution count
-            cells = json.loads(output.read_text())["cells"]
-            hit = [c for c in cells if c.get("execution_count") == count] if count is not None else []
-            src = "".join((hit[0] if hit else cells[cell]).get("source", "")).strip()
-            first = next((ln for ln in src.splitlines() if ln.strip() and not ln.startswith("#")), "")
-            where += f", which starts `{first[:80]}`" if first else ""
-        except (OSError, ValueError, IndexError, KeyError):
-            pass
-    tail = error_tail(exc)
-    return (f"notebook {number} ({name}) failed in {where}: {ename}: {evalue}\n"
-            + "".join(f"  | {ln}\n" for ln in tail)
-            + f"  the partly executed notebook is at {output}")
 
 
 @dataclass
@@ -779,79 +610,3 @@ def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: S
                                 figures=c_fig, force=force, verbose=verbose, dry_run=dry_run,
                                 allow_dirty=allow_dirty)
     return results
-
-
-def _papermill_log(log: Any, verbose: bool) -> Any:
-    """Send papermill's log (cell output included) to the run log; return the undo function."""
-    import logging
-
-    pm_logger = logging.getLogger("papermill")
-    handler = logging.StreamHandler(log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    level = pm_logger.level
-    pm_logger.addHandler(handler)
-    pm_logger.setLevel(logging.INFO)
-
-    def undo() -> None:
-        pm_logger.removeHandler(handler)
-        pm_logger.setLevel(level)
-
-    return undo
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m umcam_lib.pipeline", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument("--profile", default=None, help="profile in params/ (tiny, quick, paper, real); default quick")
-    src.add_argument("--params", default=None, help="any YAML parameter file")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a parameter (dotted key), repeatable")
-    sel = ap.add_mutually_exclusive_group()
-    sel.add_argument("--only", default=None, metavar="NN[,NN]", help="run only these notebooks")
-    sel.add_argument("--from", dest="start", default=None, metavar="NN", help="run from this notebook on")
-    ap.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
-    ap.add_argument("--figures", default=None, help="figure folder (default figures/<profile>)")
-    ap.add_argument("--force", action="store_true",
-                    help="recompute the selected notebooks from scratch (no reuse, no cache, no resumed training)")
-    ap.add_argument("--verbose", action="store_true", help="stream cell output to the console")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="print what would run, what would be reused, and why; run nothing")
-    ap.add_argument("--allow-dirty", action="store_true",
-                    help="write figures that git tracks even from a tree with uncommitted changes "
-                         "(provenance records dirty: true)")
-    ap.add_argument("--docs", default=None, metavar="DIR",
-                    help="publish the executed notebooks and their index here (default docs/study/<profile> "
-                         "when the figures go to figures/<profile>)")
-    ap.add_argument("--publish-only", action="store_true",
-                    help="rebuild the published executed notebooks from the run folder (--out) and exit")
-    ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    args = ap.parse_args(argv)
-    if args.list:
-        for number, nb in NOTEBOOKS.items():
-            print(number, nb, "" if (NOTEBOOK_DIR / nb).is_file() else "(missing)")
-        return 0
-    try:
-        if args.publish_only:
-            out = args.out or Path("runs") / (args.profile or "quick")
-            readme = publish_only(out, args.docs)
-            print(f"executed notebooks and their index in {readme.parent}")
-            return 0
-        run_pipeline(profile=args.profile or (None if args.params else "quick"), params_file=args.params,
-                     overrides=args.overrides, only=args.only, start=args.start, out=args.out,
-                     figures=args.figures, force=args.force, verbose=args.verbose, dry_run=args.dry_run,
-                     allow_dirty=args.allow_dirty, docs=args.docs)
-    except (ParameterError, PipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Interrupted as exc:
-        print(f"\n{exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("\ninterrupted before any notebook ran; rerun the same command", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from .. import io
 
 MASK_COLOUR = "#00e000"
 REFERENCE_COLOUR = "#ff30ff"

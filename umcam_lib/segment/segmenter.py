@@ -17,14 +17,14 @@ notebooks 03-05) in two stages:
 
 ::
 
-    python -m umcam_lib.train.segmenter RUN_DIR NAME [--method FullySup] [--seed 0] [--set width=16 ...]
-    python -m umcam_lib.train.segmenter RUN_DIR NAME_REFIT --refit NAME [--seed 0]
+    python -m umcam_lib.segment.segmenter RUN_DIR NAME [--method FullySup] [--seed 0] [--set width=16 ...]
+    python -m umcam_lib.segment.segmenter RUN_DIR NAME_REFIT --refit NAME [--seed 0]
 
 Everything goes to ``RUN_DIR/segmenter/NAME/``: ``best.pt``, ``last.pt`` and ``history.csv``
 (the training loop's), ``scores.csv`` (per volume: split, 3D DSC %, HD95) and ``summary.json``
 (method, stage, seed, the ``seg`` section used, epochs, git state, seconds, and per-split scores
-in the form :mod:`umcam_lib.ship` puts on a model card), written last and atomically: a folder
-without ``summary.json`` did not finish. ``python -m umcam_lib.ship RUN_DIR --segmenter
+in the form :mod:`umcam_lib.segment.ship` puts on a model card), written last and atomically: a folder
+without ``summary.json`` did not finish. ``python -m umcam_lib.segment.ship RUN_DIR --segmenter
 weak=NAME --segmenter fullysup=NAME`` ships such models.
 """
 from __future__ import annotations
@@ -43,14 +43,15 @@ import pandas as pd
 import torch
 
 from .. import io, provenance, runtime
-from ..config import ParameterError, apply_overrides, check_section, load_params, profile_path
+from ..config.files import apply_overrides, load_params, profile_path
+from ..config.schema import ParameterError, check_section
 from ..data import SliceSet
 from ..data.artifacts import load_slices
 from ..paths import resolve
 from ..scoring import evaluate_volumes
-from .seg_predict import predict_split
-from .seg_targets import VARIANTS, variant_targets
-from .seg_train import train_variant
+from ..train.seg_predict import predict_split
+from ..train.seg_targets import VARIANTS, variant_targets
+from ..train.seg_train import train_variant
 
 SUMMARY = "summary.json"
 STAGES = ("select", "refit")
@@ -101,7 +102,7 @@ def split_scores(model: torch.nn.Module, slices: SliceSet, split: str, seg: Any,
 
 
 def card_scores(scores: pd.DataFrame, splits: Sequence[str]) -> dict[str, Any]:
-    """Per-split summary of :func:`split_scores` rows, in the form of :func:`umcam_lib.ship.scores_of`."""
+    """Per-split summary of :func:`split_scores` rows, in the form of :func:`umcam_lib.segment.ship.scores_of`."""
     out: dict[str, Any] = {}
     for split in splits:
         s = scores[scores["split"] == split]
@@ -221,7 +222,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "git": {k: v for k, v in state.items() if k != "changed"},
         "library": provenance.library_fingerprint(), "device": str(dev),
         "seconds": round(time.perf_counter() - t0, 1),
-        "command": "python -m umcam_lib.train.segmenter " + " ".join(
+        "command": "python -m umcam_lib.segment.segmenter " + " ".join(
             [str(run_dir), name, *(["--refit", refit] if refit else ["--method", method]), "--seed", str(seed),
              *[f"--set {c}" for c in changes]]),
     }
@@ -242,7 +243,7 @@ def describe(summary: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m umcam_lib.train.segmenter",
+    ap = argparse.ArgumentParser(prog="python -m umcam_lib.segment.segmenter",
                                  description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", help="run folder with notebook 01's slices (and 03-05's pseudo labels for a weak method)")

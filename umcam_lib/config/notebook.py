@@ -28,8 +28,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .config import ParameterError, load_params, parse_override, profile_path, unknown_keys, validate_params
-from .paths import resolve
+from ..paths import resolve
+from .files import load_params, parse_override, profile_path
+from .schema import ParameterError, unknown_keys, validate_params
 
 #: Name of the variable that holds a notebook's parameters (what :func:`keys_read` looks for).
 PARAMS_NAME = "params"

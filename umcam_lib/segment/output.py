@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import nifti
+from ..data import nifti
 
 BIDS_VERSION = "1.10.0"
 PACKAGE = "umcam-study"
@@ -100,7 +100,7 @@ def dataset_description(method: str, run_dir: str | Path, sources: Sequence[str 
         :func:`umcam_lib.provenance.git_state` (default: read now); its commit becomes the local
         part of ``GeneratedBy.Version`` (``0.1.0+g<12 hex>``, ``.dirty`` when the tree differs).
     """
-    from . import provenance
+    from .. import provenance
 
     version = _package_version()
     state = git if git is not None else provenance.git_state()

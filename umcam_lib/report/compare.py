@@ -14,7 +14,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .report import SECTIONS, TABLES, _method_rank, save_table, summarise
+from ..data.scores import SECTIONS, TABLES
+from .tables import _method_rank, save_table, summarise
 
 
 def companion_dirs(run_dir: str | Path, figures_dir: str | Path, companion: str) -> tuple[Path, Path]:

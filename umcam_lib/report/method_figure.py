@@ -17,20 +17,20 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .cam.fusion import entropy_weights, umcam
-from .config import check_section
-from .cam.gradcam import compute_cams
-from .data import load_slices
-from .gse.figures import pick_examples
-from .gse.pseudo_labels import explain
-from .gse.threshold import resolve_threshold
-from .io import save_figure
-from .losses import spl_share
-from .maps import load_maps
-from .metrics import dice
-from .thresholds import load_thresholds
-from .train.classifier import load_classifier
-from .train.seg_predict import load_predictions
+from ..cam.fusion import entropy_weights, umcam
+from ..config.schema import check_section
+from ..cam.gradcam import compute_cams
+from ..data import load_slices
+from ..gse.figures import pick_examples
+from ..gse.pseudo_labels import explain
+from ..gse.threshold import resolve_threshold
+from ..io import save_figure
+from ..losses import spl_share
+from ..data.maps import load_maps
+from ..metrics import dice
+from ..data.thresholds import load_thresholds
+from ..train.classifier import load_classifier
+from ..train.seg_predict import load_predictions
 
 VARIANT = "UM-CAM+SPL"
 

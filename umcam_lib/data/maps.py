@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import save_npz
-from .paths import resolve
+from ..io import save_npz
+from ..paths import resolve
 
 
 def map_path(run_dir: str | Path, kind: str, name: str) -> Path:

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .report import PAPER, SPLITS, load_scores, seed_average, summarise
+from .tables import PAPER, seed_average, summarise
+from ..data.scores import SPLITS, load_scores
 
 ALPHA = 0.05
 

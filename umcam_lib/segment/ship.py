@@ -2,7 +2,7 @@
 
 ::
 
-    python -m umcam_lib.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile] [--segmenter ALIAS=NAME ...]
+    python -m umcam_lib.segment.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile] [--segmenter ALIAS=NAME ...]
 
 From the run folder ``RUN_DIR`` (``runs/real``) two UNets are shipped:
 
@@ -12,7 +12,7 @@ From the run folder ``RUN_DIR`` (``runs/real``) two UNets are shipped:
   :data:`FULLY_SUPERVISED`). Test scores are reported on the card, never used to choose;
 * ``fullysup``: the fully supervised reference (:data:`FULLY_SUPERVISED`).
 
-Each goes to ``OUT/<method>/`` as described in :mod:`umcam_lib.shipped`: ``best.pt`` (weights in
+Each goes to ``OUT/<method>/`` as described in :mod:`umcam_lib.segment.shipped`: ``best.pt`` (weights in
 float16, the checkpoint's config), ``preprocessing.json``, ``card.json`` and ``MODEL_CARD.md``.
 Every number on a card is read from the run's files: the split of the stacks
 (``data/volumes.csv``), the recipe and commits (``provenance/NN.json``), validation and test 3D
@@ -21,7 +21,7 @@ DSC and HD95 (the recorded scores), the checkpoint's epoch and width (``best.pt`
 file is written atomically.
 
 ``--segmenter weak=NAME`` / ``--segmenter fullysup=NAME`` ship instead a UNet trained for
-``segment`` alone (``RUN_DIR/segmenter/NAME``, :mod:`umcam_lib.train.segmenter`): its card carries
+``segment`` alone (``RUN_DIR/segmenter/NAME``, :mod:`umcam_lib.segment.segmenter`): its card carries
 that model's held-out scores (only test for a model refitted on the training and validation
 stacks), its ``seg`` section as the recipe, and its own git state beside the run's notebooks
 01-05 (FullySup: 01) whose artifacts it was trained on. The run then needs no notebook 06-07.
@@ -50,13 +50,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import io, provenance, report, shipped
-from .data.artifacts import volumes_path
-from .data.fetch import REGISTRY as CC0_REGISTRY, sha256
-from .paths import REPO_ROOT, resolve
-from .segment import method_dir, run_preprocessing
-from .train import segmenter as seg_only
-from .train.seg_targets import VARIANTS
+from .. import io, provenance, report
+from ..data.artifacts import volumes_path
+from ..data.fetch import REGISTRY as CC0_REGISTRY
+from ..data.fetch import sha256
+from ..paths import REPO_ROOT, resolve
+from ..train.seg_targets import VARIANTS
+from . import segmenter as seg_only
+from . import shipped
+from .model import method_dir, run_preprocessing
 
 FULLY_SUPERVISED = "FullySup"
 """The fully supervised reference (trained on the true masks); every other segmentation row is
@@ -213,7 +215,7 @@ def provenance_check(records: dict[str, Any], method: str) -> tuple[str, list[st
 
 
 def segmenter_source(run_dir: Path, alias: str, name: str, records: dict[str, Any]) -> dict[str, Any]:
-    """What a card needs from a segment-only UNet (:mod:`umcam_lib.train.segmenter`) shipped as ``alias``.
+    """What a card needs from a segment-only UNet (:mod:`umcam_lib.segment.segmenter`) shipped as ``alias``.
 
     Returns
     -------
@@ -259,7 +261,7 @@ def refit_stacks(data: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any
 
 def segmenter_choice(summary: dict[str, Any]) -> str:
     """The card's ``chosen_by`` of a segment-only UNet: how it was trained and what chose its epoch."""
-    text = (f"{summary['method']} trained for segment alone (python -m umcam_lib.train.segmenter, "
+    text = (f"{summary['method']} trained for segment alone (python -m umcam_lib.segment.segmenter, "
             f"model {summary['name']}, seed {summary['seed']}, changes {', '.join(summary['changes']) or 'none'}): ")
     if summary["stage"] == "refit":
         src = summary["epochs_from"]
@@ -350,7 +352,7 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         A :func:`umcam_lib.provenance.git_state` to judge instead of reading it (tests).
     segmenters : dict, optional
         ``alias -> name``: ship ``RUN_DIR/segmenter/<name>`` (a UNet trained for ``segment``
-        alone, :mod:`umcam_lib.train.segmenter`) as ``weak`` or ``fullysup`` instead of the
+        alone, :mod:`umcam_lib.segment.segmenter`) as ``weak`` or ``fullysup`` instead of the
         study's UNet; its card carries that model's held-out scores.
 
     Returns
@@ -402,7 +404,7 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
     prep = run_preprocessing(run)
     data = training_data(run, params01)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    command = "python -m umcam_lib.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
+    command = "python -m umcam_lib.segment.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
                                                              else f" --out {out}") \
         + "".join(f" --segmenter {a}={n}" for a, n in sorted(segmenters.items())) \
         + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "")
@@ -503,7 +505,7 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m umcam_lib.ship",
+    ap = argparse.ArgumentParser(prog="python -m umcam_lib.segment.ship",
                                  description="Ship the validation-chosen weakly supervised UNet and the fully "
                                              "supervised UNet of a finished real-profile run into models/.")
     ap.add_argument("run_dir", help="finished pipeline run folder, e.g. runs/real")
@@ -512,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="ship from a dirty tree or a run recorded dirty (the model cards then say so)")
     ap.add_argument("--any-profile", action="store_true", help="accept a run of another profile than real")
     ap.add_argument("--segmenter", action="append", default=[], metavar="ALIAS=NAME",
-                    help="ship RUN_DIR/segmenter/NAME (python -m umcam_lib.train.segmenter) as ALIAS (weak or "
+                    help="ship RUN_DIR/segmenter/NAME (python -m umcam_lib.segment.segmenter) as ALIAS (weak or "
                          "fullysup) instead of the study's UNet")
     args = ap.parse_args(argv)
     try:

@@ -1,6 +1,6 @@
 """The trained UNets that come with the repository (``models/``), checked before they are used.
 
-``models/`` is written by ``python -m umcam_lib.ship RUN_DIR`` (:mod:`umcam_lib.ship`) from a
+``models/`` is written by ``python -m umcam_lib.segment.ship RUN_DIR`` (:mod:`umcam_lib.segment.ship`) from a
 finished real-profile run and read by ``python -m umcam_lib.segment`` when no run folder is
 given. Layout::
 
@@ -27,16 +27,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .data.fetch import sha256
-from .models.unet import build_unet
-from .paths import REPO_ROOT, resolve
+from ..data.fetch import sha256
+from ..models.unet import build_unet
+from ..paths import REPO_ROOT, resolve
 
 MODELS_DIR = REPO_ROOT / "models"
 """Where the shipped models live (``--models`` of ``segment`` overrides it)."""
 REGISTRY = "registry.json"
 FILES = ("best.pt", "preprocessing.json", "card.json", "MODEL_CARD.md")
 """The files of one shipped model, all listed with their hashes in ``registry.json``."""
-REGENERATE = "python -m umcam_lib.ship runs/real"
+REGENERATE = "python -m umcam_lib.segment.ship runs/real"
 DEFAULT_ALIAS = "weak"
 
 

@@ -1,0 +1,139 @@
+"""Inputs of ``segment``: the stacks to segment, their reference masks, and where each mask goes."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..data import nifti
+from ..data.nifti import DataError, Stack, StackRef
+from ..paths import resolve
+from . import output as so
+from .model import DEFAULT_METHOD, desc_label
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Job:
+    """One stack to segment: its image, its reference mask (or None) and the mask to write."""
+
+    image: Path
+    reference: Path | None
+    out: Path
+    bids: bool = False
+
+
+def _is_nifti(p: Path) -> bool:
+    return p.is_file() and p.name.endswith(nifti.NIFTI_EXTENSIONS)
+
+
+def _is_mask_name(p: Path, mask_suffix: str) -> bool:
+    stem = nifti._strip_nifti_ext(p.name)
+    return stem.endswith("_mask") or (bool(mask_suffix) and mask_suffix in stem)
+
+
+def output_path(image: Path, out_dir: Path, desc: str) -> Path:
+    """``out_dir/<stem>_desc-<desc>_mask.nii.gz`` (the ``_T2w`` rule of
+    :func:`umcam_lib.data.nifti.mask_path_for`), always gzip-compressed."""
+    name = nifti.mask_path_for(image, f"_desc-{desc}_mask").name
+    return out_dir / (nifti._strip_nifti_ext(name) + ".nii.gz")
+
+
+def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str | None = None,
+              mask_suffix: str = "_desc-brain_mask", bids: bool | None = False,
+              method: str = DEFAULT_METHOD) -> list[Job]:
+    """Expand files and folders into :class:`Job` s.
+
+    Parameters
+    ----------
+    desc : str, optional
+        The ``desc`` label; default ``brain`` for BIDS output, :func:`desc_label` of ``method``
+        otherwise.
+    bids : bool, optional
+        True: BIDS-derivative names and folders (every input must have a BIDS name); False:
+        ``<stem>_desc-<desc>_mask.nii.gz``, folders keep their layout under ``out_dir``; None:
+        BIDS when every input has a BIDS name.
+
+    Raises
+    ------
+    DataError
+        An input does not exist or is not NIfTI, a folder holds no stack, ``bids`` is True and
+        an input's name is not a BIDS name, two stacks would write one mask, or a mask would
+        overwrite an input or a reference.
+    """
+    out_dir = resolve(out_dir)
+    jobs: list[Job] = []
+    for item in inputs:
+        p = resolve(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if _is_nifti(f) and not _is_mask_name(f, mask_suffix)
+                           and out_dir not in f.parents)
+            if not found:
+                raise DataError(f"{p}: no NIfTI stack (*.nii, *.nii.gz, not *_mask) in this folder")
+            jobs += [Job(f, None, output_path(f, out_dir / f.parent.relative_to(p), "x")) for f in found]
+        elif p.is_file():
+            if not p.name.endswith(nifti.NIFTI_EXTENSIONS):
+                raise DataError(f"{p}: not a NIfTI file (expected .nii or .nii.gz)")
+            jobs.append(Job(p, None, output_path(p, out_dir, "x")))
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    not_bids = [j.image for j in jobs if so.parse_bids_name(j.image.name) is None]
+    if bids and not_bids:
+        raise DataError(f"{not_bids[0]}: not a BIDS file name (sub-<label>[_ses-<label>]..._<suffix>.nii.gz), "
+                        f"needed for --bids; use --no-bids")
+    use_bids = not not_bids if bids is None else bool(bids)
+    label = desc_label(desc) if desc else ("brain" if use_bids else desc_label(method))
+    jobs = [Job(j.image, r if (r := nifti.mask_path_for(j.image, mask_suffix)).is_file() else None,
+                so.bids_mask_path(j.image, out_dir, label) if use_bids
+                else output_path(j.image, j.out.parent, label), use_bids)
+            for j in jobs]
+    seen: dict[Path, Path] = {}
+    protected = {j.image.resolve() for j in jobs} | {j.reference.resolve() for j in jobs if j.reference}
+    for j in jobs:
+        if j.out in seen:
+            raise DataError(f"{j.image}: its mask {j.out} would also be written for {seen[j.out]}; "
+                            f"segment them into different --out folders"
+                            + (" or use --no-bids" if j.bids else ""))
+        if j.out.resolve() in protected:
+            raise DataError(f"{j.image}: the mask {j.out} would overwrite an input or reference file; "
+                            f"choose another --out or --desc")
+        seen[j.out] = j.image
+    return jobs
+
+
+def read_input(job: Job) -> tuple[Stack, nib.Nifti1Image]:
+    """Read and check one stack (and its reference mask, as the pipeline checks masks).
+
+    Returns
+    -------
+    stack : Stack
+        Slice axis last; ``mask`` is the reference, or all zeros without one.
+    header_image : nibabel image
+        The input as nibabel opened it (header and shape for writing; data not loaded).
+
+    Raises
+    ------
+    DataError
+        Unreadable file, 2D/4D image, NaN or constant image; a reference of another shape or
+        affine, non-binary or empty. The message names the file.
+    """
+    ref = nifti.stack_ref(job.image)
+    if job.reference is not None:
+        stack = nifti.read_stack(StackRef(job.image, job.reference, ref.subject, ref.name))
+    else:
+        data, affine = nifti._load(job.image, "image")
+        data = nifti._as_3d(data, job.image, "image")
+        if not np.all(np.isfinite(data)):
+            raise DataError(f"{job.image}: image has {int(data.size - np.isfinite(data).sum())} NaN or infinite voxels")
+        if float(data.max()) == float(data.min()):
+            raise DataError(f"{job.image}: image is constant (every voxel = {float(data.min()):g})")
+        spacing = nifti.voxel_spacing(affine)
+        axis = nifti.slice_axis_of(spacing)
+        in_plane = [float(spacing[i]) for i in range(3) if i != axis]
+        image = np.ascontiguousarray(np.moveaxis(data, axis, -1), dtype=np.float32)
+        stack = Stack(image=image, mask=np.zeros(image.shape, np.uint8), spacing=(in_plane[0], in_plane[1]),
+                      thickness=float(spacing[axis]), slice_axis=axis, affine=affine, ref=ref)
+    return stack, nib.load(str(job.image))

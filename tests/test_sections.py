@@ -94,3 +94,13 @@ def test_the_classifier_resume_key_is_the_schema_marked_keys():
     """A classifier run resumes with more epochs; any other key change starts it again."""
     clf = check_section("classifier", {})
     assert clf.trained() == {k: v for k, v in clf.items() if k != "epochs"}
+
+
+def test_cosine_schedule_with_plateau_decay_is_refused_where_the_section_is_built():
+    """A rule across two keys lives in the schema: the section refuses it, before any training starts."""
+    with pytest.raises(ParameterError, match=r"seg.lr_schedule: cosine .* seg.plateau_decay"):
+        check_section("seg", {"lr_schedule": "cosine", "plateau_decay": 0.5})
+    assert check_section("seg", {"lr_schedule": "cosine", "plateau_decay": None}).lr_schedule == "cosine"
+    assert check_section("seg", {"lr_schedule": "constant", "plateau_decay": 0.5}).plateau_decay == 0.5
+    with pytest.raises(ParameterError, match="plateau_decay"):
+        config.validate_params({"seg": {"lr_schedule": "cosine", "plateau_decay": 0.5}})

@@ -22,9 +22,11 @@ from ..data.artifacts import SliceSet
 from ..models.amr import AMRClassifier, amr_classifier
 from ..models.vgg import VGGClassifier
 from ..train.classifier import load_classifier, train_classifier
+from ..config.schema import BaselinesParams, ClassifierParams
 from .drs import baseline_options, training_recipe
 
-def build_amr(spotlight: VGGClassifier, baselines: Mapping[str, Any], seed: int | None = None) -> AMRClassifier:
+def build_amr(spotlight: VGGClassifier, baselines: BaselinesParams | Mapping[str, Any],
+              seed: int | None = None) -> AMRClassifier:
     """The AMR classifier of a profile around ``spotlight`` (settings from the ``baselines`` section).
 
     Parameters
@@ -75,7 +77,8 @@ def renormalise(maps: np.ndarray) -> np.ndarray:
     return (maps / scale).astype(np.float16)
 
 
-def train_amr(slices: SliceSet, classifier: Mapping[str, Any], baselines: Mapping[str, Any],
+def train_amr(slices: SliceSet, classifier: ClassifierParams | Mapping[str, Any],
+              baselines: BaselinesParams | Mapping[str, Any],
               out_dir: str | Path, spotlight: VGGClassifier, device: str | torch.device = "auto",
               amp: bool = True, seed: int = 0, progress: bool = True) -> tuple[AMRClassifier, pd.DataFrame]:
     """Train AMR's compensation branch with the classifier recipe; return the best epoch and history.

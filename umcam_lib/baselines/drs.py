@@ -44,7 +44,7 @@ from ..models.vgg import VGGClassifier
 from ..data.thresholds import save_threshold
 from ..train.classifier import architecture, load_classifier, train_classifier
 
-def baseline_options(baselines: Mapping[str, Any]) -> BaselinesParams:
+def baseline_options(baselines: BaselinesParams | Mapping[str, Any]) -> BaselinesParams:
     """The ``baselines`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``).
 
@@ -56,7 +56,8 @@ def baseline_options(baselines: Mapping[str, Any]) -> BaselinesParams:
     return check_section("baselines", baselines)
 
 
-def build_drs(classifier: Mapping[str, Any], baselines: Mapping[str, Any], in_channels: int = 1,
+def build_drs(classifier: ClassifierParams | Mapping[str, Any], baselines: BaselinesParams | Mapping[str, Any],
+              in_channels: int = 1,
               seed: int | None = None, init: VGGClassifier | None = None) -> DRSClassifier:
     """The DRS classifier of a profile: architecture from ``classifier``, DRS from ``baselines``.
 
@@ -117,12 +118,14 @@ def drs_cams(model: DRSClassifier, images: np.ndarray, layer: str = "block5", ba
 # ----------------------------------------------------------------------------- the baseline path
 # Shared by DRS and AMR (notebook 07): classifier -> CAM -> validation threshold -> pseudo labels.
 
-def training_recipe(classifier: Mapping[str, Any], baselines: Mapping[str, Any]) -> ClassifierParams:
+def training_recipe(classifier: ClassifierParams | Mapping[str, Any],
+                    baselines: BaselinesParams | Mapping[str, Any]) -> ClassifierParams:
     """The classifier recipe (``classifier`` section) with ``epochs = baselines.epochs``."""
     return check_section("classifier", classifier).replace(epochs=baseline_options(baselines).epochs)
 
 
-def train_drs(slices: SliceSet, classifier: Mapping[str, Any], baselines: Mapping[str, Any], out_dir: str | Path,
+def train_drs(slices: SliceSet, classifier: ClassifierParams | Mapping[str, Any],
+              baselines: BaselinesParams | Mapping[str, Any], out_dir: str | Path,
               init: VGGClassifier | None = None, device: str | torch.device = "auto", amp: bool = True,
               seed: int = 0, progress: bool = True) -> tuple[DRSClassifier, pd.DataFrame]:
     """Train the DRS classifier with the classifier recipe; return its best epoch and the history.

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..config.schema import check_section
+from ..config.schema import CamParams, check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from .ablation import layer_ablation
@@ -174,7 +174,7 @@ def _score(slices: SliceSet, rows: np.ndarray, maps: np.ndarray, grid: np.ndarra
              "n": len(df), "dsc": float(df["dsc"].mean())} for split, df in res.scores.items()]
 
 
-def score_readings(model: nn.Module, slices: SliceSet, cam: Mapping[str, Any], seed: int,
+def score_readings(model: nn.Module, slices: SliceSet, cam: CamParams | Mapping[str, Any], seed: int,
                    device: str | torch.device | None = None, amp: bool = False,
                    readings: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
                    progress: bool = False) -> pd.DataFrame:

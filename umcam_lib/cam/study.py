@@ -50,7 +50,7 @@ METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
 #: Every layer notebook 04 computes: the five VGG blocks and the class-map convolution.
 STUDY_LAYERS = ["block1", "block2", "block3", "block4", "block5", "head"]
 
-def check_cam_config(cam: Mapping[str, Any]) -> CamParams:
+def check_cam_config(cam: CamParams | Mapping[str, Any]) -> CamParams:
     """The ``cam`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
     return check_section("cam", cam)
@@ -61,7 +61,7 @@ def study_layers(fused: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*fused, *STUDY_LAYERS]))
 
 
-def compute_cam_variants(model: nn.Module, images: np.ndarray, cam: Mapping[str, Any],
+def compute_cam_variants(model: nn.Module, images: np.ndarray, cam: CamParams | Mapping[str, Any],
                          device: str | torch.device | None = None, amp: bool = False,
                          progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Grad-CAM, Grad-CAM++, Score-CAM and Ablation-CAM on ``block5`` for a stack of slices.
@@ -100,7 +100,7 @@ def compute_cam_variants(model: nn.Module, images: np.ndarray, cam: Mapping[str,
 
 
 def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Sequence[str],
-                cam: Mapping[str, Any] | None = None, peaks: np.ndarray | None = None,
+                cam: CamParams | Mapping[str, Any] | None = None, peaks: np.ndarray | None = None,
                 rows: np.ndarray | None = None, volumes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Grad-CAM (``block5``), Average-CAM and UM-CAM of ``fused`` layers from per-layer maps.
 
@@ -146,7 +146,7 @@ def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Seque
             "umcam": np.asarray(fuse_reading(sel, "umcam", **reading, **extra), dtype=np.float16)}
 
 
-def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: Mapping[str, Any],
+def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: CamParams | Mapping[str, Any],
                   seed: int, stage: str, device: str | torch.device | None = None, amp: bool = False,
                   primary: bool = False) -> dict[str, Any]:
     """Score one seed's classifier as notebook 03 (``stage="variants"``) or 04 (``"fusion"``) does.
@@ -187,7 +187,7 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
 
 
 def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_dir: str | Path,
-                         cam: Mapping[str, Any], stage: str, device: str | torch.device | None = None,
+                         cam: CamParams | Mapping[str, Any], stage: str, device: str | torch.device | None = None,
                          amp: bool = False) -> pd.DataFrame:
     """:func:`evaluate_seed` for the classifiers of the extra seeds (seed -> trained model; the
     primary seed is scored by the notebook itself).
@@ -217,7 +217,7 @@ READINGS_FILE = "cams/fusion_readings.csv"
 
 
 def score_readings_over_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_dir: str | Path,
-                              cam: Mapping[str, Any], device: str | torch.device | None = None,
+                              cam: CamParams | Mapping[str, Any], device: str | torch.device | None = None,
                               amp: bool = False) -> pd.DataFrame:
     """:func:`umcam_lib.cam.fairness.score_readings` for every seed's classifier, written to
     ``<run_dir>/cams/fusion_readings.csv`` (atomically) and returned (rows of all seeds)."""

@@ -483,6 +483,8 @@ def _cross_problems(section: str, values: Mapping[str, Any]) -> list[str]:
     """Conflicts between keys of one (already type-checked) section."""
     if section == "data" and values.get("source") == "nifti" and not values.get("root"):
         return ["data.root: must name a folder of NIfTI stacks when data.source is 'nifti'"]
+    if section == "seg" and values.get("lr_schedule") == "cosine" and values.get("plateau_decay") is not None:
+        return ["seg.lr_schedule: cosine sets the learning rate of every epoch; set seg.plateau_decay to null with it"]
     return []
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..config.schema import check_section
+from ..config.schema import GseParams, check_section
 from .pseudo_labels import spl_batch
 
 #: Columns of the sweep table.
@@ -42,7 +42,7 @@ def margin_pixels(margin_mm: float, spacing_mm: float) -> int:
     return int(np.floor(float(margin_mm) / float(spacing_mm) + 0.5))
 
 
-def spl_settings(gse_cfg: Mapping[str, Any], spacing_mm: float) -> dict[str, Any]:
+def spl_settings(gse_cfg: GseParams | Mapping[str, Any], spacing_mm: float) -> dict[str, Any]:
     """Keyword arguments of :func:`umcam_lib.gse.spl_batch` from the ``gse`` section.
 
     The section is checked against the schema (:func:`umcam_lib.config.check_section`; keys it
@@ -53,7 +53,7 @@ def spl_settings(gse_cfg: Mapping[str, Any], spacing_mm: float) -> dict[str, Any
             "margin": margin_pixels(g.margin_mm, spacing_mm), "spl_rule": g.spl_rule}
 
 
-def sweep_points(gse_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+def sweep_points(gse_cfg: GseParams | Mapping[str, Any]) -> list[dict[str, Any]]:
     """The grid of the GSE sweep (rule, beta, lamb, margin_mm); empty when every sweep list is empty.
 
     An empty list stands for the single configured value. The ``ratio`` rule takes only
@@ -75,7 +75,7 @@ def sweep_points(gse_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def sweep_gse(images: np.ndarray, cams: np.ndarray, masks: np.ndarray, threshold: float | str,
-              gse_cfg: Mapping[str, Any], spacing_mm: float, workers: int = 1) -> pd.DataFrame:
+              gse_cfg: GseParams | Mapping[str, Any], spacing_mm: float, workers: int = 1) -> pd.DataFrame:
     """Score the SPL (> 0.5) of the given (validation) slices at every point of :func:`sweep_points`.
 
     Parameters
@@ -109,7 +109,7 @@ def sweep_gse(images: np.ndarray, cams: np.ndarray, masks: np.ndarray, threshold
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
-def chosen_gse(sweep: pd.DataFrame, gse_cfg: Mapping[str, Any]) -> dict[str, Any]:
+def chosen_gse(sweep: pd.DataFrame, gse_cfg: GseParams | Mapping[str, Any]) -> dict[str, Any]:
     """The ``gse`` section with the sweep's best validation point (highest mean DSC) filled in."""
     if sweep.empty:
         return dict(gse_cfg)

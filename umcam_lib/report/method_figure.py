@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..cam.fusion import entropy_weights, umcam
-from ..config.schema import check_section
+from ..config.schema import CamParams, ClassifierParams, GseParams, SegParams, check_section
 from ..cam.gradcam import compute_cams
 from ..data import load_slices
 from ..gse.figures import pick_examples
@@ -42,8 +42,9 @@ def _row_of(index: np.ndarray, row: int) -> int:
     return int(hit[0])
 
 
-def method_panels(run_dir: str | Path, classifier: Mapping[str, Any], cam: Mapping[str, Any],
-                  gse: Mapping[str, Any], seg: Mapping[str, Any], row: int | None = None,
+def method_panels(run_dir: str | Path, classifier: ClassifierParams | Mapping[str, Any],
+                  cam: CamParams | Mapping[str, Any],
+                  gse: GseParams | Mapping[str, Any], seg: SegParams | Mapping[str, Any], row: int | None = None,
                   device: str = "cpu") -> dict[str, Any]:
     """Every intermediate of the method for one test slice of a finished run (notebooks 01-06).
 
@@ -212,8 +213,10 @@ def plot_method_overview(p: Mapping[str, Any]) -> Any:
     return fig
 
 
-def write_method_overview(run_dir: str | Path, figures_dir: str | Path, classifier: Mapping[str, Any],
-                          cam: Mapping[str, Any], gse: Mapping[str, Any], seg: Mapping[str, Any],
+def write_method_overview(run_dir: str | Path, figures_dir: str | Path,
+                          classifier: ClassifierParams | Mapping[str, Any],
+                          cam: CamParams | Mapping[str, Any], gse: GseParams | Mapping[str, Any],
+                          seg: SegParams | Mapping[str, Any],
                           row: int | None = None, device: str = "cpu") -> tuple[Path, dict[str, Any]]:
     """Draw :func:`plot_method_overview` for a run and save ``<figures_dir>/method_overview.png``.
 

@@ -53,13 +53,14 @@ from .augment import build_augmentation
 
 #: Keys that do not change the result of an epoch (a run may be extended or resumed with others).
 # ----------------------------------------------------------------------------- configuration
-def check_config(cfg: Mapping[str, Any]) -> ClassifierParams:
+def check_config(cfg: ClassifierParams | Mapping[str, Any]) -> ClassifierParams:
     """The ``classifier`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
     return check_section("classifier", cfg)
 
 
-def build_classifier(cfg: Mapping[str, Any], seed: int | None = None, in_channels: int = 1) -> nn.Module:
+def build_classifier(cfg: ClassifierParams | Mapping[str, Any], seed: int | None = None,
+                     in_channels: int = 1) -> nn.Module:
     """Build :func:`umcam_lib.models.vgg16_classifier` from a ``classifier`` section.
 
     Parameters
@@ -76,7 +77,7 @@ def build_classifier(cfg: Mapping[str, Any], seed: int | None = None, in_channel
                             pretrained=cfg.pretrained, **architecture(cfg))
 
 
-def architecture(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def architecture(cfg: ClassifierParams | Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of :class:`~umcam_lib.models.vgg.VGGClassifier` beyond width and
     depth that a (checked) ``classifier`` section sets: ``batch_norm``, ``pooling``, ``lse_r``,
     ``input_norm``, ``padding`` (shared with the DRS baseline, which is built on the same VGG)."""
@@ -319,7 +320,8 @@ def _run_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
 CROP_SEEDS = {"train": 0, "val": 1, "test": 2}
 
 
-def labelled_images(slices: SliceSet, split: str, cfg: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def labelled_images(slices: SliceSet, split: str, cfg: ClassifierParams | Mapping[str, Any]) -> tuple[np.ndarray,
+                    np.ndarray]:
     """The images a split's weak labels were given to, and those labels.
 
     Parameters
@@ -347,7 +349,8 @@ def labelled_images(slices: SliceSet, split: str, cfg: Mapping[str, Any]) -> tup
     return c.images, c.labels
 
 
-def label_table(slices: SliceSet, cfg: Mapping[str, Any], splits: tuple[str, ...] = ("train", "val", "test")
+def label_table(slices: SliceSet, cfg: ClassifierParams | Mapping[str, Any], splits: tuple[str, ...] = ("train",
+                "val", "test")
                 ) -> pd.DataFrame:
     """How informative the weak labels are: images and positives per split, for slices and for crops.
 
@@ -366,7 +369,7 @@ def label_table(slices: SliceSet, cfg: Mapping[str, Any], splits: tuple[str, ...
     return pd.DataFrame(rows)
 
 
-def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any], out_dir: str | Path,
+def train_classifier(model: nn.Module, slices: SliceSet, cfg: ClassifierParams | Mapping[str, Any], out_dir: str | Path,
                      device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                      progress: bool = True) -> pd.DataFrame:
     """Train ``model`` on the training slices' image-level labels; keep the best validation F1.
@@ -467,7 +470,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: Mapping[str, Any],
     return pd.DataFrame(state.history)
 
 
-def load_classifier(out_dir: str | Path, cfg: Mapping[str, Any], model: nn.Module | None = None,
+def load_classifier(out_dir: str | Path, cfg: ClassifierParams | Mapping[str, Any], model: nn.Module | None = None,
                     device: str | torch.device = "cpu") -> nn.Module:
     """The classifier of the best validation epoch, in eval mode.
 
@@ -551,7 +554,7 @@ def classifier_dir(run_dir: str | Path, seed: int, primary_seed: int) -> Path:
     return root / "classifier" if int(seed) == int(primary_seed) else root / "seeds" / f"seed-{int(seed)}" / "classifier"
 
 
-def train_seeds(slices: SliceSet, cfg: Mapping[str, Any], run_dir: str | Path, seeds: list[int],
+def train_seeds(slices: SliceSet, cfg: ClassifierParams | Mapping[str, Any], run_dir: str | Path, seeds: list[int],
                 device: str | torch.device = "auto", amp: bool = True, progress: bool = True) -> pd.DataFrame:
     """Train one classifier per seed (the first is the primary, see :func:`stage_seeds`).
 

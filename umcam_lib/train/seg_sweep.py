@@ -39,7 +39,7 @@ from ..losses import LOSS_MAIN, PAPER_LAMBDA, PAPER_MAIN, spl_share
 from ..paths import resolve
 from .seg_predict import evaluate_variant, load_variant, variant_dir
 from .seg_targets import cam_pseudo_masks, load_spl
-from ..config.schema import SegParams
+from ..config.schema import GseParams, SegParams
 from .seg_train import check_seg_config, train_variant
 
 SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",
@@ -77,7 +77,7 @@ def _is_table_point(cfg: SegParams, main: str, lamb: float) -> bool:
         and cfg.sweep_epochs == cfg.epochs
 
 
-def sweep_grid(seg_cfg: Mapping[str, Any]) -> list[tuple[str, float]]:
+def sweep_grid(seg_cfg: SegParams | Mapping[str, Any]) -> list[tuple[str, float]]:
     """(reading, lambda) of every grid point, readings outermost."""
     cfg = check_seg_config(seg_cfg)
     mains = [str(m) for m in cfg.sweep_main]
@@ -85,7 +85,7 @@ def sweep_grid(seg_cfg: Mapping[str, Any]) -> list[tuple[str, float]]:
     return [(m, lam) for m in mains for lam in lambdas]
 
 
-def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], main: str, lamb: float,
+def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any], main: str, lamb: float,
                 spl: Mapping[str, Any], um: Mapping[str, Any], device: str | torch.device = "auto",
                 amp: bool = True, seed: int = 0, progress: bool = True) -> torch.nn.Module:
     """Train UM-CAM+SPL under one reading and lambda for at most ``seg.sweep_epochs`` epochs (resumable)."""
@@ -94,7 +94,8 @@ def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any
                              run_dir, device, amp, seed, out_dir=point_dir(run_dir, main, lamb), progress=progress)
 
 
-def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], gse_cfg: Mapping[str, Any] | None = None,
+def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
+              gse_cfg: GseParams | Mapping[str, Any] | None = None,
               device: str | torch.device = "auto", amp: bool = True, seed: int = 0, workers: int = 1,
               progress: bool = True) -> pd.DataFrame:
     """Train and validate UM-CAM+SPL at every grid point; return one row per point.
@@ -169,7 +170,8 @@ def _trained_dir(run_dir: str | Path, sweep: pd.DataFrame, main: str, lamb: floa
     return d if (d / "best.pt").is_file() else None
 
 
-def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any], gse_cfg: Mapping[str, Any] | None,
+def sweep_choice(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
+                 gse_cfg: GseParams | Mapping[str, Any] | None,
                  sweep: pd.DataFrame, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                  workers: int = 1, progress: bool = True) -> pd.DataFrame:
     """Test scores of the validation-chosen point, the best point of each reading, and the paper's.

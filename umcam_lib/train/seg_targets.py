@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..config.schema import check_section
+from ..config.schema import SegParams, check_section
 from ..data import SliceSet
 from ..data.maps import load_maps, map_path, row_positions
 from ..data.thresholds import load_threshold
@@ -86,7 +86,7 @@ def load_spl(run_dir: str | Path, slices: SliceSet, fallback: Mapping[str, Any] 
     return {"index": rows, "maps": np.clip(out, 0.0, 1.0), "n_fallback": int((~have).sum())}
 
 
-def variant_targets(variant: str, slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
+def variant_targets(variant: str, slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
                     spl: tuple[np.ndarray, np.ndarray] | None = None, lamb: float | None = None) -> dict[str, Any]:
     """Training targets of one of :data:`VARIANTS` from the artifacts of notebooks 03-05.
 
@@ -121,7 +121,7 @@ def variant_targets(variant: str, slices: SliceSet, run_dir: str | Path, seg_cfg
     return {"index": um["index"], "maps": um["maps"], "spl": s["maps"], "lambda": lam, "n_fallback": s["n_fallback"]}
 
 
-def all_targets(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
+def all_targets(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
                 variants: Sequence[str] = VARIANTS) -> dict[str, dict[str, Any]]:
     """:func:`variant_targets` of each variant (variant name -> targets dict)."""
     return {name: variant_targets(name, slices, run_dir, seg_cfg) for name in variants}

@@ -29,7 +29,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .. import runtime
-from ..config.schema import ParameterError, SegParams, check_choice, check_section
+from ..config.schema import SegParams, check_choice, check_section
 from ..data import SliceSet
 from ..losses import eq8_loss
 from ..models.unet import build_unet
@@ -40,7 +40,7 @@ from .common import adopt, donor_runs, load_best, make_optimizer, note_in_best, 
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 
-def check_seg_config(cfg: Mapping[str, Any]) -> SegParams:
+def check_seg_config(cfg: SegParams | Mapping[str, Any]) -> SegParams:
     """The ``seg`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``).
 
@@ -121,7 +121,7 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, take: int | None = No
     return chosen[torch.randperm(len(chosen), generator=gen).numpy()]
 
 
-def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_cfg: Mapping[str, Any],
+def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_cfg: SegParams | Mapping[str, Any],
                   run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                   out_dir: str | Path | None = None, progress: bool = True,
                   on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
@@ -163,9 +163,6 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         (mean 3D DSC over validation volumes; the last epoch when there is no validation split).
     """
     cfg = check_seg_config(seg_cfg)
-    if cfg.lr_schedule == "cosine" and cfg.plateau_decay is not None:
-        raise ParameterError("seg.lr_schedule: cosine sets the learning rate of every epoch; "
-                             "set seg.plateau_decay to null with it")
     dev = runtime.select_device(device) if isinstance(device, str) else device
     use_amp = runtime.use_amp(dev, amp)
     out = resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name)

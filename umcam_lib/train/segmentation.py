@@ -64,7 +64,7 @@ import pandas as pd
 import torch
 
 from ..data.scores import record_scores
-from ..config.schema import choices
+from ..config.schema import SegParams, choices
 from ..data import SliceSet
 from ..losses import LOSS_MAIN, PAPER_BETA, PAPER_LAMBDA, PAPER_MAIN, eq8_loss, soft_cross_entropy, spl_share
 from .seg_predict import (evaluate_variant, load_predictions, load_variant, oracle_comparison, predict_probs,
@@ -112,7 +112,8 @@ def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[s
                              scores["dsc"].to_numpy(), scores["hd95"].to_numpy(), scores["hd95_mm"].to_numpy())
 
 
-def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_cfg: Mapping[str, Any],
+def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any],
+                          seg_cfg: SegParams | Mapping[str, Any],
                           run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True,
                           seed: int = 0, splits: Sequence[str] = ("val", "test"),
                           tables: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
@@ -134,7 +135,7 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
     return pd.concat(frames, ignore_index=True)
 
 
-def run_variants(slices: SliceSet, run_dir: str | Path, seg_cfg: Mapping[str, Any],
+def run_variants(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
                  variants: Sequence[str] = VARIANTS, device: str | torch.device = "auto", amp: bool = True,
                  seed: int = 0, targets: Mapping[str, Mapping[str, Any]] | None = None,
                  progress: bool = True) -> pd.DataFrame:

@@ -13,13 +13,17 @@ ARGS ?=
 study: $(STAMP)
 	$(PY) -m umcam_lib.pipeline --profile $(PROFILE) $(ARGS)
 
+# tests/ and the Examples in the library's docstrings (doctests); the two __main__.py files call
+# sys.exit(main()) on import and are not collected.
+DOCTESTS := umcam_lib --doctest-modules --ignore-glob='*/__main__.py'
+
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests $(DOCTESTS)
 
 # The inner loop: every test except the slow ones (notebook runs, model training; tests/conftest.py
 # marks every test that uses the tiny pipeline run as slow).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" tests $(DOCTESTS)
 
 # ruff (rules in pyproject.toml) and the check that notebooks are committed without outputs.
 lint: $(STAMP)

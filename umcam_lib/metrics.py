@@ -55,6 +55,16 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     """Dice similarity coefficient in percent for binary 2D or 3D arrays.
 
     Float inputs are binarised at 0.5. Both empty gives 100.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.zeros((8, 8), bool); p[2:6, 2:6] = True     # a 4 x 4 square
+    >>> g = np.zeros((8, 8), bool); g[2:6, 3:7] = True     # the same, one column to the right
+    >>> dice(p, g)
+    75.0
+    >>> dice(p, p), dice(np.zeros((4, 4)), np.zeros((4, 4)))
+    (100.0, 100.0)
     """
     p, g = _binary(pred, "pred"), _binary(gt, "gt")
     _check(p, g)
@@ -102,6 +112,16 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | float | No
     -------
     float
         Distance in pixels or mm; never NaN (see the module docstring for empty inputs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.zeros((8, 8), bool); p[2:6, 2:6] = True
+    >>> g = np.zeros((8, 8), bool); g[2:6, 3:7] = True     # shifted by one column
+    >>> hd95(p, g), hd95(p, g, spacing=0.5)
+    (1.0, 0.5)
+    >>> round(hd95(p, np.zeros_like(p)), 3)                # one side empty: the 8 x 8 diagonal
+    11.314
     """
     p, g = _binary(pred, "pred"), _binary(gt, "gt")
     _check(p, g)

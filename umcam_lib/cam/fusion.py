@@ -233,6 +233,18 @@ def average_cam(maps: np.ndarray | torch.Tensor, normalise: bool = True) -> np.n
     Returns
     -------
     ndarray (float32) or Tensor, shape (B, H, W)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> m = np.array([[[[0.2, 0.8]]], [[[0.6, 0.4]]]], dtype=np.float32)   # 2 layers, one 1 x 2 slice
+    >>> average_cam(m, normalise=False).astype(float).round(3).tolist()
+    [[[0.4, 0.6]]]
+    >>> average_cam(m).tolist()
+    [[[0.0, 1.0]]]
+    >>> tuple(average_cam(torch.from_numpy(m)).shape)                     # tensors in, tensors out
+    (1, 1, 2)
     """
     return _chunked(lambda m: _average(m, normalise), maps, keeps_layers=False)
 

@@ -61,6 +61,19 @@ def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str =
     ------
     ValueError
         When the set lacks some of ``rows``, naming them (``name`` says which set).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> index = np.array([10, 11, 12])                      # slice rows of the set
+    >>> maps = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    >>> out = take_rows(index, maps, np.array([12, 10]))
+    >>> out.shape, out[:, 0, 0].tolist()
+    ((2, 2, 2), [8.0, 0.0])
+    >>> take_rows(index, maps, np.array([13]), name="cams")
+    Traceback (most recent call last):
+    ...
+    ValueError: cams lacks slice rows [13] (1 missing): compute the map for every slice that is used
     """
     pos = row_positions(index, rows)
     if (pos < 0).any():

@@ -115,6 +115,18 @@ def resample_inplane(volume: np.ndarray, spacing: Sequence[float], target_mm: fl
     -----
     Linear interpolation and the Gaussian blur are separable, so each axis is one small matrix
     and a stack is resampled by two matrix products (much faster than a 3D ``ndimage.zoom``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.ones((4, 6, 2), np.float32)                 # 4 x 6 pixels of 1 mm, 2 slices
+    >>> out = resample_inplane(v, (1.0, 1.0), 2.0)
+    >>> out.shape, out.dtype, bool(np.allclose(out, 1.0))
+    ((2, 3, 2), dtype('float32'), True)
+    >>> m = np.zeros((4, 4, 1), np.uint8); m[:2] = 1       # top half of a 4 x 4 mask
+    >>> up = resample_inplane(m, (1.0, 1.0), 0.5, is_mask=True)
+    >>> up.shape, up.dtype, up[:, 0, 0].tolist()
+    ((8, 8, 1), dtype('uint8'), [1, 1, 1, 1, 0, 0, 0, 0])
     """
     if target_mm <= 0:
         raise ValueError(f"data.spacing_mm must be positive, got {target_mm}")

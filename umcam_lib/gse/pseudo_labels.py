@@ -171,6 +171,21 @@ def spl(image: np.ndarray, cam: np.ndarray, beta: float = 4.0, *, threshold: flo
     NoSeedsError
         When the thresholded CAM has no foreground pixel (:func:`spl_batch` counts such
         slices instead).
+
+    Examples
+    --------
+    A bright 6 x 6 square whose CAM covers only its 4 x 4 centre: the SPL grows to the square.
+
+    >>> import numpy as np
+    >>> image = np.zeros((12, 12), np.float32); image[3:9, 3:9] = 1.0
+    >>> cam = np.zeros((12, 12), np.float32); cam[4:8, 4:8] = 1.0
+    >>> s = spl(image, cam, threshold=0.5, margin=2)
+    >>> s.shape, s.dtype
+    ((12, 12), dtype('float32'))
+    >>> int((s > 0.5).sum()), bool((s > 0.5)[3:9, 3:9].all())
+    (36, True)
+    >>> round(float(s[6, 6]), 3), round(float(s[0, 0]), 3)
+    (1.0, 0.0)
     """
     out = explain(image, cam, beta, threshold=threshold, lamb=lamb, iterations=iterations, margin=margin,
                   spl_rule=spl_rule, grid=grid, backend=backend)

@@ -59,6 +59,18 @@ def seeds(mask: np.ndarray, margin: int = 5) -> tuple[list[Point], list[Point]]:
         Clipped corners may coincide.
 
     Both lists are empty when ``mask`` has no foreground pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.zeros((10, 10), np.uint8); m[3:6, 4:8] = 1   # rows 3-5, columns 4-7
+    >>> fg, bg = seeds(m, margin=2)
+    >>> fg
+    [(4, 6)]
+    >>> bg
+    [(1, 2), (1, 9), (7, 2), (7, 9)]
+    >>> seeds(np.zeros((4, 4)))
+    ([], [])
     """
     fg, bg, _ = seeds_with_size(mask, margin)
     return fg, bg

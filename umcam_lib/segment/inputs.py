@@ -37,7 +37,16 @@ def _is_mask_name(p: Path, mask_suffix: str) -> bool:
 
 def output_path(image: Path, out_dir: Path, desc: str) -> Path:
     """``out_dir/<stem>_desc-<desc>_mask.nii.gz`` (the ``_T2w`` rule of
-    :func:`umcam_lib.data.nifti.mask_path_for`), always gzip-compressed."""
+    :func:`umcam_lib.data.nifti.mask_path_for`), always gzip-compressed.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> print(output_path(Path("scans/sub-01_T2w.nii"), Path("out"), "UMCAM").as_posix())
+    out/sub-01_T2w_desc-UMCAM_mask.nii.gz
+    >>> print(output_path(Path("scans/fetus3.nii.gz"), Path("out"), "brain").as_posix())
+    out/fetus3_desc-brain_mask.nii.gz
+    """
     name = nifti.mask_path_for(image, f"_desc-{desc}_mask").name
     return out_dir / (nifti._strip_nifti_ext(name) + ".nii.gz")
 

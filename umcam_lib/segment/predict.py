@@ -21,7 +21,13 @@ from .model import Preprocessing
 
 # --------------------------------------------------------------------------- geometry
 def resampled_shape(shape: Sequence[int], spacing: Sequence[float], spacing_mm: float) -> tuple[int, int]:
-    """In-plane shape of a slice of ``shape[:2]`` pixels after :func:`resample_inplane`."""
+    """In-plane shape of a slice of ``shape[:2]`` pixels after :func:`resample_inplane`.
+
+    Examples
+    --------
+    >>> resampled_shape((200, 100, 30), (0.8, 0.8), 1.6)   # 0.8 mm pixels resampled to 1.6 mm
+    (100, 50)
+    """
     probe = resample_inplane(np.zeros((int(shape[0]), int(shape[1]), 1), np.uint8), spacing, spacing_mm,
                              is_mask=True)
     return int(probe.shape[0]), int(probe.shape[1])
@@ -30,7 +36,18 @@ def resampled_shape(shape: Sequence[int], spacing: Sequence[float], spacing_mm: 
 def uncenter_fit(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Inverse of :func:`~umcam_lib.data.prepare.center_fit`: the first two axes of ``volume``
     (``image_size`` pixels) back to ``shape[:2]``: what the crop removed comes back as 0, the
-    padding is cut away."""
+    padding is cut away.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from umcam_lib.data.prepare import center_fit
+    >>> x = np.arange(16).reshape(4, 4)
+    >>> bool((uncenter_fit(center_fit(x, 6), x.shape) == x).all())   # padding cut away
+    True
+    >>> uncenter_fit(center_fit(x, 2), x.shape).tolist()              # the crop's border is 0
+    [[0, 0, 0, 0], [0, 5, 6, 0], [0, 9, 10, 0], [0, 0, 0, 0]]
+    """
     out = volume
     for axis in (0, 1):
         n, size = int(shape[axis]), out.shape[axis]

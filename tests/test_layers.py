@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "umcam_lib"
 LAYERS: list[tuple[str, list[str]]] = [
     # foundations: paths, atomic files, devices and seeds, the parameters (files, schema, notebook
     # loading), provenance
-    ("base", ["umcam_lib", "umcam_lib.paths", "umcam_lib.io", "umcam_lib.runtime", "umcam_lib.config",
+    ("base", ["umcam_lib", "umcam_lib.paths", "umcam_lib.io", "umcam_lib.hashing", "umcam_lib.runtime", "umcam_lib.config",
               "umcam_lib.config.*", "umcam_lib.provenance"]),
     # the prepared slices, and what notebooks store between them: per-slice maps, CAM thresholds, scores
     ("data", ["umcam_lib.data", "umcam_lib.data.*"]),

@@ -3,7 +3,7 @@
 Folders are wings, organised by pipeline stage; each module imports only its own stage and the
 stages before it (``tests/test_layers.py``; CONTRIBUTING.md, "Layers"):
 
-- base: :mod:`umcam_lib.paths`, :mod:`umcam_lib.io`, :mod:`umcam_lib.runtime`,
+- base: :mod:`umcam_lib.paths`, :mod:`umcam_lib.io`, :mod:`umcam_lib.hashing`, :mod:`umcam_lib.runtime`,
   :mod:`umcam_lib.provenance` (files, devices and seeds, commits) and :mod:`umcam_lib.config`
   (parameter files, the typed schema, the notebooks' parameter loading)
 - :mod:`umcam_lib.data`       cohort generation (synthetic phantom), NIfTI reading, slice preparation,

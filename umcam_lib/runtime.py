@@ -28,6 +28,38 @@ def select_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
+def as_device(device: str | torch.device = "auto") -> torch.device:
+    """A :class:`torch.device` from a preference (:func:`select_device`) or a device, returned as is.
+
+    Examples
+    --------
+    >>> as_device("cpu"), as_device(torch.device("cpu"))
+    (device(type='cpu'), device(type='cpu'))
+    """
+    return device if isinstance(device, torch.device) else select_device(device)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode for the block, then restore the mode it had.
+
+    Examples
+    --------
+    >>> net = torch.nn.Dropout().train()
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training
+    True
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed python, numpy and torch; on the CPU, ask torch for deterministic algorithms."""
     random.seed(seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -72,4 +72,16 @@ def array_hash(*arrays: np.ndarray | Any) -> str:
         arr = np.ascontiguousarray(np.asarray(a))
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
         h.update(arr.tobytes())
+    return h.hexdigest()[:SHORT]
+
+
+def files_hash(paths: Iterable[str | Path], base: str | Path) -> str:
+    """Short hash of files' names (relative to ``base``, POSIX form) and bytes, in sorted order.
+
+    Used for source trees: the library's modules, the phantom generator's files.
+    """
+    h = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        h.update(path.relative_to(base).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:SHORT]

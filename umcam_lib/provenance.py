@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import functools
-import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -29,6 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from .io import write_json
 from .paths import PACKAGE_DIR, REPO_ROOT, resolve
+from .hashing import SHORT, file_sha256, files_hash, value_hash
 
 PACKAGES = ("numpy", "scipy", "torch", "torchvision", "monai", "grad-cam", "GeodisTK", "nibabel",
             "scikit-image", "pandas", "matplotlib", "papermill")
@@ -163,11 +163,7 @@ def library_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
     result or a half-finished training run is never carried over an edit of the library. It is
     computed once per process (a running notebook does not see later edits).
     """
-    h = hashlib.sha256()
-    for path in sorted(Path(package_dir).rglob("*.py")):
-        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    return files_hash(Path(package_dir).rglob("*.py"), package_dir)
 
 
 def module_index(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
@@ -264,7 +260,7 @@ def module_hashes(modules: Iterable[str], package_dir: Path = PACKAGE_DIR) -> di
     out = {}
     for name in modules:
         path = index[name]
-        out[path.relative_to(Path(package_dir).parent).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        out[path.relative_to(Path(package_dir).parent).as_posix()] = file_sha256(path)[:SHORT]
     return dict(sorted(out.items()))
 
 
@@ -276,7 +272,7 @@ def code_fingerprint(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) ->
     The training checkpoints' resume check keys on it (:mod:`umcam_lib.train.common`).
     """
     hashes = module_hashes(module_closure(roots, package_dir=package_dir), package_dir)
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+    return value_hash(hashes)
 
 
 def package_versions() -> dict[str, str | None]:

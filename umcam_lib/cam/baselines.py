@@ -43,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .gradcam import CAM_LAYER, _as_batch, _is_channels_last, resolve_layer_names, upsample_normalise, working_copy
+from .. import runtime
 
 #: Method keys (file names under ``runs/<profile>/cams``) -> names in the tables.
 BASELINE_NAMES = {"gradcam_pp": "Grad-CAM++", "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM",
@@ -213,9 +214,7 @@ def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: st
     if _is_channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
     targets = [make_target(target) for _ in range(x.shape[0])]
-    was_training = model.training
-    model.eval()
-    try:
+    with runtime.eval_mode(model):
         if method == "ablationcam" and fast_ablation and (split := _split_vgg(model, module_name)) is not None:
             upto, after = split
             with torch.no_grad():
@@ -247,8 +246,6 @@ def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: st
                 raw = cam_obj(input_tensor=inputs, targets=targets)
         finally:
             cam_obj.activations_and_grads.release()
-    finally:
-        model.train(was_training)
     return upsample_normalise(torch.from_numpy(np.asarray(raw, dtype=np.float32)), x.shape[-2:])
 
 

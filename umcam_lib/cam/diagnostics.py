@@ -28,6 +28,7 @@ from ..metrics import dice_batch, threshold_grid
 from .fusion import average_cam, umcam
 from .gradcam import compute_cams
 from .pseudo_mask import dice_over_grid
+from .. import runtime
 
 #: Layers every localisation table shows, in network order.
 DIAGNOSTIC_LAYERS = ("block1", "block2", "block3", "block4", "block5", "head")
@@ -196,14 +197,10 @@ def occlusion_test(model: nn.Module, slices: SliceSet, splits: Sequence[str] = (
 @torch.no_grad()
 def _p_brain(model: nn.Module, images: np.ndarray, batch_size: int, device: str | torch.device) -> np.ndarray:
     """Softmax probability of the brain class for slices [n, H, W] (eval mode)."""
-    was_training = model.training
-    model.eval().to(device)
-    try:
+    with runtime.eval_mode(model.to(device)):
         out = [torch.softmax(model(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size]))[:, None]
                                    .to(device)).double(), dim=1)[:, 1].cpu()
                for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(out).numpy()
 
 

@@ -243,10 +243,8 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
         return hook
 
     handles = [modules[n].register_forward_hook(make_hook(n)) for n in unique]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.enable_grad():
+        with runtime.eval_mode(model), torch.enable_grad():
             x = x.detach().requires_grad_(True)  # a graph even for frozen weights; caller's tensor untouched
             with runtime.autocast(device, runtime.use_amp(device, amp)):
                 logits = model(x)
@@ -262,7 +260,6 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     size = x.shape[-2:]
     rule = WEIGHTINGS[weighting]
     per_layer = {n: upsample_with_peak(rule(acts[n].detach(), None if g is None else g.detach()), size)
@@ -311,8 +308,7 @@ def working_copy(model: nn.Module, device: str | torch.device | None = None,
     PyTorch's CPU (and CUDA mixed-precision) convolutions run about twice as fast; the
     weights' values, module names and results (up to float rounding) are unchanged.
     """
-    dev = next(model.parameters()).device if device is None else (
-        device if isinstance(device, torch.device) else runtime.select_device(device))
+    dev = next(model.parameters()).device if device is None else runtime.as_device(device)
     work = copy.deepcopy(model).to(dev).eval()
     if channels_last:
         work = work.to(memory_format=torch.channels_last)

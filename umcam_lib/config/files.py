@@ -16,8 +16,6 @@ import copy
 # (plus its value in params/quick.yaml). A section checked by :func:`check_section` is an object
 # of its (frozen) dataclass, passed on as it is; :func:`validate_params` checks a whole profile
 # and returns plain dicts, which is what papermill hands the notebooks.
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,6 +23,7 @@ import yaml
 
 from ..paths import PARAMS_DIR, resolve
 from .schema import ParameterError, Section
+from ..hashing import value_hash
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,5 +136,4 @@ def _json_default(obj: Any) -> Any:
 
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-serialisable object (for caching decisions)."""
-    text = json.dumps(obj, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return value_hash(obj, default=_json_default)

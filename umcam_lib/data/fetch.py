@@ -27,7 +27,6 @@ folder (:func:`resolve_root`); any other value is a path as before. On the comma
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from ..paths import SHARED_DATA, resolve
 from .nifti import DataError
+from ..hashing import file_sha256
 
 #: The dataset's name; ``data.root`` set to it means "fetch (or find) these stacks".
 DATASET = "fetal-mri-cc0"
@@ -128,13 +128,8 @@ REGISTRY: tuple[Source, ...] = tuple(Source(f, h, _MIAL, c, p) for f, h, c, p in
 Downloader = Callable[[str, str, object], None]
 
 
-def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+#: Hex SHA-256 of a file's bytes (:func:`umcam_lib.hashing.file_sha256`).
+sha256 = file_sha256
 
 
 def check_folder(folder: str | Path, registry: tuple[Source, ...] | None = None) -> tuple[list[str], list[str]]:

@@ -21,7 +21,6 @@ volumes of a 115-volume cohort equal a 40-volume cohort with the same seed and m
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import re
@@ -37,6 +36,7 @@ from ..io import atomic_path, write_json, write_text
 from .phantom_anatomy import Anatomy, sample_anatomy
 from .phantom_geometry import F32, Grid
 from .phantom_render import Textures, render_fetus, render_mother
+from ..hashing import file_sha256, value_hash
 
 #: Bump when the generator's output changes: cached cohorts of another version are regenerated.
 PHANTOM_VERSION = "1"
@@ -221,14 +221,6 @@ def mask_path(image_path: str | Path) -> Path:
     return image_path.with_name(image_path.name[: -len(IMAGE_SUFFIX)] + MASK_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _save_nifti(array: np.ndarray, affine: np.ndarray, dtype, path: Path, description: str) -> None:
     img = nib.Nifti1Image(array.astype(dtype, copy=False), affine)
     hdr = img.header
@@ -261,8 +253,8 @@ def _make_subject(out_dir: str, index: int, seed: int, matrix: int) -> dict[str,
         "version": PHANTOM_VERSION,
         "image": image_file.relative_to(out_dir).as_posix(),
         "mask": mask_file.relative_to(out_dir).as_posix(),
-        "image_sha256": _sha256(image_file),
-        "mask_sha256": _sha256(mask_file),
+        "image_sha256": file_sha256(image_file),
+        "mask_sha256": file_sha256(mask_file),
         "shape": list(vol.image.shape),
         "gestational_age_weeks": round(vol.meta["gestational_age_weeks"], 3),
         "spacing_mm": round(vol.spacing[0], 6),
@@ -281,7 +273,7 @@ def _record_valid(out_dir: Path, rec: dict | None, index: int, seed: int, matrix
         return False
     for key in ("image", "mask"):
         path = out_dir / rec[key]
-        if not path.is_file() or _sha256(path) != rec.get(f"{key}_sha256"):
+        if not path.is_file() or file_sha256(path) != rec.get(f"{key}_sha256"):
             return False
     return True
 
@@ -323,7 +315,7 @@ def _write_participants(out_dir: Path, records: list[dict]) -> None:
 def _manifest(seed: int, matrix: int, n_volumes: int, records: list[dict]) -> dict:
     params = {"generator": "umcam_lib.data.phantom", "version": PHANTOM_VERSION, "seed": int(seed),
               "matrix": int(matrix), "n_volumes": int(n_volumes)}
-    fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint = value_hash(params)
     return {**params, "fingerprint": fingerprint, "subjects": records}
 
 

@@ -35,6 +35,7 @@ from ..config.files import fingerprint as _hash
 from ..paths import resolve
 from .artifacts import SPLITS, SliceSet, load_slices, save_slices, slices_path, volumes_path
 from .nifti import DataError, Stack, StackRef, find_stacks, read_stack, scan_stacks, stack_ref
+from ..hashing import files_hash
 
 PREPARE_VERSION = 2
 """Bump when the preparation changes, so that cached slice sets are rebuilt."""
@@ -314,12 +315,8 @@ def _generate_cohort(out_dir: Path, **kwargs: Any) -> list[Path]:
 
 def _generator_source() -> str:
     """Hash of the phantom generator's source files (``umcam_lib/data/phantom*.py``)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("phantom*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
+    here = Path(__file__).parent
+    return files_hash(here.glob("phantom*.py"), here)
 
 
 def _drop_stale_cohort(cohort_dir: Path) -> None:

@@ -28,13 +28,13 @@ against the published method) is :mod:`umcam_lib.baselines.drs`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from .vgg import VGGClassifier, vgg16_classifier
+from ..hashing import array_hash, value_hash
 
 #: Default suppression factor of the DRS paper (their best on PASCAL VOC).
 DEFAULT_DELTA = 0.55
@@ -270,11 +270,7 @@ def drs_classifier(width: float = 1.0, in_channels: int = 1, dilated: bool = Fal
 
 def weights_fingerprint(model: nn.Module) -> str:
     """A short hash of a module's weights (state dict, in key order)."""
-    h = hashlib.blake2b(digest_size=8)
-    for key, value in model.state_dict().items():
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return value_hash([[key, array_hash(value.detach().cpu().numpy())] for key, value in model.state_dict().items()])
 
 
 def copy_plain_weights(source: VGGClassifier, target: nn.Module) -> None:

@@ -19,21 +19,16 @@ starts nothing; :func:`umcam_lib.pipeline.run_pipeline` calls it, and ``--dry-ru
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Sequence
+
+from ..hashing import value_hash
 
 #: The actions of a plan entry.
 RUN, REUSE, KEEP, MISSING = "run", "reuse", "keep", "missing"
 
 #: How many changed keys or modules a reason names before it says "and N more".
 NAMED = 4
-
-
-def value_hash(value: Any) -> str:
-    """Short stable hash of a JSON-serialisable value."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import shlex
@@ -28,6 +27,7 @@ from .console import ProgressLine, console_stream, notebook_title, redirect_outp
 from .execute import _describe_failure, _echo_warnings, _kernel_env, _papermill_log, _Progress, _progress_engine
 from .plan import REUSE, Inputs, PlanEntry, blocked, format_plan, make_plan
 from .publish import publish
+from ..hashing import file_sha256, value_hash
 
 #: The study's notebooks, in order: number -> file name in ``notebooks/``.
 NOTEBOOKS: dict[str, str] = {
@@ -121,7 +121,7 @@ def notebook_inputs(path: Path, params: dict[str, Any], keys: Sequence[str], run
                             f"{exc}") from exc
     depends = {k: params[k] for k in ["profile", *keys] if k in params}
     depends.update(run_dir=str(run_dir), figures_dir=str(fig_dir))
-    code = hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
+    code = value_hash(cells)
     inputs = Inputs(code=code, params=flatten(depends), modules=hashes,
                     inputs=None if identity is None else fingerprint(identity))
     return inputs, depends
@@ -181,11 +181,7 @@ def input_identity(params: dict[str, Any]) -> Any:
     files = []
     for f in sorted(root.rglob("*")):
         if f.is_file() and f.name.endswith(NIFTI_EXTENSIONS):
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            files.append([f.relative_to(root).as_posix(), f.stat().st_size, h.hexdigest()])
+            files.append([f.relative_to(root).as_posix(), f.stat().st_size, file_sha256(f)])
     return {"root": str(root), "files": files}
 
 

@@ -28,7 +28,6 @@ uninterrupted one, and two runs with one seed on the CPU give identical weights.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -50,6 +49,7 @@ from ..models.vgg import VGGClassifier, vgg16_classifier
 from ..paths import resolve
 from . import common
 from .augment import build_augmentation
+from ..hashing import array_hash
 
 #: Keys that do not change the result of an epoch (a run may be extended or resumed with others).
 # ----------------------------------------------------------------------------- configuration
@@ -109,10 +109,7 @@ class SliceDataset(Dataset):
 
 def _fingerprint(slices: SliceSet, rows: np.ndarray) -> str:
     """Short hash of the images and labels of ``rows`` (decides whether last.pt may be resumed)."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(np.ascontiguousarray(slices.images[rows], dtype=np.float32).tobytes())
-    h.update(np.ascontiguousarray(slices.labels[rows], dtype=np.uint8).tobytes())
-    return h.hexdigest()
+    return array_hash(np.asarray(slices.images[rows], dtype=np.float32), np.asarray(slices.labels[rows], dtype=np.uint8))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -146,29 +143,21 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, threshold: flo
     return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
 
 
-def _as_device(device: str | torch.device) -> torch.device:
-    return device if isinstance(device, torch.device) else runtime.select_device(device)
-
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 64,
                    device: str | torch.device = "auto", amp: bool = False) -> np.ndarray:
     """Logits of slices ``images [N, H, W]`` in [0, 1] -> float32 array [N, 2] (eval mode)."""
-    dev = _as_device(device)
-    was_training = model.training
-    model.eval().to(dev)
+    dev = runtime.as_device(device)
     x_all = torch.as_tensor(np.asarray(images, dtype=np.float32) if not torch.is_tensor(images) else images)
     if x_all.ndim != 3:
         raise ValueError(f"expected images [N, H, W], got shape {tuple(x_all.shape)}")
     out = []
-    try:
+    with runtime.eval_mode(model.to(dev)):
         for start in range(0, x_all.shape[0], int(batch_size)):
             x = x_all[start:start + int(batch_size), None].to(dev, dtype=torch.float32)
             x = x.contiguous(memory_format=torch.channels_last)
             with runtime.autocast(dev, runtime.use_amp(dev, amp)):
                 out.append(model(x).float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 2), np.float32)
 
 
@@ -410,7 +399,7 @@ def train_classifier(model: nn.Module, slices: SliceSet, cfg: ClassifierParams |
         ``val_recall``, ``val_f1``, ``lr``, ``seconds``; also written as ``history.csv``.
     """
     cfg = check_config(cfg)
-    dev = _as_device(device)
+    dev = runtime.as_device(device)
     use_amp = runtime.use_amp(dev, amp)
     out_dir = resolve(out_dir)
     train_idx, val_idx = slices.indices("train"), slices.indices("val")
@@ -496,7 +485,7 @@ def load_classifier(out_dir: str | Path, cfg: ClassifierParams | Mapping[str, An
     if saved is not None and own is not None and saved != own:
         raise ValueError(f"{resolve(out_dir) / 'best.pt'} was trained with {saved}, "
                          f"but the classifier parameters give {own}")
-    return model.to(_as_device(device)).eval()
+    return model.to(runtime.as_device(device)).eval()
 
 
 def training_curves_figure(history: pd.DataFrame, best_epoch: int | None = None) -> Any:

@@ -16,9 +16,7 @@ The ``seg`` section's keys, defaults and allowed values are those of
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -39,6 +37,7 @@ from .augment import augment_segmentation_batch, random_patches
 from .common import adopt, donor_runs, load_best, make_optimizer, note_in_best, resume, save_best, save_last, weight_average
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
+from ..hashing import array_hash, value_hash
 
 def check_seg_config(cfg: SegParams | Mapping[str, Any]) -> SegParams:
     """The ``seg`` section checked against the schema, missing keys at their defaults
@@ -72,12 +71,9 @@ def check_seg_config(cfg: SegParams | Mapping[str, Any]) -> SegParams:
 
 
 def _fingerprint(rows: np.ndarray, *arrays: np.ndarray | None, extra: Any = None) -> str:
-    h = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes())
-    for a in arrays:
-        if a is not None:
-            h.update(np.ascontiguousarray(a, dtype=np.float16).tobytes())
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+    """Short hash of the training rows, their targets (as float16) and ``extra`` (resume check)."""
+    targets = (np.asarray(a, dtype=np.float16) for a in arrays if a is not None)
+    return value_hash([array_hash(np.asarray(rows, dtype=np.int64), *targets), extra])
 
 def _val_score(model: nn.Module, slices: SliceSet, dev: torch.device, amp: bool, batch_size: int,
                postprocess: str = "none") -> float:
@@ -163,7 +159,7 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
         (mean 3D DSC over validation volumes; the last epoch when there is no validation split).
     """
     cfg = check_seg_config(seg_cfg)
-    dev = runtime.select_device(device) if isinstance(device, str) else device
+    dev = runtime.as_device(device)
     use_amp = runtime.use_amp(dev, amp)
     out = resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name)
     if min(slices.images.shape[1:]) < 32:

@@ -17,7 +17,7 @@ import copy
 # of its (frozen) dataclass, passed on as it is; :func:`validate_params` checks a whole profile
 # and returns plain dicts, which is what papermill hands the notebooks.
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -98,22 +98,58 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_key(params: dict[str, Any], keys: Sequence[str], value: Any, strict: bool = True,
+            name: str = "override") -> None:
+    """Set ``params[k0][k1]...[kn] = value`` in place: the one walk of a dotted key.
+
+    Parameters
+    ----------
+    params : dict
+        Nested parameters, changed in place.
+    keys : sequence of str
+        The key's parts (``"seg.lr"`` -> ``["seg", "lr"]``).
+    value : object
+        Set as given (callers copy it when it may be shared).
+    strict : bool
+        A key (and each of its sections) must already exist: a typo is an error, not a new
+        parameter. Without it, missing sections are created.
+    name : str
+        How an error names the override (``"--set 'seg.lr=0.1'"``).
+
+    Raises
+    ------
+    ParameterError
+        With ``strict``, a key or section ``params`` does not have, naming the known keys.
+
+    Examples
+    --------
+    >>> p = {"seg": {"lr": 0.01}}
+    >>> set_key(p, ["seg", "lr"], 0.1); p
+    {'seg': {'lr': 0.1}}
+    >>> set_key(p, ["seg", "lr2"], 1)
+    Traceback (most recent call last):
+    ...
+    umcam_lib.config.schema.ParameterError: override: unknown parameter 'seg.lr2' (known here: lr)
+    """
+    node: Any = params
+    for i, k in enumerate(keys[:-1]):
+        if not isinstance(node.get(k), dict):
+            if strict:
+                raise ParameterError(f"{name}: unknown parameter section {'.'.join(keys[: i + 1])!r}")
+            node[k] = {}
+        node = node[k]
+    if strict and keys[-1] not in node:
+        known = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+        raise ParameterError(f"{name}: unknown parameter {'.'.join(keys)!r} (known here: {known})")
+    node[keys[-1]] = value
+
+
 def apply_overrides(params: Mapping[str, Any], overrides: list[str], strict: bool = True) -> dict[str, Any]:
     """Apply ``--set`` overrides. With ``strict`` a key must already exist (catches typos)."""
     out = copy.deepcopy(dict(params))
     for text in overrides:
         keys, value = parse_override(text)
-        node: Any = out
-        for i, k in enumerate(keys[:-1]):
-            if not isinstance(node.get(k), dict):
-                if strict:
-                    raise ParameterError(f"--set {text!r}: unknown parameter section {'.'.join(keys[: i + 1])!r}")
-                node[k] = {}
-            node = node[k]
-        if strict and keys[-1] not in node:
-            known = ", ".join(sorted(node)) if isinstance(node, dict) else ""
-            raise ParameterError(f"--set {text!r}: unknown parameter {'.'.join(keys)!r} (known here: {known})")
-        node[keys[-1]] = value
+        set_key(out, keys, value, strict, name=f"--set {text!r}")
     return out
 
 

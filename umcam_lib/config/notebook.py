@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..paths import resolve
-from .files import load_params, parse_override, profile_path
+from .files import load_params, parse_override, profile_path, set_key
 from .schema import ParameterError, unknown_keys, validate_params
 
 #: Name of the variable that holds a notebook's parameters (what :func:`keys_read` looks for).
@@ -78,14 +78,7 @@ def set_values(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[
         parts = str(key).split(".")
         if not all(parts):
             raise ParameterError(f"override {key!r}: empty key or key part")
-        node: Any = out
-        for i, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
-                raise ParameterError(f"override {key!r}: unknown parameter section {'.'.join(parts[: i + 1])!r}")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ParameterError(f"override {key!r}: unknown parameter {key!r} (known here: {', '.join(sorted(node))})")
-        node[parts[-1]] = copy.deepcopy(value)
+        set_key(out, parts, copy.deepcopy(value), name=f"override {key!r}")
     return out
 
 

@@ -9,8 +9,8 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from umcam_lib.cam import diagnostics
-from umcam_lib.cam.baselines import LogitMarginTarget, RawGradCAM
-from umcam_lib.cam.gradcam import multi_layer_gradcam, target_score, upsample_normalise
+from umcam_lib.cam.baselines import RawGradCAM
+from umcam_lib.cam.gradcam import LogitMarginTarget, multi_layer_gradcam, target_score, upsample_normalise
 from umcam_lib.data.artifacts import SliceSet
 from umcam_lib.metrics import dice_batch
 from umcam_lib.models.vgg import LogSumExpPool, vgg16_classifier

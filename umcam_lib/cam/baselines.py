@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from pytorch_grad_cam import AblationCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.ablation_layer import AblationLayer
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 from tqdm.auto import tqdm
 
-from .gradcam import CAM_LAYER, _as_batch, _is_channels_last, resolve_layer_names, upsample_normalise, working_copy
+from .gradcam import (CAM_LAYER, _as_batch, _is_channels_last, make_target, resolve_layer_names,
+                      upsample_normalise, working_copy)
 from .. import runtime
 
 #: Method keys (file names under ``runs/<profile>/cams``) -> names in the tables.
@@ -156,26 +156,6 @@ def _split_vgg(model: nn.Module, module_name: str) -> tuple[nn.Module, nn.Module
 def _quiet() -> contextlib.AbstractContextManager:
     """Silence pytorch-grad-cam's per-image tqdm bars (they write to stderr)."""
     return contextlib.redirect_stderr(io.StringIO())
-
-
-class LogitMarginTarget:
-    """pytorch-grad-cam target: brain logit minus background logit (``cam.target: margin``)."""
-
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        if model_output.ndim == 1:
-            return model_output[1] - model_output[0]
-        return model_output[:, 1] - model_output[:, 0]
-
-
-def make_target(target: int | str) -> Any:
-    """pytorch-grad-cam target object for a class index, ``"logit"`` (class 1) or ``"margin"``."""
-    if target == "margin":
-        return LogitMarginTarget()
-    if target == "logit":
-        return ClassifierOutputTarget(1)
-    if isinstance(target, str):
-        raise ValueError(f"cam.target must be a class index, 'logit' or 'margin', got {target!r}")
-    return ClassifierOutputTarget(int(target))
 
 
 def baseline_cam(model: nn.Module, images: torch.Tensor | np.ndarray, method: str, layer: str = CAM_LAYER,

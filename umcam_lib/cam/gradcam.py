@@ -274,8 +274,56 @@ def multi_layer_gradcam(model: nn.Module, images: torch.Tensor | np.ndarray, lay
 TARGETS: tuple[str, ...] = choices("cam.target")
 
 
+class ClassLogitTarget:
+    """What a CAM explains: the logit of one class (pytorch-grad-cam's target protocol).
+
+    Called on a model output of shape (2,) or (B, 2), it returns a scalar or (B,).
+    """
+
+    def __init__(self, index: int = 1) -> None:
+        self.index = int(index)
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return model_output[self.index] if model_output.ndim == 1 else model_output[:, self.index]
+
+
+class LogitMarginTarget:
+    """What a CAM explains: brain logit minus background logit, the log-odds of "brain".
+
+    The only quantity a two-class softmax decides with; with two logits the brain logit alone
+    may stay flat while the background logit does the work, and its gradient then points
+    anywhere (``cam.target: margin``).
+    """
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        if model_output.ndim == 1:
+            return model_output[1] - model_output[0]
+        return model_output[:, 1] - model_output[:, 0]
+
+
+def make_target(target: int | str) -> ClassLogitTarget | LogitMarginTarget:
+    """The target object of ``cam.target``: a class index, ``"logit"`` (class 1) or ``"margin"``.
+
+    The same objects serve our Grad-CAM (:func:`target_score`) and the pytorch-grad-cam
+    baselines (:mod:`umcam_lib.cam.baselines`), so both explain the same quantity.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[0.5, 2.0], [1.0, -1.0]])
+    >>> make_target("logit")(logits), make_target("margin")(logits)
+    (tensor([ 2., -1.]), tensor([ 1.5000, -2.0000]))
+    """
+    if target == "margin":
+        return LogitMarginTarget()
+    if target == "logit":
+        return ClassLogitTarget(1)
+    if isinstance(target, str):
+        raise ValueError(f"cam.target must be a class index or one of {TARGETS}, got {target!r}")
+    return ClassLogitTarget(int(target))
+
+
 def target_score(logits: torch.Tensor, target: int | str) -> torch.Tensor:
-    """The scalar whose gradient Grad-CAM reads, summed over the batch.
+    """The scalar whose gradient Grad-CAM reads: the target (:func:`make_target`) summed over the batch.
 
     Parameters
     ----------
@@ -283,21 +331,13 @@ def target_score(logits: torch.Tensor, target: int | str) -> torch.Tensor:
         (background, brain) logits.
     target : int or {"logit", "margin"}
         A class index, ``"logit"`` (the brain logit, class 1: the usual Grad-CAM target) or
-        ``"margin"`` (brain minus background logit: the log-odds of "brain", the only quantity
-        a two-class softmax decides with; with two logits the brain logit alone may stay flat
-        while the background logit does the work, and its gradient then points anywhere).
+        ``"margin"`` (brain minus background logit).
 
     Returns
     -------
     Tensor, float32, scalar
     """
-    if target == "logit":
-        target = 1
-    if target == "margin":
-        return (logits[:, 1] - logits[:, 0]).float().sum()
-    if isinstance(target, str):
-        raise ValueError(f"cam.target must be a class index or one of {TARGETS}, got {target!r}")
-    return logits[:, int(target)].float().sum()
+    return make_target(target)(logits).float().sum()
 
 
 def working_copy(model: nn.Module, device: str | torch.device | None = None,

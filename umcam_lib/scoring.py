@@ -26,7 +26,7 @@ import pandas as pd
 from . import metrics
 from .config.schema import check_choice, choices
 from .data import SliceSet
-from .data.maps import row_positions
+from .data.maps import require_rows
 
 SCORE_COLUMNS = ["volume", "n_slices", "gt_voxels", "pred_voxels", "dsc", "hd95", "hd95_mm"]
 
@@ -87,11 +87,7 @@ def iter_volumes(slices: SliceSet, split: str, index: np.ndarray, pred: np.ndarr
         raise ValueError(f"pred has {pred.shape[0]} slices but index has {index.shape[0]}")
     for v in slices.volume_ids(split):
         rows = slices.volume_slices(int(v))
-        pos = row_positions(index, rows)
-        if (pos < 0).any():
-            missing = rows[pos < 0]
-            raise ValueError(f"volume {int(v)} ({split}): {len(missing)} of its {len(rows)} slices have no "
-                             f"prediction (e.g. row {int(missing[0])}); every slice must be predicted")
+        pos = require_rows(index, rows, f"the predictions of volume {int(v)} ({split})", "every slice must be predicted")
         p = pred[pos]
         p = p > 0.5 if p.dtype.kind == "f" else p.astype(bool)
         yield int(v), p, slices.masks[rows].astype(bool)

@@ -54,6 +54,23 @@ def row_positions(index: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.array([pos.get(int(r), -1) for r in np.asarray(rows).ravel()], dtype=np.int64)
 
 
+def require_rows(index: np.ndarray, rows: np.ndarray, name: str = "maps",
+                 hint: str = "compute the map for every slice that is used") -> np.ndarray:
+    """Positions of ``rows`` in ``index`` (:func:`row_positions`), all of which must be there.
+
+    Raises
+    ------
+    ValueError
+        ``"<name> lacks slice rows [...] (k missing): <hint>"`` when some are not.
+    """
+    pos = row_positions(index, rows)
+    if (pos < 0).any():
+        missing = [int(r) for r in np.asarray(rows).ravel()[pos < 0]]
+        raise ValueError(f"{name} lacks slice rows {missing[:10]}{'...' if len(missing) > 10 else ''} "
+                         f"({len(missing)} missing): {hint}")
+    return pos
+
+
 def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str = "maps") -> np.ndarray:
     """The maps of slice ``rows`` from a map set (``index`` [n] rows, ``maps`` [n, H, W]).
 
@@ -75,9 +92,5 @@ def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str =
     ...
     ValueError: cams lacks slice rows [13] (1 missing): compute the map for every slice that is used
     """
-    pos = row_positions(index, rows)
-    if (pos < 0).any():
-        missing = [int(r) for r in np.asarray(rows).ravel()[pos < 0]]
-        raise ValueError(f"{name} lacks slice rows {missing[:10]}{'...' if len(missing) > 10 else ''} "
-                         f"({len(missing)} missing): compute the map for every slice that is used")
+    pos = require_rows(index, rows, name)
     return maps[pos]

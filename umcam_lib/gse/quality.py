@@ -25,7 +25,7 @@ import pandas as pd
 
 from .. import metrics
 from ..data.artifacts import SliceSet
-from ..data.maps import row_positions
+from ..data.maps import require_rows, row_positions
 from ..metrics import binarise
 from .seed_points import largest_component
 
@@ -52,10 +52,7 @@ def prediction_masks(rows: np.ndarray, spl_index: np.ndarray, spl_maps: np.ndarr
         Threshold each slice's seeds came from (NaN = no seeds); adds ``UM-CAM seed mask``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    cpos = row_positions(cam_index, rows)
-    if (cpos < 0).any():
-        raise ValueError(f"the UM-CAM maps lack slice rows {rows[cpos < 0][:10].tolist()}: "
-                         f"notebook 04 must save a map for every slice")
+    cpos = require_rows(cam_index, rows, "the UM-CAM maps", "notebook 04 must save a map for every slice")
     cams = cam_maps[cpos]
     out = {"UM-CAM": binarise(cams, cam_threshold)}
     if seed_thresholds is not None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import metrics
 from ..data import SliceSet
-from ..data.maps import row_positions
+from ..data.maps import require_rows
 
 __all__ = ["example_rows", "plot_examples", "plot_sweep",
            "plot_labels", "plot_training_curves", "running_mean"]
@@ -80,9 +80,7 @@ def plot_examples(slices: SliceSet, predictions: dict[str, tuple[np.ndarray, np.
                 m, color = gt[box], (0.1, 0.9, 0.2)
             elif col in predictions:
                 index, probs = predictions[col]
-                (pos,) = row_positions(index, [r])
-                if pos < 0:
-                    raise ValueError(f"predictions of {col!r} lack slice row {int(r)}")
+                (pos,) = require_rows(index, [r], f"the predictions of {col!r}", "predict every example row")
                 m, color = probs[pos][box] > 0.5, (1.0, 0.2, 0.1)
             else:
                 m = None

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config.schema import SegParams, check_section
 from ..data import SliceSet
-from ..data.maps import load_maps, map_path, row_positions
+from ..data.maps import load_maps, map_path, require_rows, row_positions
 from ..data.thresholds import load_threshold
 
 #: The segmentation variants of this notebook, in table order.
@@ -148,12 +148,7 @@ def training_set(slices: SliceSet, targets: Mapping[str, Any], soft: bool = True
                          f"{slices.images.shape[1]}, {slices.images.shape[2]})")
     rows = slices.indices("train")
     pos = rows[slices.labels[rows] == 1]
-    have = set(int(r) for r in index)
-    missing = [int(r) for r in pos if int(r) not in have]
-    if missing:
-        raise ValueError(f"targets lack {len(missing)} positive training slices (e.g. row {missing[0]}): "
-                         f"every training slice must have a label")
-    sel = row_positions(index, pos)
+    sel = require_rows(index, pos, "the targets' positive training slices", "every training slice must have a label")
     place = np.searchsorted(rows, pos)
 
     def fill(m: np.ndarray) -> np.ndarray:
@@ -175,9 +170,7 @@ def label_examples(slices: SliceSet, targets: Mapping[str, Mapping[str, Any]], r
     """The training label of slice ``row`` under each variant (name -> [H, W] map in [0, 1])."""
     out = {}
     for name, t in targets.items():
-        (pos,) = row_positions(t["index"], [row])
-        if pos < 0:
-            raise ValueError(f"targets of {name!r} lack slice row {row}")
+        (pos,) = require_rows(t["index"], [row], f"the targets of {name!r}", "pick a training slice")
         out[name] = np.asarray(t["maps"][pos], dtype=np.float32)
         if t.get("spl") is not None:
             out[f"{name}: SPL term"] = np.asarray(t["spl"][pos], dtype=np.float32)

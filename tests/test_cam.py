@@ -12,7 +12,7 @@ from torch import nn
 
 from umcam_lib.cam import (baseline_cam, compute_baseline_cams, compute_cams, multi_layer_gradcam,
                            resolve_layer_names, upsample_normalise)
-from umcam_lib.cam.baselines import RawGradCAM, RawGradCAMPlusPlus
+from umcam_lib.cam.baselines import RawGradCAM
 from umcam_lib.models.vgg import BLOCK_LAYERS, vgg16_classifier
 
 torch.set_num_threads(1)
@@ -133,14 +133,50 @@ def test_compute_cams_batches_equal_one_pass(vgg, images):
     np.testing.assert_allclose(out.astype(np.float32), ref, atol=2e-3)  # float16 storage
 
 
-def test_gradcam_pp_equals_pytorch_grad_cam(vgg, images):
-    ours = baseline_cam(vgg, images, "gradcam_pp")
-    cam = RawGradCAMPlusPlus(vgg, [dict(vgg.named_modules())["features.29"]])
+def gradcam_pp_by_hand(model: nn.Module, x: torch.Tensor, module_name: str, target: int = 1) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018, Eq. 19 with the exponential score) from activations and
+    gradients captured here with hooks, upsampled bilinearly and divided by the per-image maximum.
+
+    For channel k: ``alpha_ij = g^2 / (2 g^2 + sum_ab(A) g^3)`` (0 where ``g == 0``),
+    ``w_k = sum_ij alpha_ij ReLU(g_ij)``; the map is ``ReLU(sum_k w_k A^k)``.
+    """
+    module = dict(model.named_modules())[module_name]
+    captured = {}
+
+    def keep(_m, _inp, out):
+        captured["a"] = out.detach().clone()
+        out.register_hook(lambda g: captured.__setitem__("g", g.detach().clone()))
+
+    handle = module.register_forward_hook(keep)
     try:
-        raw = cam(input_tensor=images, targets=[ClassifierOutputTarget(1)] * 3)
+        model.zero_grad()
+        model(x.clone().requires_grad_(True))[:, target].sum().backward()  # eval mode: images independent
     finally:
-        cam.activations_and_grads.release()
-    torch.testing.assert_close(ours, upsample_normalise(torch.from_numpy(raw), (64, 64)), atol=1e-4, rtol=0)
+        handle.remove()
+        model.zero_grad()
+    a, g = captured["a"].double(), captured["g"].double()
+    g2, g3 = g ** 2, g ** 3
+    alpha = g2 / (2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3 + 1e-6)
+    alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
+    weights = (alpha * g.clamp(min=0)).sum(dim=(2, 3))
+    raw = (weights[:, :, None, None] * a).sum(dim=1).clamp(min=0).float()
+    up = torch.nn.functional.interpolate(raw[:, None], size=tuple(x.shape[-2:]), mode="bilinear",
+                                         align_corners=False)[:, 0]
+    peak = up.amax(dim=(1, 2), keepdim=True)
+    return torch.where(peak > 0, up / peak.clamp(min=1e-30), torch.zeros_like(up))
+
+
+def test_gradcam_pp_equals_grad_cam_plus_plus_computed_by_hand(vgg, images):
+    """``baseline_cam(..., "gradcam_pp")`` is Grad-CAM++ of the block5 activations: the reference is
+    computed here from hooked activations and gradients, not by pytorch-grad-cam."""
+    assert resolve_layer_names(vgg, ["block5"]) == ["features.29"]
+    ref = gradcam_pp_by_hand(vgg, images, "features.29")
+    assert (ref.amax(dim=(1, 2)) == 1).all() and ref.flatten(1).std(dim=1).min() > 0.05  # not flat maps
+    ours = baseline_cam(vgg, images, "gradcam_pp")
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
+    # the reference tells the weightings apart: Grad-CAM's mean-gradient weights give another map
+    plain = baseline_cam(vgg, images, "gradcam")
+    assert (plain - ref).abs().max() > 1e-2
 
 
 def _raw(cam_obj, x):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_classifier import CFG, disc_slices
+from conftest import CLS_CFG, disc_slices
 
 from umcam_lib import provenance
 from umcam_lib.train import common
@@ -49,7 +49,7 @@ class _Exploit:
         return (Path.touch, (self.target,))
 
 
-def test_item10_checkpoints_load_with_weights_only(tmp_path):
+def test_checkpoints_with_numpy_history_load_with_weights_only(tmp_path):
     """Checkpoints with numpy values in their history still load under weights_only=True."""
     _saved(tmp_path)
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -61,7 +61,7 @@ def test_item10_checkpoints_load_with_weights_only(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["last.pt", "best.pt"])
-def test_item10_a_foreign_pickle_is_not_executed(tmp_path, name):
+def test_a_foreign_pickle_in_a_checkpoint_is_refused_not_executed(tmp_path, name):
     target = tmp_path / "pwned"
     torch.save({"model": {}, "config": _Exploit(target), "state": {}}, tmp_path / name)
     model, opt = _model_opt()
@@ -73,12 +73,12 @@ def test_item10_a_foreign_pickle_is_not_executed(tmp_path, name):
     assert not target.exists()
 
 
-def test_item10_no_unsafe_torch_load_in_the_library():
+def test_the_library_never_calls_torch_load_with_weights_only_false():
     offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if "weights_only=False" in p.read_text()]
     assert not offenders, f"torch.load(..., weights_only=False) in {offenders}"
 
 
-def test_item3_resume_refuses_other_code_and_force(tmp_path, monkeypatch):
+def test_resume_starts_over_under_force_or_other_training_code(tmp_path, monkeypatch):
     _saved(tmp_path)
     cfg = {"lr": 0.1, "grid": (1, 2)}
     model, opt = _model_opt()
@@ -90,7 +90,7 @@ def test_item3_resume_refuses_other_code_and_force(tmp_path, monkeypatch):
     assert common.resume(tmp_path, model, opt, config=cfg).epoch == 0
 
 
-def test_item3_resume_keys_on_the_training_modules_imports():
+def test_resume_code_key_covers_the_training_modules_imports_only():
     """The code key of a training run covers its module's transitive imports, not the library."""
     classifier = common.training_code(caller="umcam_lib.train.classifier")
     assert classifier == common.training_code(caller="umcam_lib.train.classifier")
@@ -100,7 +100,7 @@ def test_item3_resume_keys_on_the_training_modules_imports():
     assert "umcam_lib.report" not in closure and "umcam_lib.pipeline" not in closure
 
 
-def test_item3_library_fingerprint_follows_the_source(tmp_path):
+def test_library_fingerprint_changes_when_a_source_file_changes(tmp_path):
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "a.py").write_text("x = 1\n")
@@ -111,7 +111,7 @@ def test_item3_library_fingerprint_follows_the_source(tmp_path):
     assert provenance.library_fingerprint(pkg) != before
 
 
-def test_item4_resume_refuses_a_longer_run(tmp_path):
+def test_resume_refuses_a_checkpoint_with_more_epochs_than_asked(tmp_path):
     _saved(tmp_path, epoch=3)
     model, opt = _model_opt()
     cfg = {"lr": 0.1, "grid": (1, 2)}
@@ -120,10 +120,10 @@ def test_item4_resume_refuses_a_longer_run(tmp_path):
     assert common.resume(tmp_path, model, opt, config=cfg, epochs=5).epoch == 3   # extending is fine
 
 
-def test_item4_fewer_classifier_epochs_retrain(tmp_path):
+def test_fewer_classifier_epochs_after_a_longer_run_retrain(tmp_path):
     """Lowering classifier.epochs after a longer run trains the asked-for epochs only."""
     slices = disc_slices(n=48)
-    cfg = {**CFG, "epochs": 2, "augment": False}
+    cfg = {**CLS_CFG, "epochs": 2, "augment": False}
     train_classifier(build_classifier(cfg, seed=0), slices, cfg, tmp_path, device="cpu", progress=False)
     short = {**cfg, "epochs": 1}
     history = train_classifier(build_classifier(short, seed=0), slices, short, tmp_path, device="cpu", progress=False)

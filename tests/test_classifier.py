@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import CLS_CFG, disc_slices
+
 from umcam_lib.data import SliceSet, load_slices, save_slices
 from umcam_lib.train.augment import build_augmentation
 from umcam_lib.train.classifier import (
@@ -18,10 +20,6 @@ from umcam_lib.train.classifier import (
     train_classifier,
 )
 
-CFG = dict(width=0.0625, dilated=False, pretrained=False, epochs=2, batch_size=16, lr=1e-3, momentum=0.99,
-           weight_decay=5e-4, augment=True,
-           # the paper's recipe, not the quick profile's (the schema's defaults): SGD, plain VGG
-           optimizer="sgd", batch_norm=False, pooling="avg", input_norm="imagenet", padding="zeros", equivariance=0.0)
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_precision",
                    "val_recall", "val_f1", "lr", "seconds"]
 
@@ -34,34 +32,13 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def disc_slices(n: int = 96, size: int = 32, seed: int = 0) -> SliceSet:
-    """Noise slices; every third one holds a bright disc (the "brain", label 1)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    images = rng.uniform(0.0, 0.3, (n, size, size)).astype(np.float32)
-    masks = np.zeros((n, size, size), np.uint8)
-    labels = (np.arange(n) % 3 == 0).astype(np.uint8)
-    for i in np.flatnonzero(labels):
-        cy, cx = rng.uniform(9, size - 9, 2)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(4, 7) ** 2
-        images[i][disc] = rng.uniform(0.7, 1.0)
-        masks[i] = disc
-    per_volume = 8
-    volume = np.arange(n) // per_volume
-    n_vol = int(volume.max()) + 1
-    vol_split = np.array(["train"] * (n_vol - 4) + ["val"] * 2 + ["test"] * 2)
-    return SliceSet(images=images, masks=masks, labels=labels, volume=volume.astype(np.int32),
-                    slice_index=(np.arange(n) % per_volume).astype(np.int32), split=vol_split[volume],
-                    spacing_mm=2.0, volumes=pd.DataFrame({"volume": np.arange(n_vol), "split": vol_split}))
-
-
 @pytest.fixture(scope="module")
 def slices() -> SliceSet:
     return disc_slices()
 
 
 def _train(slices, out_dir, seed=0, **overrides):
-    cfg = {**CFG, **overrides}
+    cfg = {**CLS_CFG, **overrides}
     model = build_classifier(cfg, seed=seed)
     history = train_classifier(model, slices, cfg, out_dir, device="cpu", seed=seed, progress=False)
     return model, history
@@ -99,12 +76,12 @@ def test_metrics_reject_length_mismatch():
 def test_config_defaults_come_from_the_schema_and_bad_values_are_named():
     from umcam_lib.config import ParameterError, default
 
-    assert check_config({k: v for k, v in CFG.items() if k != "momentum"})["momentum"] == default("classifier.momentum")
-    assert check_config(CFG)["balance"] is False
+    assert check_config({k: v for k, v in CLS_CFG.items() if k != "momentum"})["momentum"] == default("classifier.momentum")
+    assert check_config(CLS_CFG)["balance"] is False
     with pytest.raises(ParameterError, match=r"classifier.optimizer: must be one of 'adamw', 'sgd', got 'adam'"):
-        check_config({**CFG, "optimizer": "adam"})
+        check_config({**CLS_CFG, "optimizer": "adam"})
     with pytest.raises(ParameterError, match=r"classifier.momentun: unknown parameter; did you mean 'momentum'"):
-        check_config({**CFG, "momentun": 0.9})
+        check_config({**CLS_CFG, "momentun": 0.9})
 
 
 def test_augmentation_keeps_shape_and_range_and_is_seeded():
@@ -178,7 +155,7 @@ def test_model_training_loss_hook_is_used(slices, tmp_path):
     class Hooked(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = build_classifier(CFG, seed=0)
+            self.net = build_classifier(CLS_CFG, seed=0)
 
         def forward(self, x):
             return self.net(x)
@@ -187,7 +164,7 @@ def test_model_training_loss_hook_is_used(slices, tmp_path):
             calls.append(images.shape[0])
             return torch.nn.functional.cross_entropy(self.net(images), labels) + 0.0 * images.sum()
 
-    history = train_classifier(Hooked(), slices, {**CFG, "epochs": 1}, tmp_path / "hook", device="cpu",
+    history = train_classifier(Hooked(), slices, {**CLS_CFG, "epochs": 1}, tmp_path / "hook", device="cpu",
                                progress=False)
     assert sum(calls) == slices.indices("train").size
     assert history["train_accuracy"].isna().all()  # no logits seen by the loop
@@ -199,7 +176,7 @@ def test_a_learnable_task_is_learned(slices, tmp_path):
     model, history = _train(slices, tmp_path / "learn", **cfg)
     assert history["val_f1"].max() >= 0.8
     assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
-    best = load_classifier(tmp_path / "learn", {**CFG, **cfg})
+    best = load_classifier(tmp_path / "learn", {**CLS_CFG, **cfg})
     table = metrics_table(best, slices, device="cpu")
     assert table["split"].tolist() == ["val", "test"]
     assert table.loc[0, "f1"] == pytest.approx(history["val_f1"].max())
@@ -208,18 +185,18 @@ def test_a_learnable_task_is_learned(slices, tmp_path):
 # ----------------------------------------------------------------------------- loading and prediction
 def test_load_classifier_returns_the_best_epoch(slices, tmp_path):
     _train(slices, tmp_path / "run")
-    model = load_classifier(tmp_path / "run", CFG)
+    model = load_classifier(tmp_path / "run", CLS_CFG)
     assert not model.training
     saved = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"]
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="does not fit"):
-        load_classifier(tmp_path / "run", {**CFG, "width": 0.125})
+        load_classifier(tmp_path / "run", {**CLS_CFG, "width": 0.125})
     with pytest.raises(FileNotFoundError, match="train this model first"):
-        load_classifier(tmp_path / "nothing", CFG)
+        load_classifier(tmp_path / "nothing", CLS_CFG)
 
 
 def test_predict_proba_shape_range_and_mode(slices):
-    model = build_classifier(CFG, seed=0).train()
+    model = build_classifier(CLS_CFG, seed=0).train()
     p = predict_proba(model, slices.images[:10], batch_size=4, device="cpu")
     assert p.shape == (10,) and np.all((p >= 0) & (p <= 1))
     assert model.training  # mode restored
@@ -227,10 +204,22 @@ def test_predict_proba_shape_range_and_mode(slices):
     np.testing.assert_allclose(p, torch.softmax(logits.double(), 1)[:, 1].detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_slice_set_round_trip_feeds_training(slices, tmp_path):
+def test_slice_set_round_trip_keeps_every_array_and_trains_identically(slices, tmp_path):
+    """save_slices -> load_slices loses nothing: every array (values and dtype), the spacing and the
+    volume table come back, and one epoch on the loaded set equals one epoch on the original."""
     save_slices(tmp_path / "data_run", slices)
-    _, history = _train(load_slices(tmp_path / "data_run"), tmp_path / "data_run" / "classifier", epochs=1)
-    assert len(history) == 1
+    loaded = load_slices(tmp_path / "data_run")
+    for name in ("images", "masks", "labels", "volume", "slice_index", "split"):
+        got, want = np.asarray(getattr(loaded, name)), np.asarray(getattr(slices, name))
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert loaded.spacing_mm == slices.spacing_mm
+    pd.testing.assert_frame_equal(loaded.volumes.reset_index(drop=True), slices.volumes.reset_index(drop=True))
+    original, h_original = _train(slices, tmp_path / "original", epochs=1)
+    again, h_loaded = _train(loaded, tmp_path / "data_run" / "classifier", epochs=1)
+    assert len(h_loaded) == 1
+    pd.testing.assert_frame_equal(h_loaded.drop(columns="seconds"), h_original.drop(columns="seconds"))
+    assert _same_weights(again, original)
 
 
 # ----------------------------------------------------------------------------- notebook 02 (tiny pipeline)

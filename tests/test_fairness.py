@@ -16,7 +16,7 @@ from umcam_lib.cam.study import check_cam_config, fuse_layers
 from umcam_lib.config import ParameterError
 from umcam_lib.models.vgg import BLOCK_LAYERS, vgg16_classifier
 
-from test_pseudo_mask import make_slices, ramp_cam
+from conftest import make_slices, ramp_cam
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_prepare import disc, write_cohort
+from conftest import disc, write_cohort
 
 from umcam_lib import pipeline
 from umcam_lib.data import prepare
@@ -23,7 +23,7 @@ def _to_nii(gz_path):
     return new
 
 
-def test_item6_nii_beside_nii_gz_is_read(tmp_path):
+def test_find_stacks_reads_nii_beside_nii_gz(tmp_path):
     write_cohort(tmp_path, {"sub-01": 1, "sub-02": 1})
     anat = tmp_path / "sub-02" / "anat"
     for f in sorted(anat.iterdir()):
@@ -33,7 +33,7 @@ def test_item6_nii_beside_nii_gz_is_read(tmp_path):
     assert refs[1].image.name == "sub-02_run-1_T2w.nii" and refs[1].mask.name == "sub-02_run-1_T2w_desc-brain_mask.nii"
 
 
-def test_item6_orphan_mask_and_other_files_are_named(tmp_path):
+def test_find_stacks_warns_naming_orphan_masks_and_other_files(tmp_path):
     write_cohort(tmp_path, {"sub-01": 1, "sub-02": 1})
     anat = tmp_path / "sub-02" / "anat"
     (anat / "sub-02_run-1_T2w.nii.gz").rename(anat / "sub-02_run-1_T1w.nii.gz")   # its mask is now an orphan
@@ -47,7 +47,7 @@ def test_item6_orphan_mask_and_other_files_are_named(tmp_path):
     assert "sub-01_run-1_T2w.nii.gz.bak" in text and "not a .nii or .nii.gz" in text
 
 
-def test_item6_subjects_non_ascii_and_non_bids_folders(tmp_path):
+def test_subjects_from_non_ascii_and_non_bids_folders(tmp_path):
     assert subject_of(tmp_path / "sub-Ä" / "anat" / "sub-Ä_T2w.nii.gz", tmp_path) == "sub-Ä"
     assert subject_of(tmp_path / "patientA" / "anat" / "scan1_T2w.nii.gz", tmp_path) == "patientA"
     assert subject_of(tmp_path / "loose_T2w.nii.gz", tmp_path) == "loose_T2w"
@@ -61,7 +61,7 @@ def test_item6_subjects_non_ascii_and_non_bids_folders(tmp_path):
     assert any("patientA" in n and "folder" in n for n in notes)
 
 
-def test_item6_notes_reach_dataset_csv(tmp_path):
+def test_input_file_notes_reach_the_dataset_table_also_when_cached(tmp_path):
     write_cohort(tmp_path / "bids", {f"sub-{i:02d}": 1 for i in range(1, 7)})
     _to_nii(tmp_path / "bids" / "sub-03" / "anat" / "sub-03_run-1_T2w.nii.gz")
     _to_nii(tmp_path / "bids" / "sub-03" / "anat" / "sub-03_run-1_T2w_desc-brain_mask.nii.gz")
@@ -79,7 +79,7 @@ def test_item6_notes_reach_dataset_csv(tmp_path):
     assert str(orphan) in prepare.dataset_table(again).loc[0, "notes"]
 
 
-def test_item8_one_slice_validation_split_is_refused(tmp_path):
+def test_a_one_slice_validation_split_is_refused(tmp_path):
     write_cohort(tmp_path / "bids", {"sub-01": 2, "sub-02": 1})
     anat = tmp_path / "bids" / "sub-03" / "anat"          # a one-slice stack holding brain
     anat.mkdir(parents=True)
@@ -95,7 +95,7 @@ def test_item8_one_slice_validation_split_is_refused(tmp_path):
     assert not (tmp_path / "run" / "data" / "slices.npz").exists()
 
 
-def test_item8_crop_loss_is_warned_and_noted(tmp_path):
+def test_brain_cut_away_by_the_crop_is_warned_and_noted(tmp_path):
     write_cohort(tmp_path / "bids", {"sub-01": 1, "sub-02": 1, "sub-03": 1}, shape=(40, 40, 8))
     data = pipeline.resolve_params("tiny", overrides=[
         "data.source=nifti", f"data.root={tmp_path / 'bids'}", "data.image_size=32", "data.spacing_mm=0.5"])["data"]

@@ -26,18 +26,18 @@ def test_every_profile_validates_unchanged(profile):
     assert pipeline.resolve_params(profile) == raw
 
 
-def test_item7_string_where_a_list_is_expected():
+def test_a_string_where_a_list_is_expected_is_refused_with_the_fix():
     msg = _error(profile="tiny", overrides=["data.test_subjects=sub-02"])
     assert "data.test_subjects" in msg and "a list of strings" in msg and "data.test_subjects=[sub-02]" in msg
     assert pipeline.resolve_params("tiny", overrides=["data.test_subjects=[sub-02]"])["data"]["test_subjects"] == ["sub-02"]
 
 
-def test_item7_prepare_refuses_a_string_too(tmp_path):
+def test_prepare_dataset_refuses_a_string_where_a_list_is_expected(tmp_path):
     """The library refuses a string as well (a notebook run without the pipeline)."""
     from umcam_lib.config import ParameterError
     from umcam_lib.data import prepare
 
-    from test_prepare import data_section, write_cohort
+    from conftest import data_section, write_cohort
 
     write_cohort(tmp_path / "bids", {"sub-01": 1, "sub-02": 1, "sub-03": 1})
     with pytest.raises(ParameterError, match=r"data.test_subjects: expected a list of strings.*\[sub-02\]"):
@@ -57,13 +57,13 @@ def test_item7_prepare_refuses_a_string_too(tmp_path):
     ("classifier.augment={gama: 1}", ["classifier.augment", "gama", "allowed"]),
     ("data.source=nifti", ["data.root", "nifti"]),
 ])
-def test_item9_bad_values_are_refused_before_anything_runs(override, words):
+def test_bad_values_are_refused_before_anything_runs(override, words):
     msg = _error(profile="tiny", overrides=[override])
     for w in words:
         assert w in msg, f"{w!r} not in {msg}"
 
 
-def test_item9_typo_inside_a_section_of_a_file(tmp_path):
+def test_a_typo_in_a_params_file_names_the_file_key_and_nearest_name(tmp_path):
     """A typo in a YAML file is refused naming the file, the key and the nearest known name."""
     f = tmp_path / "mine.yaml"
     f.write_text("base: tiny\nclassifier:\n  epoch: 3\n")
@@ -71,7 +71,7 @@ def test_item9_typo_inside_a_section_of_a_file(tmp_path):
     assert str(f) in msg and "classifier.epoch" in msg and "did you mean 'epochs'" in msg
 
 
-def test_item9_typo_in_a_base_file_is_named(tmp_path):
+def test_a_typo_in_a_base_params_file_names_the_base_file(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text("base: tiny\nseg:\n  sweep_lamda: [0.1]\n")
     child = tmp_path / "child.yaml"
@@ -80,12 +80,12 @@ def test_item9_typo_in_a_base_file_is_named(tmp_path):
     assert str(base) in msg and "seg.sweep_lamda" in msg
 
 
-def test_item9_every_problem_listed_at_once():
+def test_every_parameter_problem_is_listed_at_once():
     msg = _error(profile="tiny", overrides=["classifier.epochs=abc", "seed=-1", "gse.spl_rule=mean"])
     assert "3 problem(s)" in msg and "seed" in msg and "gse.spl_rule" in msg and "'ratio', 'authors'" in msg
 
 
-def test_item9_pipeline_main_exits_1_before_notebook_01(tmp_path, capsys):
+def test_pipeline_main_exits_1_on_bad_parameters_before_notebook_01(tmp_path, capsys):
     out = tmp_path / "run"
     rc = pipeline.main(["--profile", "tiny", "--set", "classifier.epochs=abc", "--out", str(out)])
     assert rc == 1 and "classifier.epochs" in capsys.readouterr().err

@@ -8,42 +8,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import data_section, disc, write_cohort
+
 from umcam_lib.data import load_slices
 from umcam_lib.data import prepare as prep
 from umcam_lib.data.artifacts import slices_path
 from umcam_lib.data.nifti import DataError, mask_path_for
-
-
-# --------------------------------------------------------------------------- helpers
-def disc(shape: tuple[int, int], spacing: float, radius_mm: float) -> np.ndarray:
-    """A centred disc of ``radius_mm`` on a grid of ``spacing`` mm (pixel centres inside)."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
-    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
-    return (np.hypot((yy - cy) * spacing, (xx - cx) * spacing) <= radius_mm).astype(np.uint8)
-
-
-def write_cohort(root: Path, subjects: dict[str, int], shape=(40, 40, 8), spacing=(1.5, 1.5, 5.0)) -> None:
-    """Write a tiny BIDS cohort: ``subjects`` maps subject id -> number of stacks."""
-    rng = np.random.default_rng(0)
-    for sub, n_runs in subjects.items():
-        for run in range(1, n_runs + 1):
-            folder = root / sub / "anat"
-            folder.mkdir(parents=True, exist_ok=True)
-            img_path = folder / f"{sub}_run-{run}_T2w.nii.gz"
-            mask = np.zeros(shape, np.uint8)
-            mask[..., 2:6] = disc(shape[:2], spacing[0], 12.0)[..., None]
-            image = (rng.random(shape) * 100 + 400.0 * mask).astype(np.uint16)
-            aff = np.diag([*spacing, 1.0])
-            nib.save(nib.Nifti1Image(image, aff), str(img_path))
-            nib.save(nib.Nifti1Image(mask, aff), str(mask_path_for(img_path)))
-
-
-def data_section(root: Path, **kw) -> dict:
-    d = dict(source="nifti", root=None if root is None else str(root), image_glob="**/*_T2w.nii.gz", mask_suffix="_desc-brain_mask",
-             n_volumes=3, phantom_matrix=64, spacing_mm=2.0, image_size=32, split_ratio=[80, 10, 25],
-             test_subjects=[], val_subjects=[])
-    d.update(kw)
-    return d
 
 
 # --------------------------------------------------------------------------- resampling

@@ -68,3 +68,40 @@ def test_redirect_output_catches_a_child_process_and_python_warnings(tmp_path):
     text = log_path.read_text()
     assert "child out" in text and "child err" in text and "parent print" in text
     assert console.getvalue() == "console line\n"
+
+
+def test_progress_engine_is_registered_once_through_papermills_registry():
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    from umcam_lib.pipeline.execute import _progress_engine
+
+    name = _progress_engine()
+    engine = papermill_engines.get_engine(name)
+    assert name == "umcam-progress" and issubclass(engine, NBClientEngine)
+    assert _progress_engine() == name and papermill_engines.get_engine(name) is engine   # not re-registered
+
+
+def test_progress_engine_reports_every_finished_cell(monkeypatch):
+    from types import SimpleNamespace
+
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    from umcam_lib.pipeline.execute import _Progress, _progress_engine
+
+    completed, seen = [], []
+
+    class Manager:
+        nb = SimpleNamespace(cells=["a", "b", "c"])
+
+        def cell_complete(self, cell, cell_index=None, **kw):
+            completed.append((cell, cell_index))
+
+    def run_cells(cls, nb_man, kernel_name, **kwargs):  # stands in for nbclient: completes each cell
+        for i, cell in enumerate(nb_man.nb.cells):
+            nb_man.cell_complete(cell, cell_index=i)
+
+    monkeypatch.setattr(NBClientEngine, "execute_managed_notebook", classmethod(run_cells))
+    monkeypatch.setattr(_Progress, "callback", lambda done, total: seen.append((done, total)))
+    papermill_engines.get_engine(_progress_engine()).execute_managed_notebook(Manager(), "python3")
+    assert completed == [("a", 0), ("b", 1), ("c", 2)]        # papermill's own bookkeeping still runs
+    assert seen == [(1, 3), (2, 3), (3, 3)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+
+from conftest import make_slices, ramp_cam
 
 from umcam_lib import metrics, report
 from umcam_lib.cam import (average_cam, binary_entropy, entropy_weights, evaluate_cam, layer_ablation,
@@ -15,7 +16,6 @@ from umcam_lib.cam import fusion
 from umcam_lib.cam.pseudo_mask import score_pseudo_masks, take_rows
 from umcam_lib.metrics import dice_batch
 from umcam_lib.data.thresholds import thresholds_path
-from umcam_lib.data.artifacts import SliceSet
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -76,32 +76,6 @@ def test_numpy_torch_and_chunking_agree(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- slices for evaluation
-def make_slices(n_val: int = 4, n_test: int = 4, size: int = 16) -> SliceSet:
-    """Positive slices with a square brain (rows 4..11), plus one negative slice per split."""
-    splits = ["train"] + ["val"] * (n_val + 1) + ["test"] * (n_test + 1)
-    n = len(splits)
-    masks = np.zeros((n, size, size), dtype=np.uint8)
-    val_pos = range(1, 1 + n_val)  # then one negative validation slice
-    test_pos = range(n_val + 2, n_val + 2 + n_test)  # then one negative test slice
-    for i in [*val_pos, *test_pos]:
-        masks[i, 4:12, 4:12] = 1
-    labels = np.zeros(n, dtype=np.uint8)
-    labels[:] = masks.reshape(n, -1).any(axis=1)
-    vols = pd.DataFrame({"volume": [0, 1, 2], "subject": ["a", "b", "c"], "split": ["train", "val", "test"]})
-    return SliceSet(images=np.zeros((n, size, size), np.float32), masks=masks, labels=labels,
-                    volume=np.array([0] + [1] * (n_val + 1) + [2] * (n_test + 1), np.int32),
-                    slice_index=np.arange(n, dtype=np.int32), split=np.array(splits), spacing_mm=2.0,
-                    volumes=vols)
-
-
-def ramp_cam(core: float, ring: float, size: int = 16) -> np.ndarray:
-    """A CAM that is ``core`` on the brain square and ``ring`` on a 2-pixel ring around it."""
-    cam = np.zeros((size, size), np.float32)
-    cam[2:14, 2:14] = ring
-    cam[4:12, 4:12] = core
-    return cam
-
-
 def test_dice_batch_matches_metrics_dice():
     rng = np.random.default_rng(3)
     p = rng.random((6, 10, 10)) > 0.6

@@ -69,7 +69,7 @@ def _write_stack(folder, mask_rows):
     nib.save(nib.Nifti1Image(mask, np.diag([1.0, 1.0, 4.0, 1.0])), str(folder / "sub-01_T2w_desc-brain_mask.nii.gz"))
 
 
-def test_item1_edited_input_mask_reruns(study):
+def test_an_edited_input_mask_reruns_notebook_01(study):
     """Item 1: an edited mask in the input folder is a new input; reuse would keep stale slices."""
     tmp, params = study
     root = tmp / "bids"
@@ -85,7 +85,7 @@ def test_item1_edited_input_mask_reruns(study):
                                                         ("run", ("upstream 01 reruns",))]
 
 
-def test_item2_only_refuses_results_of_other_parameters(study):
+def test_only_refuses_upstream_results_of_other_parameters(study):
     """Item 2: `--only 02 --set seed=1` on a seed-0 run must not train on the seed-0 slices."""
     tmp, params = study
     out = tmp / "run"
@@ -101,7 +101,7 @@ def test_item2_only_refuses_results_of_other_parameters(study):
     assert json.loads((out / "b.json").read_text()) == {"seed": 1, "trained_on_seed": 1}
 
 
-def test_item2_rerun_upstream_invalidates_downstream(study):
+def test_a_rerun_upstream_invalidates_downstream_reuse(study):
     """Item 2: a recomputed 01 (same parameters) is a new result: 02 no longer reuses."""
     tmp, params = study
     out = tmp / "run"
@@ -111,7 +111,7 @@ def test_item2_rerun_upstream_invalidates_downstream(study):
     assert [(e.action, e.reasons) for e in entries] == [("reuse", ()), ("run", ("upstream 01 has a newer result",))]
 
 
-def test_item2_failed_upstream_blocks_only(study):
+def test_a_failed_upstream_blocks_only_of_its_downstream(study):
     """Item 2: after a failed 01, `--only 02` refuses instead of using the previous slices."""
     tmp, params = study
     out = tmp / "run"
@@ -126,7 +126,7 @@ def test_item2_failed_upstream_blocks_only(study):
         _run(params, out, only="02")
 
 
-def test_item3_library_edit_and_force(study, monkeypatch, tmp_path):
+def test_an_edited_library_module_reruns_and_force_reaches_the_notebook(study, monkeypatch, tmp_path):
     """Item 3: the source of the library modules a notebook imports is in its fingerprint
     (here a copy of the library, edited); --force reaches the notebook."""
     import shutil
@@ -151,7 +151,7 @@ def test_item3_library_edit_and_force(study, monkeypatch, tmp_path):
     assert marker["components"]["modules"]["umcam_lib/config/notebook.py"] == edited["umcam_lib/config/notebook.py"]
 
 
-def test_item5_only_into_an_empty_folder_refuses(study):
+def test_only_into_an_empty_run_folder_refuses(study):
     """Item 5: `--only 02` into an empty run folder refuses and writes no done marker."""
     tmp, params = study
     out = tmp / "empty"
@@ -160,7 +160,7 @@ def test_item5_only_into_an_empty_folder_refuses(study):
     assert not (out / ".done" / "02.json").exists()
 
 
-def test_item5_report_alone_refuses_with_the_study_notebooks(tmp_path, capsys):
+def test_only_the_report_into_an_empty_folder_exits_1_before_running(tmp_path, capsys):
     """Item 5 on the real notebooks: `--only 08` into an empty folder exits 1 before running."""
     out = tmp_path / "run"
     rc = pipeline.main(["--profile", "tiny", "--only", "08", "--out", str(out), "--figures", str(tmp_path / "f")])
@@ -170,7 +170,7 @@ def test_item5_report_alone_refuses_with_the_study_notebooks(tmp_path, capsys):
     assert not (tmp_path / "f" / "table1.csv").exists() and not (out / ".done" / "08.json").exists()
 
 
-def test_item8_notebook_warnings_reach_the_console(study, capsys):
+def test_notebook_warnings_reach_the_console(study, capsys):
     """Item 8: a warning raised inside a notebook is printed by the runner."""
     tmp, params = study
     _run(params, tmp / "run", overrides=["warn=the centre crop cut away 26.0% of the brain mask"])
@@ -178,7 +178,7 @@ def test_item8_notebook_warnings_reach_the_console(study, capsys):
     assert "warning from notebook 01: UserWarning: the centre crop cut away 26.0% of the brain mask" in err
 
 
-def test_item11_interrupt_is_one_line(study, monkeypatch, capsys):
+def test_an_interrupt_prints_one_line_naming_the_notebook(study, monkeypatch, capsys):
     """Item 11: Ctrl-C prints one line naming the notebook, not a traceback."""
     tmp, params = study
     import papermill

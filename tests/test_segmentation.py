@@ -8,46 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import SEG_CFG, fake_slices, write_upstream
+
 from umcam_lib import report, scoring
-from umcam_lib.data import SliceSet, save_slices
-from umcam_lib.io import write_json
-from umcam_lib.data.maps import save_maps
+from umcam_lib.data import SliceSet
 from umcam_lib.models.unet import build_unet, unet_features
 from umcam_lib.train import seg_train
 from umcam_lib.train import segmentation as seg
 from umcam_lib.train import seg_predict as seg_predict_module
-
-SEG_CFG = dict(width=2, epochs=2, batch_size=6, lr=0.01, momentum=0.9, weight_decay=5e-4, lambda_spl=0.1,
-               soft_labels=True,
-               # the paper's plain recipe, not the quick profile's (the schema's defaults): SGD, every
-               # training slice each epoch, no early stopping, no warm-up
-               optimizer="sgd", epoch_slices=None, positive_fraction=None, val_every=1, eval_batch_size=64,
-               patience=None, loss_main="umcam", channels_last=False, postprocess="none", plateau_decay=None,
-               min_epochs=0)
-
-
-def fake_slices(n_volumes: int = 4, n_slices: int = 6, size: int = 32, seed: int = 0) -> SliceSet:
-    """Discs that grow and shrink through each stack: two train volumes, one val, one test."""
-    rng = np.random.default_rng(seed)
-    splits = ["train"] * (n_volumes - 2) + ["val", "test"]
-    yy, xx = np.mgrid[:size, :size]
-    images, masks, volume, index, split, vols = [], [], [], [], [], []
-    for v in range(n_volumes):
-        cy, cx = rng.uniform(0.4, 0.6, 2) * size
-        for s in range(n_slices):
-            radius = [0, 2, 4, 5, 3, 0][s % 6] * size / 16
-            m = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
-            images.append(np.clip(0.3 + 0.5 * m + rng.normal(0, 0.05, m.shape), 0, 1))
-            masks.append(m)
-            volume.append(v)
-            index.append(s)
-            split.append(splits[v])
-        vols.append(dict(volume=v, subject=f"s{v}", split=splits[v], image_path="", n_slices=n_slices,
-                         thickness_mm=5.0, native_spacing_mm=1.0, shape=""))
-    masks = np.array(masks, dtype=np.uint8)
-    return SliceSet(np.array(images, np.float32), masks, masks.reshape(len(masks), -1).max(1).astype(np.uint8),
-                    np.array(volume, np.int32), np.array(index, np.int32), np.array(split), 2.0, pd.DataFrame(vols))
-
 
 # ----------------------------------------------------------------------------- model
 def test_unet_width_scales_features_and_keeps_shape():
@@ -109,19 +77,9 @@ def test_training_set_uses_background_for_negatives_and_rejects_missing_positive
         seg.training_set(s, {"index": pos[1:], "maps": np.ones((len(pos) - 1, 32, 32))})
 
 
-def _write_upstream(run_dir, s: SliceSet) -> None:
-    save_slices(run_dir, s)
-    idx = np.arange(len(s))
-    save_maps(run_dir, "cams", "gradcam", idx, np.where(s.masks > 0, 0.6, 0.2))
-    save_maps(run_dir, "cams", "umcam", idx, np.where(s.masks > 0, 0.9, 0.1))
-    write_json(run_dir / "cams" / "thresholds.json", {"gradcam": 0.5, "umcam": 0.5})
-    pos = s.indices("train", positive_only=True)
-    save_maps(run_dir, "spl", "spl", pos[1:], np.full((len(pos) - 1, 32, 32), 0.25))
-
-
 def test_variant_targets_threshold_cams_and_fall_back_to_umcam_without_spl(tmp_path):
     s = fake_slices()
-    _write_upstream(tmp_path, s)
+    write_upstream(tmp_path, s)
     pos = s.indices("train", positive_only=True)
     um = seg.variant_targets("UM-CAM", s, tmp_path, SEG_CFG)
     assert np.array_equal(um["maps"], s.masks[pos].astype(np.float32))

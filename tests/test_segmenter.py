@@ -14,7 +14,7 @@ from umcam_lib.config import ParameterError
 from umcam_lib.io import write_json
 from umcam_lib.segment import segmenter as so
 
-from test_segmentation import SEG_CFG, _write_upstream, fake_slices
+from conftest import SEG_CFG, fake_slices, write_upstream
 
 CLEAN = {"commit": "0" * 40, "dirty": False, "changed": []}
 
@@ -28,7 +28,7 @@ def run(tmp_path):
     s.volumes["positive_slices"] = 4
     run = tmp_path / "run"
     run.mkdir()
-    _write_upstream(run, s)
+    write_upstream(run, s)
     write_json(run / "data" / "fingerprint.json", {"data": {"spacing_mm": 2.0, "image_size": 32}, "version": 2})
     params = {"profile": "tiny", "seed": 0, "amp": False, "threads": 1, "device": "cpu",
               "data": {"root": None, "source": "synthetic", "spacing_mm": 2.0, "image_size": 32}}

@@ -10,7 +10,7 @@ from umcam_lib.data.weak_labels import crop_boxes, crop_labels, crop_set, crop_s
 from umcam_lib.train.augment import augment_segmentation_batch
 from umcam_lib.train.classifier import labelled_images
 
-from test_classifier import CFG, disc_slices
+from conftest import CLS_CFG, disc_slices
 
 
 def test_crop_size_rounds_to_multiple_of_32_and_rejects_bad_sizes():
@@ -55,10 +55,10 @@ def test_crop_set_cuts_the_boxes_it_reports_and_is_reproducible():
 
 def test_labelled_images_slice_unit_is_the_paper_and_crop_unit_gives_crops():
     s = disc_slices(n=48, size=64)
-    x, y = labelled_images(s, "train", CFG)
+    x, y = labelled_images(s, "train", CLS_CFG)
     np.testing.assert_array_equal(x, s.images[s.indices("train")])
     np.testing.assert_array_equal(y, s.labels[s.indices("train")])
-    cfg = dict(CFG, label_unit="crop", crop_mm=64.0, crops_per_slice=4, crop_brain_fraction=0.5)
+    cfg = dict(CLS_CFG, label_unit="crop", crop_mm=64.0, crops_per_slice=4, crop_brain_fraction=0.5)
     xc, yc = labelled_images(s, "train", cfg)
     assert xc.shape == (4 * len(s.indices("train")), 32, 32)
     assert 0 < yc.mean() < s.labels[s.indices("train")].mean()   # crops miss the brain more often than slices
@@ -103,7 +103,7 @@ def test_label_table_counts_both_units_and_the_crop_figure_draws_every_crop():
     from umcam_lib.train.classifier import label_table
 
     s = disc_slices(n=48, size=64)
-    cfg = dict(CFG, crop_mm=64.0, crops_per_slice=4, crop_brain_fraction=0.5)
+    cfg = dict(CLS_CFG, crop_mm=64.0, crops_per_slice=4, crop_brain_fraction=0.5)
     t = label_table(s, cfg)
     assert list(t["unit"]) == ["slice"] * 3 + ["crop"] * 3
     train = t[(t["split"] == "train")].set_index("unit")

@@ -69,9 +69,12 @@ class _Progress:
 def _progress_engine() -> str:
     """Register (once) and name a papermill engine that reports finished cells to :class:`_Progress`."""
     from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.exceptions import PapermillException
 
     name = "umcam-progress"
-    if name not in papermill_engines._engines:
+    try:
+        papermill_engines.get_engine(name)
+    except PapermillException:  # not registered yet
 
         class ProgressEngine(NBClientEngine):
             @classmethod

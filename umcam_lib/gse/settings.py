@@ -110,9 +110,23 @@ def sweep_gse(images: np.ndarray, cams: np.ndarray, masks: np.ndarray, threshold
 
 
 def chosen_gse(sweep: pd.DataFrame, gse_cfg: GseParams | Mapping[str, Any]) -> dict[str, Any]:
-    """The ``gse`` section with the sweep's best validation point (highest mean DSC) filled in."""
+    """The ``gse`` section with the sweep's best validation point filled in.
+
+    The point with the highest validation mean DSC (``val_dsc_mean``) is chosen; among equal
+    scores the first row in sweep order wins; rows without a score (NaN) are never chosen. An
+    empty sweep returns the section unchanged.
+
+    Raises
+    ------
+    ValueError
+        When no row of a non-empty sweep has a validation score.
+    """
     if sweep.empty:
         return dict(gse_cfg)
-    best = sweep.loc[sweep["val_dsc_mean"].idxmax()]
+    scores = pd.to_numeric(sweep["val_dsc_mean"], errors="coerce")
+    if scores.isna().all():
+        raise ValueError(f"the GSE sweep has {len(sweep)} point(s) but no validation score (val_dsc_mean is "
+                         f"NaN everywhere): no setting can be chosen")
+    best = sweep.loc[scores.idxmax()]
     return {**dict(gse_cfg), "spl_rule": str(best["spl_rule"]), "beta": float(best["beta"]),
             "lamb": float(best["lamb"]), "margin_mm": float(best["margin_mm"])}

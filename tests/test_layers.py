@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("report", ["umcam_lib.report", "umcam_lib.report.*"]),
     # a notebook's step that computes and records (Tables 1-2 rows, thresholds.json), and the
     # package front that gathers names for the notebooks (``from umcam_lib import cam``)
-    ("study", ["umcam_lib.cam", "umcam_lib.cam.study", "umcam_lib.train.segmentation"]),
+    ("study", ["umcam_lib.cam", "umcam_lib.cam.study", "umcam_lib.gse.study", "umcam_lib.train.segmentation"]),
     # the two program wings: the notebook runner, and the brain extractor (segment, ship, segmenter)
     ("apps", ["umcam_lib.pipeline", "umcam_lib.pipeline.*", "umcam_lib.segment", "umcam_lib.segment.*"]),
 ]

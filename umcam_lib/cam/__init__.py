@@ -30,14 +30,14 @@ from .gradcam import (CAM_LAYER, compute_cams, multi_layer_gradcam, resolve_laye
                       working_copy)
 from .pseudo_mask import (CamEvaluation, evaluate_cam, eval_rows, score_pseudo_masks, select_threshold, summary_table,
                           threshold_curves)
-from .study import (FLOOR_METHOD, METHOD_NAMES, STUDY_LAYERS, check_cam_config, compute_cam_variants,
+from .study import (FLOOR_METHOD, METHOD_NAMES, STUDY_LAYERS, CamStage, check_cam_config, open_cam_stage, compute_cam_variants,
                     evaluate_and_record, evaluate_extra_seeds, evaluate_seed, fuse_layers, load_reading_scores,
                     record_evaluation, record_floor, score_readings_over_seeds, study_layers)
 
 __all__ = [
     "BASELINE_NAMES", "CAM_LAYER", "CamEvaluation", "FLOOR_METHOD", "evaluate_extra_seeds", "evaluate_seed",
     "record_floor", "load_reading_scores", "score_readings_over_seeds", "DEFAULT_SUBSETS", "METHOD_NAMES", "STUDY_LAYERS",
-    "average_cam", "baseline_cam", "binary_entropy", "check_cam_config", "compute_cam_variants", "fuse_layers",
+    "average_cam", "baseline_cam", "binary_entropy", "check_cam_config", "CamStage", "open_cam_stage", "compute_cam_variants", "fuse_layers",
     "study_layers", "compute_baseline_cams", "compute_cams", "entropy_weights",
     "eval_rows", "evaluate_and_record", "evaluate_cam", "layer_ablation", "load_threshold",
     "load_thresholds", "multi_layer_gradcam", "record_evaluation", "resolve_layer_names",

@@ -22,6 +22,7 @@ This is the module of the CAM stage that writes: per-slice scores go to Tables 1
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -32,7 +33,7 @@ from torch import nn
 
 from .. import io
 from ..data.scores import record_scores
-from ..config.schema import CamParams, check_section
+from ..config.schema import CamParams, ClassifierParams, check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from ..data.thresholds import save_threshold
@@ -42,6 +43,10 @@ from .fairness import score_readings
 from .fusion import fuse_reading, norm_groups, reading_of
 from .gradcam import CAM_LAYER, compute_cams
 from .pseudo_mask import EVAL_SPLITS, CamEvaluation, eval_rows, evaluate_cam, score_pseudo_masks
+from .. import runtime
+from ..data.artifacts import load_slices
+from ..paths import resolve
+from ..train.classifier import load_classifier
 
 #: Map name -> method name in Tables 1 and 2.
 METHOD_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", **BASELINE_NAMES,
@@ -54,6 +59,63 @@ def check_cam_config(cam: CamParams | Mapping[str, Any]) -> CamParams:
     """The ``cam`` section checked against the schema, missing keys at their defaults
     (:func:`umcam_lib.config.check_section`; a bad value raises ``ParameterError``)."""
     return check_section("cam", cam)
+
+
+@dataclass(frozen=True)
+class CamStage:
+    """What notebooks 03 and 04 start from (:func:`open_cam_stage`).
+
+    Attributes
+    ----------
+    slices : SliceSet
+        The prepared slices of the run (notebook 01).
+    model : nn.Module
+        The trained classifier of the run (notebook 02, its first seed), on ``device``.
+    device : torch.device
+    cam : CamParams
+        The checked ``cam`` section.
+    grid : ndarray, float, shape (k,)
+        The CAM thresholds the validation split chooses from (``cam.threshold_grid``).
+    figures_dir : Path
+    """
+
+    slices: SliceSet
+    model: nn.Module
+    device: torch.device
+    cam: CamParams
+    grid: np.ndarray
+    figures_dir: Path
+
+    def describe(self, profile: str) -> str:
+        """One line: slices, their size and spacing, the device and the threshold range."""
+        s = self.slices
+        return (f"profile {profile}: {len(s)} slices of {s.images.shape[1]}x{s.images.shape[2]} px "
+                f"at {s.spacing_mm} mm, device {self.device}, thresholds {self.grid[0]:.2f}..{self.grid[-1]:.2f}")
+
+
+def open_cam_stage(run_dir: str | Path, figures_dir: str | Path, classifier: ClassifierParams | Mapping[str, Any],
+                   cam: CamParams | Mapping[str, Any], *, seed: int, threads: int | None,
+                   device: str = "auto") -> CamStage:
+    """Set threads, seeds and device, then load the run's slices and classifier for a CAM notebook.
+
+    Parameters
+    ----------
+    run_dir, figures_dir : path
+        The run folder (with ``data/`` and ``classifier/``) and the figures folder.
+    classifier, cam : section
+        The ``classifier`` section (its architecture rebuilds the checkpoint) and ``cam`` section.
+    seed, threads, device
+        The profile's ``seed``, ``threads`` and ``device``.
+    """
+    runtime.set_threads(threads)
+    runtime.seed_everything(seed)
+    dev = runtime.select_device(device)
+    fig_dir = resolve(figures_dir)
+    cam = check_cam_config(cam)
+    grid = threshold_grid(cam["threshold_grid"])
+    slices = load_slices(run_dir)
+    model = load_classifier(resolve(run_dir) / "classifier", classifier, device=dev)
+    return CamStage(slices=slices, model=model, device=dev, cam=cam, grid=grid, figures_dir=fig_dir)
 
 
 def study_layers(fused: Sequence[str]) -> list[str]:

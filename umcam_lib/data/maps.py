@@ -71,7 +71,8 @@ def require_rows(index: np.ndarray, rows: np.ndarray, name: str = "maps",
     return pos
 
 
-def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str = "maps") -> np.ndarray:
+def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str = "maps",
+              hint: str = "compute the map for every slice that is used") -> np.ndarray:
     """The maps of slice ``rows`` from a map set (``index`` [n] rows, ``maps`` [n, H, W]).
 
     Raises
@@ -92,5 +93,5 @@ def take_rows(index: np.ndarray, maps: np.ndarray, rows: np.ndarray, name: str =
     ...
     ValueError: cams lacks slice rows [13] (1 missing): compute the map for every slice that is used
     """
-    pos = require_rows(index, rows, name)
+    pos = require_rows(index, rows, name, hint)
     return maps[pos]

@@ -19,7 +19,7 @@ returns the best setting; the test split is not looked at.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ import pandas as pd
 from .. import metrics
 from ..config.schema import GseParams, check_section
 from .pseudo_labels import spl_batch
+from .threshold import DEFAULT_GRID
 
 #: Columns of the sweep table.
 SWEEP_COLUMNS = ["spl_rule", "beta", "lamb", "margin_mm", "margin_px", "n", "with_spl", "val_dsc_mean",
@@ -98,15 +99,49 @@ def sweep_gse(images: np.ndarray, cams: np.ndarray, masks: np.ndarray, threshold
     for point in sweep_points(gse_cfg):
         cfg = {**dict(gse_cfg), **point}
         kw = spl_settings(cfg, spacing_mm)
-        res = spl_batch(images, cams, threshold, workers=workers, **kw)
-        pred = np.zeros(masks.shape, bool)
-        pred[np.asarray(res.index, dtype=int)] = np.asarray(res.maps) > 0.5
-        dsc, hd = metrics.score_masks(pred, masks)
-        fp = (pred & ~masks.astype(bool)).reshape(len(pred), -1).sum(1)
-        rows.append({**point, "margin_px": kw["margin"], "n": len(masks), "with_spl": len(res.index),
+        dense, with_spl = dense_spl(images, cams, threshold, kw, workers=workers)
+        dsc, hd, fp = score_spl(dense, masks)
+        rows.append({**point, "margin_px": kw["margin"], "n": len(masks), "with_spl": with_spl,
                      "val_dsc_mean": float(np.mean(dsc)), "val_dsc_std": float(np.std(dsc, ddof=1)) if len(dsc) > 1 else 0.0,
                      "val_hd95_mean": float(np.mean(hd)), "val_fp_pixels_mean": float(np.mean(fp))})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def dense_spl(images: np.ndarray, cams: np.ndarray, threshold: float | str, settings: Mapping[str, Any],
+              workers: int = 1, grid: Sequence[float] = DEFAULT_GRID) -> tuple[np.ndarray, int]:
+    """SPL of every slice as one dense stack: zeros where a slice has no SPL (no seed component).
+
+    Parameters
+    ----------
+    images, cams : ndarray, shape (N, H, W)
+    threshold : float or "variance"
+        The UM-CAM seed threshold.
+    settings : mapping
+        Keyword settings of :func:`spl_batch` (:func:`spl_settings`).
+    grid : sequence of float
+        Thresholds of the per-slice ``variance`` rule.
+
+    Returns
+    -------
+    dense : ndarray, float32, shape (N, H, W)
+    with_spl : int
+        How many slices have an SPL.
+    """
+    res = spl_batch(images, cams, threshold, grid=grid, workers=workers, **settings)
+    dense = np.zeros(np.shape(images), np.float32)
+    dense[np.asarray(res.index, dtype=int)] = np.asarray(res.maps)
+    return dense, len(res.index)
+
+
+def score_spl(dense: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dice (%), HD95 (pixels) and false-positive pixels of SPL (> 0.5) as masks, per slice.
+
+    A slice without SPL is an empty prediction (the metrics' penalty, never dropped).
+    """
+    pred = np.asarray(dense) > 0.5
+    dsc, hd = metrics.score_masks(pred, masks)
+    fp = (pred & ~np.asarray(masks).astype(bool)).reshape(len(pred), -1).sum(1)
+    return np.asarray(dsc), np.asarray(hd), fp
 
 
 def chosen_gse(sweep: pd.DataFrame, gse_cfg: GseParams | Mapping[str, Any]) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def test_progress_engine_reports_every_finished_cell(monkeypatch):
 
     from papermill.engines import NBClientEngine, papermill_engines
 
-    from umcam_lib.pipeline.execute import _Progress, _progress_engine
+    from umcam_lib.pipeline.execute import _progress_engine
 
     completed, seen = [], []
 
@@ -97,11 +97,47 @@ def test_progress_engine_reports_every_finished_cell(monkeypatch):
             completed.append((cell, cell_index))
 
     def run_cells(cls, nb_man, kernel_name, **kwargs):  # stands in for nbclient: completes each cell
+        assert "on_cell" not in kwargs                         # the engine's own argument is not passed on
         for i, cell in enumerate(nb_man.nb.cells):
             nb_man.cell_complete(cell, cell_index=i)
 
     monkeypatch.setattr(NBClientEngine, "execute_managed_notebook", classmethod(run_cells))
-    monkeypatch.setattr(_Progress, "callback", lambda done, total: seen.append((done, total)))
-    papermill_engines.get_engine(_progress_engine()).execute_managed_notebook(Manager(), "python3")
+    engine = papermill_engines.get_engine(_progress_engine())
+    engine.execute_managed_notebook(Manager(), "python3", on_cell=lambda done, total: seen.append((done, total)))
     assert completed == [("a", 0), ("b", 1), ("c", 2)]        # papermill's own bookkeeping still runs
     assert seen == [(1, 3), (2, 3), (3, 3)]
+    engine.execute_managed_notebook(Manager(), "python3")     # without a callback: cells are only counted
+    assert len(completed) == 6 and len(seen) == 3
+
+
+def test_console_reporter_draws_the_runners_events(tmp_path):
+    """The reporter (off a terminal): a line per notebook, reused ones named, a failure's line and log entry."""
+    from umcam_lib.pipeline.plan import REUSE, RUN, PlanEntry
+    from umcam_lib.pipeline.run import NotebookResult
+
+    log, out, err = io.StringIO(), io.StringIO(), io.StringIO()
+    names = ["01_data_preparation.ipynb", "02_classifier_training.ipynb", "03_cam_variants.ipynb"]
+    reporter = progress.ConsoleReporter(log, out, err, names, tmp_path / "run.log")
+    reporter.begin("header", {"seed": 1}, ["01 reuse"])
+    reporter.start(1, PlanEntry("01", names[0], REUSE, ()))
+    reporter.done(NotebookResult("01", names[0], "reused", 0.0, tmp_path / "01.ipynb"))
+    reporter.start(2, PlanEntry("02", names[1], RUN, ("no result yet",)))
+    assert reporter.where() == "in notebook 02 (02_classifier_training.ipynb)"
+    reporter.cell_done(3, 3)
+    reporter.done(NotebookResult("02", names[1], "ran", 1.25, tmp_path / "02.ipynb", "abc"))
+    assert reporter.where() == "between notebooks"
+    reporter.start(3, PlanEntry("03", names[2], RUN, ("upstream 02 reruns",)))
+    reporter.cell_done(1, 4)
+    reporter.failed("03", tmp_path / "03.ipynb", "notebook 03 failed")
+    assert reporter.interrupted() == "in notebook 03 (03_cam_variants.ipynb)"
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "header"
+    assert lines[1] == "01 data preparation     reused (parameters, code, inputs and earlier results unchanged)"
+    assert lines[2].startswith("02 classifier training  [##########] 3/3 cells  0:0")
+    assert lines[3].startswith("03 cam variants         [##........] 1/4 cells  0:0") and lines[3].endswith("failed")
+    assert err.getvalue() == ""  # no executed copy, so no warnings to echo
+    assert log.getvalue().splitlines() == [
+        "header", 'parameters: {"seed": 1}', "plan:", "  01 reuse",
+        f"[1/3] {names[0]}: parameters, code, inputs and earlier results unchanged, reusing {tmp_path / '01.ipynb'}",
+        f"[2/3] {names[1]}: running (no result yet) ...", f"[2/3] {names[1]}: done in 1.2 s",
+        f"[3/3] {names[2]}: running (upstream 02 reruns) ...", "notebook 03 failed", "interrupted in notebook 03 (03_cam_variants.ipynb)"]

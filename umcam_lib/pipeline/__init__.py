@@ -55,7 +55,8 @@ rebuild it from an existing run folder without rerunning::
     python -m umcam_lib.pipeline --publish-only --out runs/quick
 
 Modules: :mod:`.run` (plan and run), :mod:`.plan` (what is stale and why), :mod:`.execute`
-(one notebook through papermill), :mod:`.console` (the progress lines), :mod:`.publish` (the
+(one notebook through papermill), :mod:`.console` (the progress lines and the reporter that draws
+the runner's events), :mod:`.publish` (the
 executed copies under ``docs/study``), :mod:`.cli` (the command line).
 """
 from .run import (NOTEBOOKS, FORCE_ENV, DONORS_ENV, PipelineError, Interrupted, NotebookResult,

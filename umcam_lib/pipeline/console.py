@@ -7,18 +7,27 @@ notebook runs (on a terminal; elsewhere it prints the line once the notebook end
 
 Papermill's log, the kernel's own messages, Python warnings and everything the notebooks print
 go to the run log (:func:`redirect_output` points the process's file descriptors 1 and 2 at
-it, so a kernel started meanwhile inherits it too).
+it, so a kernel started meanwhile inherits it too). :class:`ConsoleReporter` receives the
+runner's events (a notebook started, a cell done, a notebook finished, reused or failed) and
+draws them on the console and in the run log.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from .execute import notebook_warnings
+from .plan import REUSE, PlanEntry
+
+if TYPE_CHECKING:
+    from .run import NotebookResult
 
 #: Characters of the bar.
 BAR_WIDTH = 10
@@ -212,3 +221,141 @@ def redirect_output(log: IO[str]) -> Iterator[None]:
         for fd, copy in saved:
             os.dup2(copy, fd)
             os.close(copy)
+
+
+class ConsoleReporter:
+    """The console and the run log of one run: draws the runner's events.
+
+    Without ``verbose`` each notebook that runs gets a :class:`ProgressLine` on ``console``; the
+    header, the reused notebooks and the summary are printed there too, warnings found in an
+    executed notebook go to ``err_console``, and the run log gets a line for every event. With
+    ``verbose`` there are no progress lines, and the log's lines are also printed to standard
+    output (which then shows papermill's own bars and the notebooks' output).
+
+    Parameters
+    ----------
+    log : text stream
+        The run log.
+    console, err_console : text stream
+        The console's standard output and error (:func:`console_stream`: they keep pointing at
+        the terminal while :meth:`quiet` sends file descriptors 1 and 2 to the log).
+    names : sequence of str
+        File names of the notebooks the run goes through, in order (numbers them ``[i/n]`` and
+        pads the titles so that the bars line up).
+    log_path : Path
+        Where ``log`` is (named in failure messages).
+    verbose : bool
+        ``--verbose``.
+    """
+
+    def __init__(self, log: IO[str], console: IO[str], err_console: IO[str], names: Sequence[str],
+                 log_path: Path, verbose: bool = False) -> None:
+        self.log, self.console, self.err_console = log, console, err_console
+        self.log_path, self.verbose = Path(log_path), verbose
+        self.count = len(names)
+        self.width = max((len(notebook_title(n)) for n in names), default=0)
+        self.running: tuple[str, str] | None = None   # (number, file name) of the notebook executing
+        self._index = 0
+        self._line: ProgressLine | None = None
+        self._drawing = contextlib.ExitStack()
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, log_path: Path, names: Sequence[str], verbose: bool = False) -> Iterator["ConsoleReporter"]:
+        """A reporter on the process's console that appends to the run log ``log_path`` meanwhile."""
+        with (open(log_path, "a", encoding="utf-8", buffering=1) as log, console_stream() as console,
+              console_stream(sys.stderr) as err_console):
+            reporter = cls(log, console, err_console, names, log_path, verbose)
+            try:
+                yield reporter
+            finally:
+                reporter.stop()
+
+    def quiet(self) -> contextlib.AbstractContextManager[Any]:
+        """Unless verbose, send file descriptors 1 and 2 to the run log meanwhile (:func:`redirect_output`)."""
+        return contextlib.nullcontext() if self.verbose else redirect_output(self.log)
+
+    def say(self, text: str) -> None:
+        """Print a line on the console (standard output with ``verbose``)."""
+        if self.verbose:
+            print(text, flush=True)
+        else:
+            print(text, file=self.console, flush=True)
+
+    def _note(self, text: str) -> None:
+        """A line of the run log, also printed with ``verbose``."""
+        self.log.write(text + "\n")
+        if self.verbose:
+            print(text, flush=True)
+
+    def _echo_warnings(self, number: str, output: Path) -> None:
+        stream = sys.stderr if self.verbose else self.err_console
+        for w in notebook_warnings(output):
+            print(f"  warning from notebook {number}: {w}", file=stream, flush=True)
+
+    def begin(self, header: str, params: dict[str, Any], plan: Sequence[str]) -> None:
+        """The run starts: the header, the parameters and the plan (:func:`umcam_lib.pipeline.plan.format_plan`)."""
+        self.log.write(header + "\n" + f"parameters: {json.dumps(params, sort_keys=True, default=str)}\n")
+        self.log.write("plan:\n" + "".join(f"  {line}\n" for line in plan))
+        self.say(header)
+
+    def start(self, index: int, entry: PlanEntry) -> None:
+        """Notebook ``index`` (1-based) of the run comes up; one that runs gets its progress line."""
+        self._index = index
+        if entry.action == REUSE:
+            return
+        self._note(f"[{index}/{self.count}] {entry.name}: running ({'; '.join(entry.reasons)}) ...")
+        self.running = (entry.number, entry.name)
+        if not self.verbose:
+            line = ProgressLine(self.console, entry.number, notebook_title(entry.name), self.width)
+            self._line = self._drawing.enter_context(line)
+
+    def cell_done(self, done: int, total: int) -> None:
+        """``done`` of the running notebook's ``total`` cells are executed."""
+        if self._line is not None:
+            self._line.update(done, total)
+
+    def done(self, result: "NotebookResult") -> None:
+        """The notebook of the last :meth:`start` ran (``result.status == "ran"``) or was reused."""
+        prefix = f"[{self._index}/{self.count}] {result.name}"
+        if result.status == "reused":
+            self._note(f"{prefix}: parameters, code, inputs and earlier results unchanged, reusing {result.output}")
+            if not self.verbose:
+                self.say(f"{result.number} {notebook_title(result.name).ljust(self.width)}  reused (parameters, "
+                         f"code, inputs and earlier results unchanged)")
+            return
+        self.running = None
+        if self._line is not None:
+            self._line.finish()
+        self.stop()
+        self._echo_warnings(result.number, result.output)
+        self._note(f"{prefix}: done in {result.seconds:.1f} s")
+
+    def failed(self, number: str, output: Path, message: str) -> None:
+        """The running notebook failed: its line ends in ``failed``; ``message`` goes to the log."""
+        if self._line is not None:
+            self._line.finish("failed")
+        self.stop()
+        self._echo_warnings(number, output)
+        self.log.write(message + "\n")
+
+    def where(self) -> str:
+        """Where the run stands: ``"in notebook 03 (03_cam_variants.ipynb)"`` or ``"between notebooks"``."""
+        return f"in notebook {self.running[0]} ({self.running[1]})" if self.running else "between notebooks"
+
+    def interrupted(self) -> str:
+        """Ctrl-C: stop drawing, log where the run stood, and return it (:meth:`where`)."""
+        self.stop()
+        where = self.where()
+        self.log.write(f"interrupted {where}\n")
+        return where
+
+    def summary(self, text: str) -> None:
+        """The run's last line, in the log and on the console."""
+        self.log.write(text + "\n")
+        self.say(text)
+
+    def stop(self) -> None:
+        """Stop redrawing a progress line that is still on (after an error or an interrupt)."""
+        self._drawing.close()
+        self._line = None

@@ -44,11 +44,6 @@ def notebook_warnings(output: Path) -> list[str]:
     return out
 
 
-def _echo_warnings(number: str, output: Path, stream: Any = None) -> None:
-    for w in notebook_warnings(output):
-        print(f"  warning from notebook {number}: {w}", file=stream or sys.stderr, flush=True)
-
-
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -60,14 +55,13 @@ def error_tail(exc: Exception, lines: int = 6) -> list[str]:
     return out[-lines:]
 
 
-class _Progress:
-    """Papermill engine hook: calls ``callback(done, total)`` after every executed cell."""
-
-    callback: Any = None
-
-
 def _progress_engine() -> str:
-    """Register (once) and name a papermill engine that reports finished cells to :class:`_Progress`."""
+    """Register (once) and name a papermill engine that reports finished cells.
+
+    The engine takes one keyword argument of its own, ``on_cell``, which
+    :func:`papermill.execute_notebook` hands to its engine with the other engine keyword
+    arguments: a callable called as ``on_cell(done, total)`` after every executed cell.
+    """
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.exceptions import PapermillException
 
@@ -78,7 +72,7 @@ def _progress_engine() -> str:
 
         class ProgressEngine(NBClientEngine):
             @classmethod
-            def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            def execute_managed_notebook(cls, nb_man, kernel_name, on_cell=None, **kwargs):
                 complete = nb_man.cell_complete
                 total = len(nb_man.nb.cells)
                 count = [0]
@@ -86,8 +80,8 @@ def _progress_engine() -> str:
                 def cell_complete(cell, cell_index=None, **kw):
                     complete(cell, cell_index=cell_index, **kw)
                     count[0] += 1
-                    if _Progress.callback is not None:
-                        _Progress.callback(count[0], total)
+                    if on_cell is not None:
+                        on_cell(count[0], total)
 
                 nb_man.cell_complete = cell_complete
                 return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)

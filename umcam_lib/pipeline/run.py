@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..config import notebook as notebook_params
 from ..config.files import fingerprint, flatten
@@ -23,8 +23,8 @@ from ..io import write_json
 from ..paths import NOTEBOOK_DIR, PACKAGE_DIR, REPO_ROOT, resolve
 from ..provenance import OUTPUTS_ENV, DirtyTreeError, check_figures_write, module_closure, module_hashes
 from ..report.compare import companion_dirs
-from .console import ProgressLine, console_stream, notebook_title, redirect_output
-from .execute import _describe_failure, _echo_warnings, _kernel_env, _papermill_log, _Progress, _progress_engine
+from .console import ConsoleReporter
+from .execute import _describe_failure, _kernel_env, _papermill_log, _progress_engine
 from .plan import REUSE, Inputs, PlanEntry, blocked, format_plan, make_plan
 from .publish import publish
 from ..hashing import file_sha256, value_hash
@@ -70,11 +70,14 @@ class Interrupted(RuntimeError):
 
 @dataclass
 class NotebookResult:
+    """What became of one notebook of a run (:func:`run_notebook`)."""
+
     number: str
     name: str
     status: str          # "ran" or "reused"
     seconds: float
     output: Path
+    run_id: str | None = None   # of the result now in the run folder (read by later notebooks' markers)
 
 
 def notebook_keys(path: Path) -> list[str]:
@@ -462,125 +465,150 @@ def publish_only(out: str | Path, docs: str | Path | None = None) -> Path:
 def _execute(rp: RunPlan, profile: str | None, params_file: str | Path | None, overrides: Sequence[str],
              out: str | Path | None, figures: str | Path | None, force: bool, verbose: bool) -> list[NotebookResult]:
     """Run the plan's selected notebooks (reusing those it reuses); write markers and the run log."""
-    import papermill as pm
-
-    params, name, run_dir, fig_dir = rp.params, rp.name, rp.run_dir, rp.fig_dir
     if rp.unread:
         print(f"warning: parameters no notebook reads (ignored): {', '.join(rp.unread)}", file=sys.stderr)
     if blocked(rp.entries):
         raise PipelineError(_blocked_message(rp, profile, params_file, overrides, out, figures))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    _kernel_env(params)
-    nb_out = run_dir / "notebooks"
-    done_dir = run_dir / ".done"
-    nb_out.mkdir(parents=True, exist_ok=True)
-    results: list[NotebookResult] = []
     todo = [e for e in rp.entries if e.number in rp.selected]
-    current: dict[str, str | None] = {e.number: (rp.markers[e.number] or {}).get("run_id")
-                                      for e in rp.entries if e.number not in rp.selected}
-
-    header = (f"UM-CAM study | profile {name} | run folder {run_dir} | figures {fig_dir} | "
-              f"notebooks {', '.join(e.number for e in todo)}")
-    log_path = run_dir / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = _make_folders(rp)
+    run_ids = {e.number: (rp.markers[e.number] or {}).get("run_id") for e in rp.entries if e.number not in rp.selected}
+    results: list[NotebookResult] = []
     t_all = time.time()
-    running = None
-    with (open(log_path, "a", encoding="utf-8", buffering=1) as log, console_stream() as console,
-          console_stream(sys.stderr) as err_console):
-        log.write(header + "\n" + f"parameters: {json.dumps(params, sort_keys=True, default=str)}\n")
-        log.write("plan:\n" + "".join(f"  {line}\n" for line in format_plan(rp.entries)))
-        say = print if verbose else (lambda *a, **k: print(*a, **{**k, "file": console}))
-        say(header, flush=True)
-        width = max((len(notebook_title(e.name)) for e in todo), default=0)
-        logger = _papermill_log(log, verbose)
-        quiet = contextlib.nullcontext() if verbose else redirect_output(log)
-        try:
-            with quiet:
-                for i, entry in enumerate(todo, 1):
-                    number, nb_name, src = entry.number, entry.name, rp.sources[entry.number]
-                    output = nb_out / nb_name
-                    marker = done_dir / f"{number}.json"
-                    upstream = {u: current.get(u) for u in current if u < number}
-                    if entry.action == REUSE:
-                        text = (f"[{i}/{len(todo)}] {nb_name}: parameters, code, inputs and earlier results unchanged, "
-                                f"reusing {output}")
-                        log.write(text + "\n")
-                        if verbose:
-                            print(text, flush=True)
-                        else:
-                            say(f"{number} {notebook_title(nb_name).ljust(width)}  reused (parameters, code, inputs "
-                                f"and earlier results unchanged)", flush=True)
-                        current[number] = (rp.markers[number] or {}).get("run_id")
-                        results.append(NotebookResult(number, nb_name, "reused", 0.0, output))
-                        continue
-                    marker.unlink(missing_ok=True)
-                    current[number] = None
-                    text = f"[{i}/{len(todo)}] {nb_name}: running ({'; '.join(entry.reasons)}) ..."
-                    log.write(text + "\n")
-                    if verbose:
-                        print(text, flush=True)
-                    t0 = time.time()
-                    running = (number, nb_name)
-                    if force:
-                        os.environ[FORCE_ENV] = "1"
-                    else:
-                        os.environ.pop(FORCE_ENV, None)
-                    line = ProgressLine(console, number, notebook_title(nb_name), width) if not verbose else None
-                    _Progress.callback = line.update if line is not None else None
-                    try:
-                        with line if line is not None else contextlib.nullcontext():
-                            try:
-                                pm.execute_notebook(
-                                    str(src), str(output), parameters=dict(rp.inject), kernel_name="python3",
-                                    language="python", cwd=str(REPO_ROOT), progress_bar=verbose, log_output=True,
-                                    stdout_file=sys.stdout if verbose else None,
-                                    stderr_file=sys.stderr if verbose else None,
-                                    engine_name=_progress_engine())
-                            except Exception as exc:  # papermill wraps cell errors; anything else alike
-                                if getattr(exc, "ename", "") == "KeyboardInterrupt":
-                                    raise KeyboardInterrupt from exc
-                                if line is not None:
-                                    line.finish("failed")
-                                _echo_warnings(number, output, None if verbose else err_console)
-                                message = _describe_failure(exc, number, nb_name, output)
-                                log.write(message + "\n")
-                                raise PipelineError(message + f"\n  run log: {log_path}") from exc
-                            dt = time.time() - t0
-                            if line is not None:
-                                line.finish()
-                    finally:
-                        _Progress.callback = None
-                        os.environ.pop(FORCE_ENV, None)
-                    running = None
-                    run_id = uuid.uuid4().hex[:16]
-                    inputs = rp.inputs[number]
-                    write_json(marker, {"fingerprint": inputs.digest(), "components": inputs.as_dict(),
-                                        "run_id": run_id, "upstream": upstream, "seconds": round(dt, 1),
-                                        "params": rp.inject, "depends": rp.depends[number]})
-                    current[number] = run_id
-                    _echo_warnings(number, output, None if verbose else err_console)
-                    text = f"[{i}/{len(todo)}] {nb_name}: done in {dt:.1f} s"
-                    log.write(text + "\n")
-                    if verbose:
-                        print(text, flush=True)
-                    results.append(NotebookResult(number, nb_name, "ran", dt, output))
-        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C may surface as a cancelled kernel call
-            where = f"in notebook {running[0]} ({running[1]})" if running else "between notebooks"
-            log.write(f"interrupted {where}\n")
-            raise Interrupted(f"interrupted {where}; rerun the same command to resume") from None
-        finally:
-            logger()
-        total = time.time() - t_all
-        write_json(run_dir / "pipeline_last.json", {
-            "profile": name, "seconds": round(total, 1), "log": str(log_path),
-            "notebooks": [{"number": r.number, "status": r.status, "seconds": round(r.seconds, 1)} for r in results]})
-        ran = sum(r.status == "ran" for r in results)
-        summary = (f"finished in {total / 60:.1f} min ({ran} ran, {len(results) - ran} reused); figures and tables "
-                   f"in {fig_dir}; run log {log_path}")
-        log.write(summary + "\n")
-        say(summary, flush=True)
+    with ConsoleReporter.open(log_path, [e.name for e in todo], verbose) as reporter:
+        reporter.begin(_header(rp, todo), rp.params, format_plan(rp.entries))
+        with _notebooks_running(reporter, verbose):
+            for i, entry in enumerate(todo, 1):
+                reporter.start(i, entry)
+                upstream = {u: run_ids.get(u) for u in run_ids if u < entry.number}
+                result = run_notebook(rp, entry, upstream, reporter, force=force, verbose=verbose)
+                reporter.done(result)
+                run_ids[entry.number] = result.run_id
+                results.append(result)
+        reporter.summary(_record_run(rp, results, time.time() - t_all, log_path))
     return results
+
+
+def _make_folders(rp: RunPlan) -> Path:
+    """Create the run's folders and set up the kernel's environment; return the new run log's path."""
+    rp.run_dir.mkdir(parents=True, exist_ok=True)
+    rp.fig_dir.mkdir(parents=True, exist_ok=True)
+    _kernel_env(rp.params)
+    (rp.run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    log_path = rp.run_dir / "logs" / time.strftime("run-%Y%m%d-%H%M%S.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return log_path
+
+
+def _header(rp: RunPlan, todo: Sequence[PlanEntry]) -> str:
+    return (f"UM-CAM study | profile {rp.name} | run folder {rp.run_dir} | figures {rp.fig_dir} | "
+            f"notebooks {', '.join(e.number for e in todo)}")
+
+
+@contextlib.contextmanager
+def _notebooks_running(reporter: ConsoleReporter, verbose: bool) -> Iterator[None]:
+    """While the notebooks run: papermill's log goes to the run log, and so (unless ``verbose``) do
+    file descriptors 1 and 2; Ctrl-C becomes :class:`Interrupted`, naming the notebook."""
+    restore_log = _papermill_log(reporter.log, verbose)
+    try:
+        with reporter.quiet():
+            yield
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C may surface as a cancelled kernel call
+        where = reporter.interrupted()
+        raise Interrupted(f"interrupted {where}; rerun the same command to resume") from None
+    finally:
+        restore_log()
+
+
+def run_notebook(rp: RunPlan, entry: PlanEntry, upstream: dict[str, str | None], reporter: ConsoleReporter, *,
+                 force: bool = False, verbose: bool = False) -> NotebookResult:
+    """Reuse or run one notebook of a plan; after a run, write its ``.done`` marker.
+
+    Parameters
+    ----------
+    rp : RunPlan
+        The run (:func:`plan_run`).
+    entry : PlanEntry
+        The notebook's entry in ``rp.entries``: reused when its action is ``reuse``.
+    upstream : dict
+        Number -> run id of the earlier notebooks' results it reads (recorded in its marker).
+    reporter : ConsoleReporter
+        Receives every executed cell and the failure, if any.
+    force : bool
+        Sets ``UMCAM_FORCE=1`` in the kernel (:data:`FORCE_ENV`): recompute, no cache, no resume.
+    verbose : bool
+        Papermill's progress bar and the notebook's output on the console.
+
+    Returns
+    -------
+    NotebookResult
+        ``"reused"`` (with the marker's run id) or ``"ran"`` (with a new run id).
+
+    Raises
+    ------
+    PipelineError
+        The notebook failed: the message names the cell, the error's last lines and the run log.
+    KeyboardInterrupt
+        The user interrupted it (also when the kernel reports the interrupt as a cell's error).
+    """
+    number, nb_name = entry.number, entry.name
+    output = rp.run_dir / "notebooks" / nb_name
+    marker = rp.run_dir / ".done" / f"{number}.json"
+    if entry.action == REUSE:
+        return NotebookResult(number, nb_name, "reused", 0.0, output, (rp.markers[number] or {}).get("run_id"))
+    marker.unlink(missing_ok=True)
+    t0 = time.time()
+    try:
+        _papermill(rp.sources[number], output, rp.inject, reporter, force, verbose)
+    except Exception as exc:  # papermill wraps cell errors; anything else alike
+        if getattr(exc, "ename", "") == "KeyboardInterrupt":
+            raise KeyboardInterrupt from exc
+        message = _describe_failure(exc, number, nb_name, output)
+        reporter.failed(number, output, message)
+        raise PipelineError(message + f"\n  run log: {reporter.log_path}") from exc
+    dt = time.time() - t0
+    run_id = uuid.uuid4().hex[:16]
+    inputs = rp.inputs[number]
+    write_json(marker, {"fingerprint": inputs.digest(), "components": inputs.as_dict(),
+                        "run_id": run_id, "upstream": upstream, "seconds": round(dt, 1),
+                        "params": rp.inject, "depends": rp.depends[number]})
+    return NotebookResult(number, nb_name, "ran", dt, output, run_id)
+
+
+def _papermill(src: Path, output: Path, inject: dict[str, Any], reporter: ConsoleReporter, force: bool,
+               verbose: bool) -> None:
+    """Execute ``src`` into ``output`` with the parameters ``inject``, reporting cells to ``reporter``."""
+    import papermill as pm
+
+    with _kernel_force(force):
+        pm.execute_notebook(
+            str(src), str(output), parameters=dict(inject), kernel_name="python3",
+            language="python", cwd=str(REPO_ROOT), progress_bar=verbose, log_output=True,
+            stdout_file=sys.stdout if verbose else None,
+            stderr_file=sys.stderr if verbose else None,
+            engine_name=_progress_engine(), on_cell=reporter.cell_done)
+
+
+@contextlib.contextmanager
+def _kernel_force(force: bool) -> Iterator[None]:
+    """:data:`FORCE_ENV` set for the kernel started meanwhile when ``force``, unset otherwise and after."""
+    if force:
+        os.environ[FORCE_ENV] = "1"
+    else:
+        os.environ.pop(FORCE_ENV, None)
+    try:
+        yield
+    finally:
+        os.environ.pop(FORCE_ENV, None)
+
+
+def _record_run(rp: RunPlan, results: Sequence[NotebookResult], total: float, log_path: Path) -> str:
+    """Write ``pipeline_last.json`` (what ran, how long); return the summary line."""
+    write_json(rp.run_dir / "pipeline_last.json", {
+        "profile": rp.name, "seconds": round(total, 1), "log": str(log_path),
+        "notebooks": [{"number": r.number, "status": r.status, "seconds": round(r.seconds, 1)} for r in results]})
+    ran = sum(r.status == "ran" for r in results)
+    return (f"finished in {total / 60:.1f} min ({ran} ran, {len(results) - ran} reused); figures and tables "
+            f"in {rp.fig_dir}; run log {log_path}")
 
 
 def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: Sequence[str], run_dir: Path,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,7 +35,8 @@ from ..models.unet import build_unet
 from ..paths import resolve
 from ..scoring import evaluate_volumes
 from .augment import augment_segmentation_batch, random_patches
-from .common import adopt, donor_runs, load_best, make_optimizer, note_in_best, resume, save_best, save_last, weight_average
+from .common import (TrainState, adopt, donor_runs, load_best, make_optimizer, note_in_best, resume, save_best,
+                     save_last, weight_average)
 from .seg_predict import predict_split, variant_dir
 from .seg_targets import training_set
 from ..hashing import array_hash, value_hash
@@ -117,6 +119,143 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, take: int | None = No
     return chosen[torch.randperm(len(chosen), generator=gen).numpy()]
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The training slices of one variant as tensors, and the reading of Eq. 8 that scores them.
+
+    Attributes
+    ----------
+    images : torch.Tensor, shape (n, H, W)
+        The training slices (float32, on the CPU; each batch is moved to the device).
+    labels : torch.Tensor, shape (n, H, W)
+        The main term's labels (:func:`umcam_lib.train.seg_targets.training_set`; already
+        thresholded for hard labels).
+    spl : torch.Tensor or None
+        The SPL term's labels (None: no SPL term).
+    lamb : float
+        The SPL term's weight (Eq. 8's lambda).
+    main : str
+        The reading of Eq. 8 (``seg.loss_main``; :func:`umcam_lib.losses.eq8_loss`).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    spl: torch.Tensor | None
+    lamb: float
+    main: str
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, data: TrainingData,
+                order: np.ndarray, cfg: SegParams, dev: torch.device, amp: bool, aug_seed: int,
+                average: nn.Module | None = None) -> float:
+    """One pass over an epoch's training batches; return the epoch's mean loss.
+
+    Each batch: augmentation (``seg.augment``, then ``seg.patch``), forward (under
+    :func:`umcam_lib.runtime.autocast`), the Eq. 8 loss, backward through ``scaler``, an
+    optimiser step and, with ``average``, an update of the weight average.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The UNet (put in train mode here).
+    opt : torch.optim.Optimizer
+    scaler : torch.amp.GradScaler
+        Gradient scaling (disabled unless float16 autocast on CUDA).
+    data : TrainingData
+        The training slices and their labels.
+    order : ndarray of int
+        Positions into ``data`` in training order (:func:`epoch_order`), cut into batches of
+        ``seg.batch_size``.
+    cfg : SegParams
+        The checked ``seg`` section.
+    dev : torch.device
+    amp : bool
+        Float16 autocast (:func:`umcam_lib.runtime.use_amp`).
+    aug_seed : int
+        Seeds the generator of the augmentations and patches.
+    average : torch.nn.Module, optional
+        The weight average (:func:`umcam_lib.train.common.weight_average`), updated after every step.
+
+    Returns
+    -------
+    float
+        The mean loss over the epoch's slices (0 when there are none).
+    """
+    fmt = _memory_format(cfg)
+    bs = cfg.batch_size
+    model.train()
+    aug_gen = runtime.generator(aug_seed)
+    total, count = 0.0, 0
+    for i in range(0, len(order), bs):
+        b = torch.from_numpy(order[i:i + bs])
+        x, yb = data.images[b][:, None].to(dev).contiguous(memory_format=fmt), data.labels[b].to(dev)
+        sb = data.spl[b].to(dev) if data.spl is not None else None
+        if cfg.augment:
+            x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg.augment_scale))
+            x = x.contiguous(memory_format=fmt)
+        if cfg.patch is not None:
+            x, (yb, sb) = random_patches(x, [yb, sb], int(cfg.patch), aug_gen, focus=yb)
+            x = x.contiguous(memory_format=fmt)
+        with runtime.autocast(dev, amp, cpu_bf16=cfg.cpu_bf16):
+            logits = model(x)
+        loss = eq8_loss(logits, yb, sb, data.lamb, soft=True, main=data.main)  # labels already thresholded if hard
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if average is not None:
+            average.update_parameters(model)
+        total += float(loss.detach()) * len(b)
+        count += len(b)
+    return total / max(count, 1)
+
+
+def _memory_format(cfg: SegParams) -> torch.memory_format:
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
+def _check_slice_size(slices: SliceSet) -> None:
+    if min(slices.images.shape[1:]) < 32:
+        raise ValueError(f"the UNet needs slices of at least 32 x 32 pixels (four poolings, instance norm), got "
+                         f"{slices.images.shape[1:]}: raise data.image_size")
+
+
+def _anneal_lr(opt: torch.optim.Optimizer, cfg: SegParams, epoch: int) -> None:
+    """``seg.lr_schedule: cosine``: set the learning rate of (0-based) ``epoch``."""
+    if cfg.lr_schedule == "cosine":
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+
+
+def _validation_due(epoch: int, cfg: SegParams, has_val: bool) -> bool:
+    """Whether (0-based) ``epoch`` is validated: every ``seg.val_every`` epochs and the last."""
+    return has_val and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs)
+
+
+def _patience_spent(state: TrainState, patience: int | None, min_epochs: int) -> bool:
+    """Early stopping: ``patience`` validations without a better score, after the warm-up."""
+    return patience is not None and state.best_epoch >= 0 and state.epoch >= min_epochs and \
+        stale_validations(state.history, state.best_epoch) >= patience
+
+
+def _keep_epoch(out: Path, state: TrainState, row: dict[str, Any], has_val: bool, cfg: SegParams,
+                model: nn.Module, scored: nn.Module, opt: torch.optim.Optimizer, config: dict[str, Any],
+                average: nn.Module | None) -> None:
+    """Record an epoch's ``row`` in ``state``; keep ``best.pt`` when it scores best, else decay the
+    learning rate on a plateau (``seg.plateau_decay``); write ``last.pt``."""
+    epoch, val = row["epoch"] - 1, row["val_dsc"]
+    score = val if has_val else float(epoch)
+    state.epoch = epoch + 1
+    state.history.append(row)
+    if not np.isnan(score) and score > state.best_score:
+        state.best_score, state.best_epoch = score, epoch + 1
+        save_best(out, scored, state, config)
+    elif has_val and not np.isnan(val) and cfg.plateau_decay is not None and epoch + 1 >= cfg.min_epochs:
+        for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
+            group["lr"] *= float(cfg.plateau_decay)
+    save_last(out, model, opt, state, config, average=average)
+
+
 def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_cfg: SegParams | Mapping[str, Any],
                   run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                   out_dir: str | Path | None = None, progress: bool = True,
@@ -162,91 +301,47 @@ def train_variant(name: str, slices: SliceSet, targets: Mapping[str, Any], seg_c
     dev = runtime.as_device(device)
     use_amp = runtime.use_amp(dev, amp)
     out = resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name)
-    if min(slices.images.shape[1:]) < 32:
-        raise ValueError(f"the UNet needs slices of at least 32 x 32 pixels (four poolings, instance norm), got "
-                         f"{slices.images.shape[1:]}: raise data.image_size")
+    _check_slice_size(slices)
     rows, y, y_spl = training_set(slices, targets, soft=cfg.soft_labels)
     lamb = float(targets.get("lambda", cfg.lambda_spl)) if y_spl is not None else 0.0
     main = str(check_choice("seg.loss_main", targets.get("main", cfg.loss_main)))
     has_val = len(slices.volume_ids("val")) > 0
     patience = None if cfg.patience is None or not has_val else int(cfg.patience)
-    post = cfg.postprocess
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
+    # the network, its optimiser and weight average, and where a run of this recipe stands
     runtime.seed_everything(seed)
-    model = build_unet(cfg.width).to(dev, memory_format=fmt)
+    model = build_unet(cfg.width).to(dev, memory_format=_memory_format(cfg))
     opt = make_optimizer(model, cfg, "seg")
     scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
     config = {"variant": name, "seed": int(seed), "lambda": lamb, **cfg.trained(),
-              "main": main if y_spl is not None else "umcam", "postprocess": post,
+              "main": main if y_spl is not None else "umcam", "postprocess": cfg.postprocess,
               "targets": _fingerprint(rows, y, y_spl, extra=lamb)}
     average = weight_average(model, float(cfg.ema)) if cfg.ema is not None else None
     scored = average.module if average is not None else model  # the network validated and kept
     if out_dir is None:  # a companion run may already have trained this very network
         adopt(out, [variant_dir(d, name) for d in donor_runs()], model, config)
     state = resume(out, model, opt, config=config, average=average)
-    n_epochs = cfg.epochs
-    images = torch.from_numpy(np.ascontiguousarray(slices.images[rows], dtype=np.float32))
-    ty, ts = torch.from_numpy(y), (torch.from_numpy(y_spl) if y_spl is not None else None)
-    bs = cfg.batch_size
+    data = TrainingData(torch.from_numpy(np.ascontiguousarray(slices.images[rows], dtype=np.float32)),
+                        torch.from_numpy(y), torch.from_numpy(y_spl) if y_spl is not None else None, lamb, main)
 
-    def stopped() -> bool:
-        return patience is not None and state.best_epoch >= 0 and state.epoch >= cfg.min_epochs and \
-            stale_validations(state.history, state.best_epoch) >= patience
-
-    bar = tqdm(total=n_epochs, initial=state.epoch, desc=f"UNet {name}", disable=not progress, leave=True)
-    while state.epoch < n_epochs and not stopped():
+    bar = tqdm(total=cfg.epochs, initial=state.epoch, desc=f"UNet {name}", disable=not progress, leave=True)
+    while state.epoch < cfg.epochs and not _patience_spent(state, patience, cfg.min_epochs):
         t0, epoch = time.perf_counter(), state.epoch
         order = epoch_order(slices.labels[rows], seed, epoch, cfg.epoch_slices, cfg.positive_fraction)
-        if cfg.lr_schedule == "cosine":
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / n_epochs))
-        model.train()
-        aug_gen = runtime.generator(seed * 1_000_003 + epoch + 7)
-        total, count = 0.0, 0
-        for i in range(0, len(order), bs):
-            b = torch.from_numpy(order[i:i + bs])
-            x, yb = images[b][:, None].to(dev).contiguous(memory_format=fmt), ty[b].to(dev)
-            sb = ts[b].to(dev) if ts is not None else None
-            if cfg.augment:
-                x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg.augment_scale))
-                x = x.contiguous(memory_format=fmt)
-            if cfg.patch is not None:
-                x, (yb, sb) = random_patches(x, [yb, sb], int(cfg.patch), aug_gen, focus=yb)
-                x = x.contiguous(memory_format=fmt)
-            with runtime.autocast(dev, use_amp, cpu_bf16=cfg.cpu_bf16):
-                logits = model(x)
-            loss = eq8_loss(logits, yb, sb, lamb, soft=True, main=main)  # labels already thresholded if hard
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if average is not None:
-                average.update_parameters(model)
-            total += float(loss.detach()) * len(b)
-            count += len(b)
-        last = epoch + 1 == n_epochs
+        _anneal_lr(opt, cfg, epoch)
+        loss = train_epoch(model, opt, scaler, data, order, cfg, dev, use_amp, seed * 1_000_003 + epoch + 7, average)
         val = float("nan")
-        if has_val and ((epoch + 1) % cfg.val_every == 0 or last):
-            val = _val_score(scored, slices, dev, use_amp, cfg.eval_batch_size, post)
-        score = val if has_val else float(epoch)
-        state.epoch = epoch + 1
-        state.history.append({"epoch": epoch + 1, "loss": total / max(count, 1), "val_dsc": val,
-                              "seconds": time.perf_counter() - t0})
-        if not np.isnan(score) and score > state.best_score:
-            state.best_score, state.best_epoch = score, epoch + 1
-            save_best(out, scored, state, config)
-        elif has_val and not np.isnan(val) and cfg.plateau_decay is not None and epoch + 1 >= cfg.min_epochs:
-            for group in opt.param_groups:  # saved with the optimiser in last.pt, so a resumed run keeps it
-                group["lr"] *= float(cfg.plateau_decay)
-        save_last(out, model, opt, state, config, average=average)
+        if _validation_due(epoch, cfg, has_val):
+            val = _val_score(scored, slices, dev, use_amp, cfg.eval_batch_size, cfg.postprocess)
+        row = {"epoch": epoch + 1, "loss": loss, "val_dsc": val, "seconds": time.perf_counter() - t0}
+        _keep_epoch(out, state, row, has_val, cfg, model, scored, opt, config, average)
         if on_epoch is not None:
             model.eval()
             on_epoch(state.epoch, scored.eval())
         bar.update(1)
-        bar.set_postfix(loss=f"{total / max(count, 1):.4f}", val_dsc=f"{val:.1f}", best=f"{state.best_score:.1f}")
+        bar.set_postfix(loss=f"{loss:.4f}", val_dsc=f"{val:.1f}", best=f"{state.best_score:.1f}")
     bar.close()
-    if state.epoch < n_epochs and progress:
+    if state.epoch < cfg.epochs and progress:
         print(f"UNet {name}: early stop after epoch {state.epoch} (best validation DSC {state.best_score:.1f} "
               f"at epoch {state.best_epoch}, {patience} validations without improvement)")
     load_best(out, model, map_location=dev)

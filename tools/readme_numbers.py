@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from umcam_lib.report.findings import chain_word, verdict_short  # the library's words for verdicts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The documents holding generated blocks, relative to the checkout.
@@ -137,25 +139,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict_short(verdict: str) -> str:
-    """``orderings.csv``'s verdict in a few words (``reversed, significant``)."""
-    v = verdict.strip()
-    if v.startswith("does not hold (reversed"):
-        return "reversed" + v[len("does not hold (reversed"):].rstrip(")")
-    return v
-
-
-def holds(verdict: str) -> bool:
-    """Whether an ordering holds in the means (significant or not)."""
-    return verdict.startswith("holds")
-
-
 def chain(study: Figures, claim: str, split: str, links: Sequence[tuple[str, str]]) -> tuple[str, list[Row]]:
-    """Summarise a chain of paper orderings (``A < B < C``) as holds / reversed / holds in part."""
+    """Summarise a chain of paper orderings (``A < B < C``) in the library's words (:func:`chain_word`)."""
     rows = [study.row("orderings", claim=claim, split=split, left=a, right=b) for a, b in links]
-    ok = [holds(r["verdict"]) for r in rows]
-    word = "holds" if all(ok) else ("is reversed" if not any(ok) else "holds only in part")
-    return word, rows
+    return chain_word([r["verdict"] for r in rows]), rows
 
 
 def dsc(fig: Figures, table_name: str, method: str, split: str, section: str | None = None) -> float:

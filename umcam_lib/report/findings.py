@@ -6,7 +6,7 @@ recorded with :func:`umcam_lib.report.record_scores`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,37 @@ def _verdict(relation: str, lo: float, hi: float, p: float) -> str:
     if hi > lo:
         return "holds" if significant else "holds in the means, not significant"
     return "does not hold (reversed, significant)" if significant else "does not hold (reversed, not significant)"
+
+
+def verdict_short(verdict: str) -> str:
+    """A verdict of :func:`check_orderings` in a few words (``reversed, significant``).
+
+    Examples
+    --------
+    >>> verdict_short("does not hold (reversed, significant)"), verdict_short("holds")
+    ('reversed, significant', 'holds')
+    """
+    v = verdict.strip()
+    if v.startswith("does not hold (reversed"):
+        return "reversed" + v[len("does not hold (reversed"):].rstrip(")")
+    return v
+
+
+def link_holds(verdict: str) -> bool:
+    """Whether a link of an ordering holds in the means (significant or not)."""
+    return verdict.startswith("holds")
+
+
+def chain_word(verdicts: Sequence[str]) -> str:
+    """A chain of links (``A < B < C``) in words: holds / is reversed / holds only in part.
+
+    Examples
+    --------
+    >>> chain_word(["holds", "holds in the means, not significant"]), chain_word(["holds", "does not hold (reversed, significant)"])
+    ('holds', 'holds only in part')
+    """
+    ok = [link_holds(v) for v in verdicts]
+    return "holds" if all(ok) else ("is reversed" if not any(ok) else "holds only in part")
 
 
 def check_orderings(run_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> pd.DataFrame:

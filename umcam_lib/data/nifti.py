@@ -97,7 +97,14 @@ class Stack:
 
 
 # --------------------------------------------------------------------------- finding files
-def _strip_nifti_ext(name: str) -> str:
+def strip_nifti_ext(name: str) -> str:
+    """A file name without its NIfTI extension (``.nii.gz`` or ``.nii``; other names unchanged).
+
+    Examples
+    --------
+    >>> strip_nifti_ext("sub-01_T2w.nii.gz"), strip_nifti_ext("x.nii"), strip_nifti_ext("notes.txt")
+    ('sub-01_T2w', 'x', 'notes.txt')
+    """
     for ext in NIFTI_EXTENSIONS:
         if name.endswith(ext):
             return name[: -len(ext)]
@@ -118,7 +125,7 @@ def mask_path_for(image: str | Path, mask_suffix: str = "_desc-brain_mask") -> P
     """
     image = Path(image)
     ext = _nifti_ext(image.name)
-    stem = _strip_nifti_ext(image.name)
+    stem = strip_nifti_ext(image.name)
     if IMAGE_SUFFIX in stem:
         head, _, tail = stem.rpartition(IMAGE_SUFFIX)
         stem = f"{head}{IMAGE_SUFFIX}{mask_suffix}{tail}"
@@ -163,7 +170,7 @@ def subject_of(image: str | Path, root: str | Path | None = None) -> str:
         except ValueError:
             rel = None
         if rel is not None:
-            return rel.parts[0] if len(rel.parts) > 1 else _strip_nifti_ext(image.name)
+            return rel.parts[0] if len(rel.parts) > 1 else strip_nifti_ext(image.name)
     return image.parent.name
 
 
@@ -171,11 +178,33 @@ def stack_ref(image: str | Path, mask_suffix: str = "_desc-brain_mask", root: st
     """Build the :class:`StackRef` of one image file (its mask, subject and name)."""
     image = Path(image)
     return StackRef(image=image, mask=mask_path_for(image, mask_suffix), subject=subject_of(image, root),
-                    name=_strip_nifti_ext(image.name))
+                    name=strip_nifti_ext(image.name))
 
 
-def _is_nifti(path: Path) -> bool:
-    return path.name.endswith(NIFTI_EXTENSIONS)
+def is_nifti(path: str | Path) -> bool:
+    """Whether a file name ends in ``.nii`` or ``.nii.gz`` (the name only; the file is not opened).
+
+    Examples
+    --------
+    >>> is_nifti("a/sub-01_T2w.nii.gz"), is_nifti("b.nii"), is_nifti("c.nii.zip")
+    (True, True, False)
+    """
+    return Path(path).name.endswith(NIFTI_EXTENSIONS)
+
+
+def is_mask_name(path: str | Path, mask_suffix: str = "_desc-brain_mask") -> bool:
+    """Whether a file name names a mask, never an image: its stem ends in ``_mask`` or holds
+    ``mask_suffix`` (the naming rule of :func:`mask_path_for`; an empty suffix: ``_mask`` only).
+
+    Examples
+    --------
+    >>> is_mask_name("sub-01_T2w_desc-brain_mask.nii.gz"), is_mask_name("scan_mask.nii")
+    (True, True)
+    >>> is_mask_name("sub-01_T2w.nii.gz"), is_mask_name("x_T2w_seg.nii.gz", "_seg")
+    (False, True)
+    """
+    stem = strip_nifti_ext(Path(path).name)
+    return stem.endswith("_mask") or (bool(mask_suffix) and mask_suffix in stem)
 
 
 def scan_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii*",
@@ -188,7 +217,7 @@ def scan_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii*",
         Folder to search.
     image_glob : str
         Glob pattern of the images, relative to ``root`` (default: ``.nii`` and ``.nii.gz``).
-        Files whose name contains ``mask_suffix`` are never images; files that match but do not
+        Mask names (:func:`is_mask_name`) are never images; files that match but do not
         end in ``.nii`` or ``.nii.gz`` are skipped.
     mask_suffix : str
         Mask naming rule, see :func:`mask_path_for`.
@@ -212,10 +241,10 @@ def scan_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii*",
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder")
-    matched = sorted(p for p in root.glob(image_glob) if p.is_file() and mask_suffix not in p.name)
-    images = [p for p in matched if _is_nifti(p)]
+    matched = sorted(p for p in root.glob(image_glob) if p.is_file() and not is_mask_name(p, mask_suffix))
+    images = [p for p in matched if is_nifti(p)]
     skipped: list[tuple[Path, str]] = [(p, f"matches {image_glob!r} but is not a .nii or .nii.gz file")
-                                       for p in matched if not _is_nifti(p)]
+                                       for p in matched if not is_nifti(p)]
     if not images:
         raise DataError(f"no image (.nii or .nii.gz) matches {image_glob!r} in {root}"
                         + (f"; matched but not NIfTI: {', '.join(str(p) for p, _ in skipped[:5])}" if skipped else ""))
@@ -230,10 +259,11 @@ def scan_stacks(root: str | Path, image_glob: str = "**/*_T2w.nii*",
         seen[ref.name] = ref.image
     used = {p.resolve() for r in refs for p in (r.image, r.mask)}
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or not _is_nifti(p) or p.resolve() in used or p in matched:
+        if not p.is_file() or not is_nifti(p) or p.resolve() in used or p in matched:
             continue
-        if mask_suffix in p.name:
-            skipped.append((p, f"a mask ({mask_suffix!r} in its name) whose image is not among the images read"))
+        if is_mask_name(p, mask_suffix):
+            skipped.append((p, f"a mask (its name ends in '_mask' or holds {mask_suffix!r}) whose image is not "
+                               f"among the images read"))
         else:
             skipped.append((p, f"a NIfTI file that {image_glob!r} does not match"))
     notes = []
@@ -314,7 +344,38 @@ def slice_axis_of(spacing: np.ndarray, rtol: float = 1e-3) -> int:
     return int(np.flatnonzero(spacing >= top * (1 - rtol))[-1])
 
 
-def read_stack(ref: StackRef, affine_tol: float = 1e-3) -> Stack:
+def read_image(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate one image (no mask): 3D, finite, not constant.
+
+    Parameters
+    ----------
+    path : str or Path
+        A NIfTI file.
+
+    Returns
+    -------
+    image : ndarray, float32, shape (X, Y, Z)
+        Axes as in the file (trailing length-1 axes dropped).
+    affine : ndarray, float64, shape (4, 4)
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, 2D or 4D image, NaN/inf or constant image. The message
+        names the file.
+    """
+    path = Path(path)
+    image, affine = _load(path, "image")
+    image = _as_3d(image, path, "image")
+    if not np.all(np.isfinite(image)):
+        n_bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise DataError(f"{path}: image has {n_bad} NaN or infinite voxels")
+    if float(image.max()) == float(image.min()):
+        raise DataError(f"{path}: image is constant (every voxel = {float(image.min()):g})")
+    return image, affine
+
+
+def read_stack(ref: StackRef, affine_tol: float = 1e-3, read_mask: bool = True) -> Stack:
     """Read and validate one stack and its mask.
 
     Parameters
@@ -323,6 +384,9 @@ def read_stack(ref: StackRef, affine_tol: float = 1e-3) -> Stack:
         Image and mask paths (see :func:`find_stacks` / :func:`stack_ref`).
     affine_tol : float
         Largest absolute difference (mm) allowed between image and mask affines.
+    read_mask : bool
+        False: read the image alone (a stack to segment, no reference); ``mask`` is then all
+        zeros and ``ref.mask`` is not opened.
 
     Returns
     -------
@@ -332,16 +396,13 @@ def read_stack(ref: StackRef, affine_tol: float = 1e-3) -> Stack:
     Raises
     ------
     DataError
-        Missing or unreadable file, 2D or 4D image, NaN/inf or constant image, mask of another
-        shape or affine, non-binary mask, mask empty everywhere. The message names the file.
+        Missing or unreadable file, 2D or 4D image, NaN/inf or constant image (:func:`read_image`),
+        mask of another shape or affine, non-binary mask, mask empty everywhere. The message
+        names the file.
     """
-    image, affine = _load(Path(ref.image), "image")
-    image = _as_3d(image, ref.image, "image")
-    if not np.all(np.isfinite(image)):
-        n_bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
-        raise DataError(f"{ref.image}: image has {n_bad} NaN or infinite voxels")
-    if float(image.max()) == float(image.min()):
-        raise DataError(f"{ref.image}: image is constant (every voxel = {float(image.min()):g})")
+    image, affine = read_image(ref.image)
+    if not read_mask:
+        return _stack(image, np.zeros(image.shape, dtype=bool), affine, ref)
 
     if not Path(ref.mask).is_file():
         raise DataError(f"{ref.image}: brain mask missing (expected {ref.mask})")
@@ -367,12 +428,17 @@ def read_stack(ref: StackRef, affine_tol: float = 1e-3) -> Stack:
     if not is_one.any():
         raise DataError(f"{ref.mask}: mask is empty on every slice (no brain voxel)")
 
+    return _stack(image, is_one, affine, ref)
+
+
+def _stack(image: np.ndarray, mask: np.ndarray, affine: np.ndarray, ref: StackRef) -> Stack:
+    """A :class:`Stack` of checked arrays in the file's axes: the slice axis moved last."""
     spacing = voxel_spacing(affine)
     axis = slice_axis_of(spacing)
     in_plane = tuple(float(spacing[i]) for i in range(3) if i != axis)
     return Stack(
         image=np.ascontiguousarray(np.moveaxis(image, axis, -1), dtype=np.float32),
-        mask=np.ascontiguousarray(np.moveaxis(is_one, axis, -1), dtype=np.uint8),
+        mask=np.ascontiguousarray(np.moveaxis(mask, axis, -1), dtype=np.uint8),
         spacing=(in_plane[0], in_plane[1]),
         thickness=float(spacing[axis]),
         slice_axis=axis,

@@ -71,21 +71,22 @@ error names the file (:class:`~umcam_lib.data.nifti.DataError`). Each file is wr
 
 Modules: :mod:`.inputs` (which stacks, which references, where masks go), :mod:`.model` (the
 UNet and its preprocessing), :mod:`.predict` (one stack through the UNet and back to its grid),
-:mod:`.run` (:func:`segment`, every stack of a call), :mod:`.output` (BIDS names, sidecars,
+:mod:`.run` (:func:`segment`, every stack of a call; :func:`segment_one`, one stack;
+:class:`SegmentOptions`), :mod:`.output` (BIDS names, sidecars,
 dilation, bias correction), :mod:`.qc` (QC pictures and the report page), :mod:`.shipped` (the
 models in ``models/``), :mod:`.ship` (writing them), :mod:`.segmenter` (training a UNet for
 ``segment`` alone), :mod:`.cli` (the command line).
 """
 from .model import (DEFAULT_METHOD, Preprocessing, run_preprocessing, available_methods, desc_label,
                     method_dir, load_model)
-from .inputs import (Job, output_path, find_jobs, read_input)
+from .inputs import (Job, output_label, output_path, find_jobs, read_input)
 from .predict import (resampled_shape, uncenter_fit, invert, preprocess, segment_stack, to_file_axes,
                       write_mask)
-from .run import (SCORE_COLUMNS, BIAS_SIGMA_MM, EmptyMaskWarning, segment)
+from .run import (SCORE_COLUMNS, BIAS_SIGMA_MM, EmptyMaskWarning, SegmentOptions, segment, segment_one)
 from .cli import (is_run_dir, list_shipped, main)
 
-__all__ = ["DEFAULT_METHOD", "Preprocessing", "run_preprocessing", "available_methods", "desc_label",
-           "method_dir", "load_model", "Job", "output_path", "find_jobs", "read_input", "resampled_shape",
-           "uncenter_fit", "invert", "preprocess", "segment_stack", "to_file_axes", "write_mask",
-           "SCORE_COLUMNS", "BIAS_SIGMA_MM", "EmptyMaskWarning", "segment", "is_run_dir", "list_shipped",
-           "main"]
+__all__ = ["DEFAULT_METHOD", "Preprocessing", "run_preprocessing", "available_methods", "desc_label", "method_dir",
+           "load_model", "Job", "output_label", "output_path", "find_jobs", "read_input", "resampled_shape",
+           "uncenter_fit", "invert", "preprocess", "segment_stack", "to_file_axes", "write_mask", "SCORE_COLUMNS",
+           "BIAS_SIGMA_MM", "EmptyMaskWarning", "SegmentOptions", "segment", "segment_one", "is_run_dir",
+           "list_shipped", "main"]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 
 from ..data import nifti
 from ..data.nifti import DataError, Stack, StackRef
@@ -26,13 +25,16 @@ class Job:
     bids: bool = False
 
 
-def _is_nifti(p: Path) -> bool:
-    return p.is_file() and p.name.endswith(nifti.NIFTI_EXTENSIONS)
+def output_label(desc: str | None, bids: bool, method: str) -> str:
+    """The ``desc`` label of the written names: ``desc`` (letters and digits), else ``brain`` for
+    BIDS output, else the method's label (:func:`~umcam_lib.segment.model.desc_label`).
 
-
-def _is_mask_name(p: Path, mask_suffix: str) -> bool:
-    stem = nifti._strip_nifti_ext(p.name)
-    return stem.endswith("_mask") or (bool(mask_suffix) and mask_suffix in stem)
+    Examples
+    --------
+    >>> output_label(None, True, "UM-CAM+SPL"), output_label(None, False, "UM-CAM+SPL"), output_label("My-Run", True, "x")
+    ('brain', 'umcamspl', 'myrun')
+    """
+    return desc_label(desc) if desc else ("brain" if bids else desc_label(method))
 
 
 def output_path(image: Path, out_dir: Path, desc: str) -> Path:
@@ -48,7 +50,7 @@ def output_path(image: Path, out_dir: Path, desc: str) -> Path:
     out/fetus3_desc-brain_mask.nii.gz
     """
     name = nifti.mask_path_for(image, f"_desc-{desc}_mask").name
-    return out_dir / (nifti._strip_nifti_ext(name) + ".nii.gz")
+    return out_dir / (nifti.strip_nifti_ext(name) + ".nii.gz")
 
 
 def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str | None = None,
@@ -78,13 +80,13 @@ def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str | Non
     for item in inputs:
         p = resolve(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if _is_nifti(f) and not _is_mask_name(f, mask_suffix)
-                           and out_dir not in f.parents)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and nifti.is_nifti(f)
+                           and not nifti.is_mask_name(f, mask_suffix) and out_dir not in f.parents)
             if not found:
                 raise DataError(f"{p}: no NIfTI stack (*.nii, *.nii.gz, not *_mask) in this folder")
             jobs += [Job(f, None, output_path(f, out_dir / f.parent.relative_to(p), "x")) for f in found]
         elif p.is_file():
-            if not p.name.endswith(nifti.NIFTI_EXTENSIONS):
+            if not nifti.is_nifti(p):
                 raise DataError(f"{p}: not a NIfTI file (expected .nii or .nii.gz)")
             jobs.append(Job(p, None, output_path(p, out_dir, "x")))
         else:
@@ -94,7 +96,7 @@ def find_jobs(inputs: Sequence[str | Path], out_dir: str | Path, desc: str | Non
         raise DataError(f"{not_bids[0]}: not a BIDS file name (sub-<label>[_ses-<label>]..._<suffix>.nii.gz), "
                         f"needed for --bids; use --no-bids")
     use_bids = not not_bids if bids is None else bool(bids)
-    label = desc_label(desc) if desc else ("brain" if use_bids else desc_label(method))
+    label = output_label(desc, use_bids, method)
     jobs = [Job(j.image, r if (r := nifti.mask_path_for(j.image, mask_suffix)).is_file() else None,
                 so.bids_mask_path(j.image, out_dir, label) if use_bids
                 else output_path(j.image, j.out.parent, label), use_bids)
@@ -131,18 +133,6 @@ def read_input(job: Job) -> tuple[Stack, nib.Nifti1Image]:
     """
     ref = nifti.stack_ref(job.image)
     if job.reference is not None:
-        stack = nifti.read_stack(StackRef(job.image, job.reference, ref.subject, ref.name))
-    else:
-        data, affine = nifti._load(job.image, "image")
-        data = nifti._as_3d(data, job.image, "image")
-        if not np.all(np.isfinite(data)):
-            raise DataError(f"{job.image}: image has {int(data.size - np.isfinite(data).sum())} NaN or infinite voxels")
-        if float(data.max()) == float(data.min()):
-            raise DataError(f"{job.image}: image is constant (every voxel = {float(data.min()):g})")
-        spacing = nifti.voxel_spacing(affine)
-        axis = nifti.slice_axis_of(spacing)
-        in_plane = [float(spacing[i]) for i in range(3) if i != axis]
-        image = np.ascontiguousarray(np.moveaxis(data, axis, -1), dtype=np.float32)
-        stack = Stack(image=image, mask=np.zeros(image.shape, np.uint8), spacing=(in_plane[0], in_plane[1]),
-                      thickness=float(spacing[axis]), slice_axis=axis, affine=affine, ref=ref)
+        ref = StackRef(job.image, job.reference, ref.subject, ref.name)
+    stack = nifti.read_stack(ref, read_mask=job.reference is not None)
     return stack, nib.load(str(job.image))

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from .. import runtime
-from ..models.unet import build_unet
+from ..models.unet import unet_from_checkpoint
 from ..paths import resolve
 from ..train.seg_predict import variant_dir
 
@@ -88,8 +88,15 @@ def method_dir(run_dir: str | Path, method: str) -> Path:
     raise FileNotFoundError(f"{resolve(run_dir)}: no trained UNet for method {method!r}; this run has: {have}")
 
 
+def _run_width(run_dir: str | Path) -> int | None:
+    """The run's ``seg.width`` (``provenance/06.json``) for checkpoints that do not record it."""
+    prov = resolve(run_dir) / "provenance" / "06.json"
+    return json.loads(prov.read_text())["params"]["seg"]["width"] if prov.is_file() else None
+
+
 def load_model(run_dir: str | Path, method: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a run's UNet from ``best.pt`` (weights only; the width is read from it).
+    """Rebuild a run's UNet from ``best.pt`` (weights only; the width is read from it, else from the
+    run's ``provenance/06.json``; :func:`umcam_lib.models.unet.unet_from_checkpoint`).
 
     Returns
     -------
@@ -99,22 +106,14 @@ def load_model(run_dir: str | Path, method: str, device: str | torch.device = "c
         ``method``, ``checkpoint`` (path), ``epoch`` and ``score`` (best validation DSC) and the
         checkpoint's ``config``.
     """
-    folder = method_dir(run_dir, method)
-    path = folder / "best.pt"
-    dev = runtime.select_device(device) if isinstance(device, str) else device
+    path = method_dir(run_dir, method) / "best.pt"
     try:
-        ckpt = torch.load(path, map_location=dev, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         config = dict(ckpt.get("config") or {})
-        width = config.get("width")
-        if width is None:  # older checkpoints: the run's seg.width
-            prov = resolve(run_dir) / "provenance" / "06.json"
-            width = json.loads(prov.read_text())["params"]["seg"]["width"] if prov.is_file() else None
-        if width is None:
-            raise ValueError("the checkpoint does not record the UNet width (seg.width)")
-        model = build_unet(int(width)).to(dev)
-        model.load_state_dict(ckpt["model"])
+        model = unet_from_checkpoint(ckpt, _run_width(run_dir) if config.get("width") is None else None)
     except Exception as exc:
         raise RuntimeError(f"{path}: cannot load the {method} UNet ({type(exc).__name__}: {exc})") from exc
+    model = model.to(runtime.as_device(device))
     info = {"method": method, "checkpoint": str(path), "epoch": ckpt.get("epoch"), "score": ckpt.get("score"),
             "config": config}
-    return model.eval(), info
+    return model, info

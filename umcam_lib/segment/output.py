@@ -46,7 +46,7 @@ class BidsName:
 def parse_bids_name(name: str) -> BidsName | None:
     """Parse ``sub-01_ses-2_run-1_T2w.nii.gz``; None when the name is not a BIDS name (the first
     part must be ``sub-<label>``, every other part ``key-label`` except an optional last suffix)."""
-    parts = nifti._strip_nifti_ext(Path(name).name).split("_")
+    parts = nifti.strip_nifti_ext(Path(name).name).split("_")
     suffix = None
     if parts and "-" not in parts[-1]:
         suffix = parts.pop()

@@ -195,7 +195,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
     train_set = refit_slices(slices) if stage == "refit" else slices
     if len(train_set.volume_ids("train")) == 0:
         raise ParameterError(f"{resolve(run_dir)}: the run has no training stacks")
-    dev = runtime.select_device(device)
+    dev = runtime.as_device(device)
     amp = bool(params.get("amp", True))
     runtime.set_threads(params.get("threads"))
     if (out / SUMMARY).is_file():

@@ -43,6 +43,7 @@ import datetime as _dt
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,14 @@ import torch
 from .. import io, provenance, report
 from ..data.artifacts import volumes_path
 from ..data.fetch import REGISTRY as CC0_REGISTRY
-from ..data.fetch import sha256
+from ..hashing import file_sha256
+from ..models.unet import checkpoint_width
 from ..paths import REPO_ROOT, resolve
+from ..train.seg_predict import folder_name
 from ..train.seg_targets import VARIANTS
 from . import segmenter as seg_only
 from . import shipped
-from .model import method_dir, run_preprocessing
+from .model import Preprocessing, method_dir, run_preprocessing
 
 FULLY_SUPERVISED = "FullySup"
 """The fully supervised reference (trained on the true masks); every other segmentation row is
@@ -179,7 +182,7 @@ def training_data(run_dir: str | Path, params01: dict[str, Any]) -> dict[str, An
                  "thickness_mm": float(v.thickness_mm), "native_spacing_mm": str(v.native_spacing_mm),
                  "shape": str(v.shape)}
         image = Path(str(v.image_path))
-        if src is not None and image.is_file() and sha256(image) == src.sha256:
+        if src is not None and image.is_file() and file_sha256(image) == src.sha256:
             entry["source"] = f"{src.repository}@{src.commit}:{src.path}"
             entry["sha256"] = src.sha256
         else:
@@ -207,11 +210,19 @@ def provenance_check(records: dict[str, Any], method: str) -> tuple[str, list[st
     nb = TRAINED_IN.get(method, "07")
     if nb not in records:
         raise ShipError(f"no provenance/{nb}.json in the run: notebook {nb} (which trains {method}) did not finish")
-    chain = {k: records[k] for k in sorted(records) if k <= nb}
-    states = {k: {"commit": r.get("git", {}).get("commit"), "dirty": r.get("git", {}).get("dirty"),
-                  "time_utc": r.get("time_utc")} for k, r in chain.items()}
-    unclean = [k for k, s in states.items() if s["dirty"] is not False]
-    return nb, unclean, states
+    states = chain_states(records, nb)
+    return nb, unclean_of(states), states
+
+
+def chain_states(records: dict[str, Any], last: str) -> dict[str, dict[str, Any]]:
+    """``notebook -> {"commit", "dirty", "time_utc"}`` of the recorded notebooks up to ``last``."""
+    return {k: {"commit": r.get("git", {}).get("commit"), "dirty": r.get("git", {}).get("dirty"),
+                "time_utc": r.get("time_utc")} for k, r in ((k, records[k]) for k in sorted(records) if k <= last)}
+
+
+def unclean_of(states: dict[str, dict[str, Any]]) -> list[str]:
+    """The entries of ``states`` not recorded clean (``dirty`` true or unknown)."""
+    return [k for k, st in states.items() if st["dirty"] is not False]
 
 
 def segmenter_source(run_dir: Path, alias: str, name: str, records: dict[str, Any]) -> dict[str, Any]:
@@ -241,14 +252,11 @@ def segmenter_source(run_dir: Path, alias: str, name: str, records: dict[str, An
     missing = [k for k in ("01", nb) if k not in records]
     if missing:
         raise ShipError(f"{run_dir}: no provenance/{missing[0]}.json, whose artifacts {name} was trained on")
-    chain = {k: records[k] for k in sorted(records) if k <= nb}
-    states = {k: {"commit": r.get("git", {}).get("commit"), "dirty": r.get("git", {}).get("dirty"),
-                  "time_utc": r.get("time_utc")} for k, r in chain.items()}
+    states = chain_states(records, nb)
     git = summary.get("git") or {}
     states["segmenter"] = {"commit": git.get("commit"), "dirty": git.get("dirty"), "time_utc": None}
-    unclean = [k for k, st in states.items() if st["dirty"] is not False]
     return {"method": method, "src": seg_only.segmenter_dir(run_dir, name) / "best.pt", "summary": summary,
-            "notebook": nb, "unclean": unclean, "states": states}
+            "notebook": nb, "unclean": unclean_of(states), "states": states}
 
 
 def refit_stacks(data: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -331,6 +339,276 @@ def render_card(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- one call, step by step
+@dataclass(frozen=True)
+class Pick:
+    """One model to ship: which alias, which method, where its weights are, its git chain.
+
+    Attributes
+    ----------
+    alias : str
+        ``weak`` or ``fullysup``.
+    method : str
+        The method's name (the shipped folder is :func:`~umcam_lib.train.seg_predict.folder_name` of it).
+    notebook : str
+        The notebook whose provenance holds its recipe (the one that trained it; for a
+        segment-only UNet the last notebook whose artifacts it trained on).
+    unclean : list of str
+        The notebooks of its chain (and ``segmenter``) not recorded clean.
+    states : dict
+        ``notebook -> {"commit", "dirty", "time_utc"}`` of that chain.
+    alone : dict or None
+        :func:`segmenter_source` of a segment-only UNet; None for the study's UNet.
+    src : Path or None
+        Its ``best.pt`` (set by :func:`locate`).
+    """
+
+    alias: str
+    method: str
+    notebook: str
+    unclean: list[str]
+    states: dict[str, Any]
+    alone: dict[str, Any] | None = None
+    src: Path | None = None
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """What every card of one :func:`ship` call shares (read from the run before anything is written)."""
+
+    run: Path
+    profile: str | None
+    records: dict[str, Any]
+    rows: pd.DataFrame
+    candidates: pd.DataFrame
+    prep: Preprocessing
+    data: dict[str, Any]
+    shipped_by: dict[str, Any]
+    tree_dirty: bool
+    changed: list[str]
+
+
+def check_request(run: Path, segmenters: dict[str, str]) -> None:
+    """Refuse an unknown ``--segmenter`` alias, or a folder with no ``seg/`` when a study UNet is needed."""
+    unknown = sorted(set(segmenters) - {"weak", "fullysup"})
+    if unknown:
+        raise ShipError(f"--segmenter {unknown[0]}=...: the alias must be weak or fullysup")
+    if len(segmenters) < 2 and not (run / "seg").is_dir():
+        raise ShipError(f"{run}: not a run folder with trained UNets (no seg/)")
+
+
+def check_tree(state: dict[str, Any], allow_dirty: bool) -> None:
+    """Refuse a working tree with uncommitted changes (``state``: :func:`umcam_lib.provenance.git_state`)."""
+    if state.get("dirty") is not False and not allow_dirty:
+        changed = ", ".join(state.get("changed") or []) or "not a git checkout"
+        raise ShipError(f"refusing to ship from a working tree with uncommitted changes ({changed}): no commit would "
+                        f"hold the code that shipped these models. Commit the changes, or pass --allow-dirty")
+
+
+def read_records(run: Path, any_profile: bool) -> tuple[dict[str, Any], str | None]:
+    """The run's provenance records and its profile; refuse a run without notebook 01 or of
+    another profile than ``real`` (unless ``any_profile``)."""
+    records = provenance.collect(run)
+    if "01" not in records:
+        raise ShipError(f"{run}: no provenance/01.json (notebook 01 did not finish)")
+    profile = records["01"].get("params", {}).get("profile")
+    if profile != PROFILE and not any_profile:
+        raise ShipError(f"{run}: made with profile {profile!r}, not {PROFILE!r}; ship a real-profile run "
+                        f"(or pass --any-profile)")
+    return records, profile
+
+
+def choose(run: Path, rows: pd.DataFrame, records: dict[str, Any],
+           segmenters: dict[str, str]) -> tuple[list[Pick], pd.DataFrame]:
+    """Which models are shipped: the validation-chosen weak UNet (:func:`choose_weak`) and
+    :data:`FULLY_SUPERVISED`, or the segment-only UNets that ``segmenters`` names.
+
+    Returns
+    -------
+    picks : list of Pick
+        ``weak`` then ``fullysup`` (no ``src`` yet).
+    candidates : DataFrame
+        The weak candidates (:func:`choose_weak`; empty for a segment-only weak UNet).
+    """
+    alone = {alias: segmenter_source(run, alias, name, records) for alias, name in segmenters.items()}
+    if "weak" in alone:
+        weak, candidates = alone["weak"]["method"], pd.DataFrame(columns=["method", "table", "dsc_mean"])
+    else:
+        weak, candidates = choose_weak(rows)
+    picks = []
+    for alias, method in (("weak", weak), ("fullysup", FULLY_SUPERVISED)):
+        if alias in alone:
+            a = alone[alias]
+            picks.append(Pick(alias, method, a["notebook"], a["unclean"], a["states"], a))
+        else:
+            nb, unclean, states = provenance_check(records, method)
+            picks.append(Pick(alias, method, nb, unclean, states))
+    return picks, candidates
+
+
+def check_provenance(run: Path, picks: Sequence[Pick], allow_dirty: bool) -> None:
+    """Refuse models whose notebooks (or segment-only training) are recorded dirty."""
+    unclean = sorted({nb for p in picks for nb in p.unclean})
+    if unclean and not allow_dirty:
+        raise ShipError(f"{run}: its provenance records dirty: true (or no git state) for notebook(s) "
+                        f"{', '.join(unclean)}, which produced the shipped models or their inputs; rerun the "
+                        f"pipeline from a clean commit, or pass --allow-dirty")
+
+
+def shipped_by(state: dict[str, Any], run_dir: str | Path, out: Path, segmenters: dict[str, str],
+               allow_dirty: bool, any_profile: bool) -> dict[str, Any]:
+    """``commit``, ``dirty``, ``time_utc`` (now) and the ``command`` that ships (for cards and registry)."""
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    command = "python -m umcam_lib.segment.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
+                                                                     else f" --out {out}") \
+        + "".join(f" --segmenter {a}={n}" for a, n in sorted(segmenters.items())) \
+        + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "")
+    return {"commit": state.get("commit"), "dirty": state.get("dirty"), "time_utc": now, "command": command}
+
+
+def previous_registry(out: Path) -> dict[str, Any]:
+    """``out/registry.json`` as it was (empty when missing or not a registry)."""
+    if (out / shipped.REGISTRY).is_file():
+        try:
+            return shipped.read_registry(out)
+        except shipped.ShippedModelError:
+            return {}
+    return {}
+
+
+def locate(run: Path, picks: Sequence[Pick]) -> list[Pick]:
+    """The picks with their ``best.pt``; every source is checked before anything is written.
+
+    Raises
+    ------
+    ShipError
+        A chosen model has no checkpoint.
+    """
+    out = []
+    for p in picks:
+        if p.alone is not None:
+            src = p.alone["src"]
+            if not src.is_file():
+                raise ShipError(f"{src}: missing (the segment-only UNet did not finish)")
+        else:
+            try:
+                src = method_dir(run, p.method) / "best.pt"
+            except FileNotFoundError as exc:
+                raise ShipError(f"the run has no trained UNet for {p.method}, chosen as {p.alias!r} ({exc})") from exc
+        out.append(replace(p, src=src))
+    return out
+
+
+def recipe_record(pick: Pick, records: dict[str, Any]) -> dict[str, Any]:
+    """The provenance record whose parameters are the card's recipe (a segment-only UNet's
+    ``seg`` section in place of the notebook's)."""
+    rec = records[pick.notebook]
+    if pick.alone is not None:
+        rec = {**rec, "params": {**rec.get("params", {}), "seg": pick.alone["summary"]["seg"]}}
+    return rec
+
+
+def model_card(pick: Pick, ckpt: dict[str, Any], n_params: int, rec: dict[str, Any], s: Shipment) -> dict[str, Any]:
+    """``card.json`` of one shipped model (every number read from the run's files)."""
+    config, alone, method = ckpt["config"], pick.alone, pick.method
+    dirty_notes = []
+    if s.tree_dirty:
+        dirty_notes.append(f"shipped from a working tree with uncommitted changes "
+                           f"({', '.join(s.changed) or 'no git state'})")
+    if pick.unclean:
+        dirty_notes.append(f"trained by notebooks recorded dirty: {', '.join(pick.unclean)}")
+    study_key = "segmenter" if alone is not None else pick.notebook
+    card: dict[str, Any] = {
+        "name": method, "alias": pick.alias,
+        "supervision": "fully supervised (true masks)" if method == FULLY_SUPERVISED
+        else "weakly supervised (image-level labels)",
+        "not_for_clinical_use": NOT_CLINICAL, "intended_use": INTENDED_USE,
+        "chosen_by": (segmenter_choice(alone["summary"]) if alone is not None else
+                      "the fully supervised reference of the study (trained on the true masks)"
+                      if method == FULLY_SUPERVISED else
+                      "the highest mean validation 3D DSC among the weakly supervised segmentation rows of "
+                      "Tables 1-2 of the run (test scores were not used to choose)"),
+        "candidates": s.candidates.to_dict("records") if method != FULLY_SUPERVISED else [],
+        "preprocessing": {"spacing_mm": s.prep.spacing_mm, "image_size": s.prep.image_size},
+        "checkpoint": {"source": str(pick.src), "epoch": ckpt.get("epoch"), "validation_score": ckpt.get("score"),
+                       "width": int(config["width"]), "parameters": n_params, "dtype": "float16",
+                       "tta": config.get("tta"), "postprocess": config.get("postprocess")},
+        "scores": alone["summary"]["scores"] if alone is not None else scores_of(s.rows, s.run, method),
+        "training_data": refit_stacks(s.data, alone["summary"]) if alone is not None else s.data,
+        "recipe": {k: v for k, v in rec.get("params", {}).items() if k not in ("device", "threads")},
+        "study": {"run_dir": str(s.run), "profile": s.profile,
+                  "trained_in": f"segmenter {alone['summary']['name']}" if alone is not None else pick.notebook,
+                  "commit": pick.states[study_key]["commit"], "dirty": pick.states[study_key]["dirty"],
+                  "notebooks": pick.states, "library": rec.get("library"), "packages": rec.get("packages")},
+        "shipped_by": s.shipped_by,
+    }
+    if dirty_notes:
+        card["warning"] = "NOT REPRODUCIBLE FROM A COMMIT (--allow-dirty): " + "; ".join(dirty_notes).upper()
+    return card
+
+
+def write_model(folder: Path, pick: Pick, s: Shipment) -> dict[str, Any]:
+    """Write one model's four files (:data:`umcam_lib.segment.shipped.FILES`) into ``folder``.
+
+    ``best.pt`` gets float16 weights and the checkpoint's config with its ``width`` (from the
+    checkpoint, else the recipe's ``seg.width``), and is loaded back as a check.
+
+    Returns
+    -------
+    dict
+        The card written (``card.json``).
+
+    Raises
+    ------
+    ShipError
+        Neither the checkpoint nor the recipe gives the UNet width.
+    """
+    assert pick.src is not None
+    ckpt = torch.load(pick.src, map_location="cpu", weights_only=True)
+    config = dict(ckpt.get("config") or {})
+    rec = recipe_record(pick, s.records)
+    width = checkpoint_width(ckpt, rec.get("params", {}).get("seg", {}).get("width"))
+    if width is None:
+        raise ShipError(f"{pick.src}: the checkpoint records no UNet width and provenance/{pick.notebook}.json "
+                        f"no seg.width")
+    config["width"] = int(width)
+    ckpt["config"] = config
+    save_fp16(ckpt, pick.method, folder / "best.pt")
+    net, _ = shipped.load_unet(folder / "best.pt")  # it loads back (float32)
+    n_params = int(sum(p.numel() for p in net.parameters()))
+    io.write_json(folder / "preprocessing.json", {"spacing_mm": s.prep.spacing_mm, "image_size": s.prep.image_size})
+    card = model_card(pick, ckpt, n_params, rec, s)
+    io.write_json(folder / "card.json", card)
+    io.write_text(folder / "MODEL_CARD.md", render_card(card))
+    return card
+
+
+def write_registry(out: Path, models: dict[str, Any], picks: Sequence[Pick], run: Path,
+                   by: dict[str, Any]) -> dict[str, Any]:
+    """Hash every shipped file and write ``out/registry.json`` (last, atomically); return it."""
+    files = {}
+    for method, m in models.items():
+        for f in shipped.FILES:
+            p = out / m["folder"] / f
+            files[f"{m['folder']}/{f}"] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+    registry = {"version": 1, "default": shipped.DEFAULT_ALIAS,
+                "aliases": {p.alias: p.method for p in picks},
+                "models": models, "files": dict(sorted(files.items())), "source_run": str(run),
+                "shipped_by": by}
+    io.write_json(out / shipped.REGISTRY, registry)
+    return registry
+
+
+def remove_stale(out: Path, old: dict[str, Any], models: dict[str, Any]) -> None:
+    """Delete the files of models shipped before (``old`` registry) and no longer chosen."""
+    for name, m in (old.get("models") or {}).items():
+        if name not in models:
+            for f in shipped.FILES:
+                (out / m["folder"] / f).unlink(missing_ok=True)
+            if (out / m["folder"]).is_dir() and not any((out / m["folder"]).iterdir()):
+                (out / m["folder"]).rmdir()
+
+
 def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty: bool = False,
          any_profile: bool = False, repo: Path = REPO_ROOT, git: dict[str, Any] | None = None,
          segmenters: dict[str, str] | None = None) -> dict[str, Any]:
@@ -365,142 +643,28 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
     ShipError
         See the module docstring.
     """
-    run = resolve(run_dir)
-    out = resolve(out)
+    run, out = resolve(run_dir), resolve(out)
     segmenters = dict(segmenters or {})
-    unknown = sorted(set(segmenters) - {"weak", "fullysup"})
-    if unknown:
-        raise ShipError(f"--segmenter {unknown[0]}=...: the alias must be weak or fullysup")
-    if len(segmenters) < 2 and not (run / "seg").is_dir():
-        raise ShipError(f"{run}: not a run folder with trained UNets (no seg/)")
+    check_request(run, segmenters)
     state = git if git is not None else provenance.git_state(repo, exclude=[out])
-    tree_dirty = state.get("dirty") is not False
-    if tree_dirty and not allow_dirty:
-        changed = ", ".join(state.get("changed") or []) or "not a git checkout"
-        raise ShipError(f"refusing to ship from a working tree with uncommitted changes ({changed}): no commit would "
-                        f"hold the code that shipped these models. Commit the changes, or pass --allow-dirty")
-    records = provenance.collect(run)
-    if "01" not in records:
-        raise ShipError(f"{run}: no provenance/01.json (notebook 01 did not finish)")
-    params01 = records["01"].get("params", {})
-    profile = params01.get("profile")
-    if profile != PROFILE and not any_profile:
-        raise ShipError(f"{run}: made with profile {profile!r}, not {PROFILE!r}; ship a real-profile run "
-                        f"(or pass --any-profile)")
+    check_tree(state, allow_dirty)
+    records, profile = read_records(run, any_profile)
     rows = segmentation_rows(run)
-    seg_src = {alias: segmenter_source(run, alias, name, records) for alias, name in segmenters.items()}
-    if "weak" in seg_src:
-        weak, candidates = seg_src["weak"]["method"], pd.DataFrame(columns=["method", "table", "dsc_mean"])
-    else:
-        weak, candidates = choose_weak(rows)
-    chosen = {"weak": weak, "fullysup": FULLY_SUPERVISED}
-    checks = {alias: ((seg_src[alias]["notebook"], seg_src[alias]["unclean"], seg_src[alias]["states"])
-                      if alias in seg_src else provenance_check(records, m)) for alias, m in chosen.items()}
-    unclean = sorted({nb for _, bad, _ in checks.values() for nb in bad})
-    if unclean and not allow_dirty:
-        raise ShipError(f"{run}: its provenance records dirty: true (or no git state) for notebook(s) "
-                        f"{', '.join(unclean)}, which produced the shipped models or their inputs; rerun the "
-                        f"pipeline from a clean commit, or pass --allow-dirty")
-    prep = run_preprocessing(run)
-    data = training_data(run, params01)
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    command = "python -m umcam_lib.segment.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
-                                                             else f" --out {out}") \
-        + "".join(f" --segmenter {a}={n}" for a, n in sorted(segmenters.items())) \
-        + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "")
-    shipped_by = {"commit": state.get("commit"), "dirty": state.get("dirty"), "time_utc": now, "command": command}
-
-    old = {}
-    if (out / shipped.REGISTRY).is_file():
-        try:
-            old = shipped.read_registry(out)
-        except shipped.ShippedModelError:
-            old = {}
-    sources = {}
-    for alias, method in chosen.items():  # every source is checked before anything is written
-        if alias in seg_src:
-            sources[alias] = seg_src[alias]["src"]
-            if not sources[alias].is_file():
-                raise ShipError(f"{sources[alias]}: missing (the segment-only UNet did not finish)")
-            continue
-        try:
-            sources[alias] = method_dir(run, method) / "best.pt"
-        except FileNotFoundError as exc:
-            raise ShipError(f"the run has no trained UNet for {method}, chosen as {alias!r} ({exc})") from exc
+    picks, candidates = choose(run, rows, records, segmenters)
+    check_provenance(run, picks, allow_dirty)
+    s = Shipment(run=run, profile=profile, records=records, rows=rows, candidates=candidates,
+                 prep=run_preprocessing(run), data=training_data(run, records["01"].get("params", {})),
+                 shipped_by=shipped_by(state, run_dir, out, segmenters, allow_dirty, any_profile),
+                 tree_dirty=state.get("dirty") is not False, changed=list(state.get("changed") or []))
+    old = previous_registry(out)
+    picks = locate(run, picks)
     models: dict[str, Any] = {}
-    for alias, method in chosen.items():
-        src = sources[alias]
-        ckpt = torch.load(src, map_location="cpu", weights_only=True)
-        config = dict(ckpt.get("config") or {})
-        nb, bad, states = checks[alias]
-        rec = records[nb]
-        alone = seg_src.get(alias)
-        if alone is not None:  # the recipe is the segmenter's seg section
-            rec = {**rec, "params": {**rec.get("params", {}), "seg": alone["summary"]["seg"]}}
-        width = config.get("width", rec.get("params", {}).get("seg", {}).get("width"))
-        if width is None:
-            raise ShipError(f"{src}: the checkpoint records no UNet width and provenance/{nb}.json no seg.width")
-        config["width"] = int(width)
-        ckpt["config"] = config
-        folder = out / shipped.folder_name(method)
-        save_fp16(ckpt, method, folder / "best.pt")
-        back = torch.load(folder / "best.pt", map_location="cpu", weights_only=True)
-        net = shipped.unet_from_checkpoint(back, folder / "best.pt")  # it loads back (float32)
-        n_params = int(sum(p.numel() for p in net.parameters()))
-        io.write_json(folder / "preprocessing.json", {"spacing_mm": prep.spacing_mm, "image_size": prep.image_size})
-        dirty_notes = []
-        if tree_dirty:
-            dirty_notes.append(f"shipped from a working tree with uncommitted changes "
-                               f"({', '.join(state.get('changed') or []) or 'no git state'})")
-        if bad:
-            dirty_notes.append(f"trained by notebooks recorded dirty: {', '.join(bad)}")
-        card: dict[str, Any] = {
-            "name": method, "alias": alias,
-            "supervision": "fully supervised (true masks)" if method == FULLY_SUPERVISED
-            else "weakly supervised (image-level labels)",
-            "not_for_clinical_use": NOT_CLINICAL, "intended_use": INTENDED_USE,
-            "chosen_by": (segmenter_choice(alone["summary"]) if alone is not None else
-                          "the fully supervised reference of the study (trained on the true masks)"
-                          if method == FULLY_SUPERVISED else
-                          "the highest mean validation 3D DSC among the weakly supervised segmentation rows of "
-                          "Tables 1-2 of the run (test scores were not used to choose)"),
-            "candidates": candidates.to_dict("records") if method != FULLY_SUPERVISED else [],
-            "preprocessing": {"spacing_mm": prep.spacing_mm, "image_size": prep.image_size},
-            "checkpoint": {"source": str(src), "epoch": ckpt.get("epoch"), "validation_score": ckpt.get("score"),
-                           "width": int(width), "parameters": n_params, "dtype": "float16",
-                           "tta": config.get("tta"), "postprocess": config.get("postprocess")},
-            "scores": alone["summary"]["scores"] if alone is not None else scores_of(rows, run, method),
-            "training_data": refit_stacks(data, alone["summary"]) if alone is not None else data,
-            "recipe": {k: v for k, v in rec.get("params", {}).items() if k not in ("device", "threads")},
-            "study": {"run_dir": str(run), "profile": profile,
-                      "trained_in": f"segmenter {alone['summary']['name']}" if alone is not None else nb,
-                      "commit": states["segmenter" if alone is not None else nb]["commit"],
-                      "dirty": states["segmenter" if alone is not None else nb]["dirty"], "notebooks": states,
-                      "library": rec.get("library"), "packages": rec.get("packages")},
-            "shipped_by": shipped_by,
-        }
-        if dirty_notes:
-            card["warning"] = "NOT REPRODUCIBLE FROM A COMMIT (--allow-dirty): " + "; ".join(dirty_notes).upper()
-        io.write_json(folder / "card.json", card)
-        io.write_text(folder / "MODEL_CARD.md", render_card(card))
-        models[method] = {"folder": folder.name, "alias": alias, "supervision": card["supervision"]}
-
-    files = {}
-    for method, m in models.items():
-        for f in shipped.FILES:
-            p = out / m["folder"] / f
-            files[f"{m['folder']}/{f}"] = {"sha256": sha256(p), "bytes": p.stat().st_size}
-    registry = {"version": 1, "default": shipped.DEFAULT_ALIAS,
-                "aliases": {alias: method for alias, method in chosen.items()},
-                "models": models, "files": dict(sorted(files.items())), "source_run": str(run),
-                "shipped_by": shipped_by}
-    io.write_json(out / shipped.REGISTRY, registry)
-    for name, m in (old.get("models") or {}).items():  # models shipped before and no longer chosen
-        if name not in models:
-            for f in shipped.FILES:
-                (out / m["folder"] / f).unlink(missing_ok=True)
-            if (out / m["folder"]).is_dir() and not any((out / m["folder"]).iterdir()):
-                (out / m["folder"]).rmdir()
+    for pick in picks:
+        card = write_model(out / folder_name(pick.method), pick, s)
+        models[pick.method] = {"folder": folder_name(pick.method), "alias": pick.alias,
+                               "supervision": card["supervision"]}
+    registry = write_registry(out, models, picks, run, s.shipped_by)
+    remove_stale(out, old, models)
     return registry
 
 

@@ -20,16 +20,17 @@ regenerate the folder. The weights are cast back to float32 on loading.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ..data.fetch import sha256
-from ..models.unet import build_unet
+from ..hashing import file_sha256
+from ..models.unet import unet_from_checkpoint
 from ..paths import REPO_ROOT, resolve
+from ..train.seg_predict import folder_name
+from .model import desc_label
 
 MODELS_DIR = REPO_ROOT / "models"
 """Where the shipped models live (``--models`` of ``segment`` overrides it)."""
@@ -42,11 +43,6 @@ DEFAULT_ALIAS = "weak"
 
 class ShippedModelError(RuntimeError):
     """A shipped model is missing, unknown or does not match ``registry.json``."""
-
-
-def folder_name(method: str) -> str:
-    """The folder of a method under ``models/`` (the rule of ``seg/<method>`` in a run)."""
-    return re.sub(r"[^A-Za-z0-9+\-_.]", "_", method)
 
 
 def _fail(msg: str, models_dir: Path) -> ShippedModelError:
@@ -92,7 +88,7 @@ def model_name(registry: dict[str, Any], choice: str | None) -> str:
     if choice.lower() in aliases:
         return aliases[choice.lower()]
     for name in models:
-        keys = {name.lower(), folder_name(name).lower(), re.sub(r"[^a-z0-9]", "", name.lower())}
+        keys = {name.lower(), folder_name(name).lower(), desc_label(name)}
         if choice.lower() in keys:
             return name
     have = ", ".join([*(f"{a} ({v})" for a, v in aliases.items()), *models]) or "none"
@@ -131,7 +127,7 @@ def verify(models_dir: str | Path = MODELS_DIR, name: str | None = None) -> dict
             if size != int(entry["bytes"]):
                 raise _fail(f"{path}: {size} bytes, registry.json says {entry['bytes']} (altered or truncated)",
                             models_dir)
-            digest = sha256(path)
+            digest = file_sha256(path)
             if digest != entry["sha256"]:
                 raise _fail(f"{path}: SHA-256 {digest[:16]}... differs from registry.json's "
                             f"{entry['sha256'][:16]}... (altered or corrupt)", models_dir)
@@ -143,28 +139,29 @@ def to_float16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def to_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict with its floating-point tensors in float32 (others unchanged)."""
-    return {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}
+def load_unet(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Read a shipped ``best.pt`` and rebuild its UNet
+    (:func:`umcam_lib.models.unet.unet_from_checkpoint`: float32, eval mode, CPU).
 
-
-def unet_from_checkpoint(ckpt: dict[str, Any], path: Path) -> nn.Module:
-    """A float32 UNet (eval mode, CPU) with the weights of a shipped ``best.pt``.
+    Returns
+    -------
+    model : torch.nn.Module
+    ckpt : dict
+        The checkpoint as read (``config``, ``epoch``, ``score``, float16 ``model``).
 
     Raises
     ------
     ShippedModelError
-        The checkpoint records no width or its weights do not fit the UNet of that width.
+        The file cannot be read, records no width, or its weights do not fit the UNet of that width.
     """
-    width = (ckpt.get("config") or {}).get("width")
-    if width is None:
-        raise ShippedModelError(f"{path}: the checkpoint does not record the UNet width (config.width)")
-    model = build_unet(int(width))
     try:
-        model.load_state_dict(to_float32(ckpt["model"]))
-    except (KeyError, RuntimeError) as exc:
-        raise ShippedModelError(f"{path}: weights do not fit a width-{width} UNet ({exc})") from exc
-    return model.eval()
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ShippedModelError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
+    try:
+        return unet_from_checkpoint(ckpt), ckpt
+    except ValueError as exc:
+        raise ShippedModelError(f"{path}: {exc}") from exc
 
 
 def load(models_dir: str | Path = MODELS_DIR, choice: str | None = None,
@@ -195,11 +192,8 @@ def load(models_dir: str | Path = MODELS_DIR, choice: str | None = None,
     verify(models_dir, name)
     folder = models_dir / reg["models"][name]["folder"]
     path = folder / "best.pt"
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ShippedModelError(f"{path}: cannot load ({type(exc).__name__}: {exc})") from exc
-    model = unet_from_checkpoint(ckpt, path).to(device)
+    model, ckpt = load_unet(path)
+    model = model.to(device)
     prep = json.loads((folder / "preprocessing.json").read_text())
     info = {"method": name, "checkpoint": str(path), "epoch": ckpt.get("epoch"), "score": ckpt.get("score"),
             "config": dict(ckpt.get("config") or {}), "models_dir": str(models_dir),

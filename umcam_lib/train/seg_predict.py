@@ -18,15 +18,28 @@ import torch.nn as nn
 from .. import runtime
 from ..data import SliceSet
 from ..data.maps import load_maps, save_maps
-from ..models.unet import build_unet
+from ..models.unet import unet_from_checkpoint
 from ..paths import resolve
 from ..scoring import evaluate_volumes, oracle_selection, split_rows
-from .common import load_best
+from .common import load_checkpoint
 from .seg_targets import VARIANTS
 
+def folder_name(method: str) -> str:
+    """The folder name of a method's UNet: characters other than letters, digits and ``+-_.``
+    become ``_`` (the one rule of ``run_dir/seg/<name>`` and of ``models/<name>``).
+
+    Examples
+    --------
+    >>> folder_name("UM-CAM+SPL"), folder_name("Grad CAM/x")
+    ('UM-CAM+SPL', 'Grad_CAM_x')
+    """
+    return re.sub(r"[^A-Za-z0-9+\-_.]", "_", method)
+
+
 def variant_dir(run_dir: str | Path, name: str) -> Path:
-    """``run_dir/seg/<name>`` (characters other than letters, digits, ``+-_.`` become ``_``)."""
-    return resolve(run_dir) / "seg" / re.sub(r"[^A-Za-z0-9+\-_.]", "_", name)
+    """``run_dir/seg/<name>`` with ``name`` made a folder name by :func:`folder_name`."""
+    return resolve(run_dir) / "seg" / folder_name(name)
+
 
 def dihedral_average(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
     """Test-time augmentation: the mean of ``predict`` over the 8 right-angle rotations and flips.
@@ -74,7 +87,7 @@ def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.devi
     """
     if tta:
         return dihedral_average(lambda x: predict_probs(model, x, device, amp, batch_size), images)
-    dev = runtime.select_device(device) if isinstance(device, str) else device
+    dev = runtime.as_device(device)
     use_amp = runtime.use_amp(dev, amp)
     model.eval()
     out = np.empty(images.shape, dtype=np.float32)
@@ -138,11 +151,28 @@ def load_predictions(run_dir: str | Path, name: str, split: str) -> tuple[np.nda
 
 def load_variant(run_dir: str | Path, name: str, width: int, device: str | torch.device = "cpu",
                  out_dir: str | Path | None = None) -> nn.Module:
-    """Rebuild a trained UNet from ``best.pt`` (``run_dir/seg/<name>`` unless ``out_dir``)."""
-    dev = runtime.select_device(device) if isinstance(device, str) else device
-    model = build_unet(int(width)).to(dev)
-    load_best(resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name), model, map_location=dev)
-    return model.eval()
+    """Rebuild a trained UNet from ``best.pt`` (``run_dir/seg/<name>`` unless ``out_dir``).
+
+    Parameters
+    ----------
+    width : int
+        The run's ``seg.width``, used when the checkpoint records no width
+        (:func:`umcam_lib.models.unet.unet_from_checkpoint`).
+
+    Returns
+    -------
+    torch.nn.Module
+        Eval mode, on ``device``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``best.pt`` in the folder.
+    """
+    path = (resolve(out_dir) if out_dir is not None else variant_dir(run_dir, name)) / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: train this model first")
+    return unet_from_checkpoint(load_checkpoint(path), width).to(runtime.as_device(device))
 
 
 def oracle_comparison(slices: SliceSet, run_dir: str | Path, variants: Sequence[str] = VARIANTS,

@@ -193,3 +193,34 @@ def write_upstream(run_dir: Path, s: SliceSet) -> None:
     write_json(run_dir / "cams" / "thresholds.json", {"gradcam": 0.5, "umcam": 0.5})
     pos = s.indices("train", positive_only=True)
     save_maps(run_dir, "spl", "spl", pos[1:], np.full((len(pos) - 1, 32, 32), 0.25))
+
+
+#: The parameters cell of a stand-in notebook (the study's four lines).
+PARAMETERS = 'profile = "quick"\noverrides = {}\nrun_dir = None\nfigures_dir = None'
+
+
+def stand_in_notebook(path: Path, load_src: str, body_src: str) -> None:
+    """A stand-in notebook shaped like the study's: the parameters cell, a cell that loads the
+    parameters (``load_src`` reads them as ``params["key"]``), then ``body_src``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(PARAMETERS)
+    p.metadata["tags"] = ["parameters"]
+    load = ("from umcam_lib.config import notebook as notebook_params\n"
+            "params = notebook_params.load(profile, overrides, validate=False)\n" + load_src)
+    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), p, nbformat.v4.new_code_cell(load),
+                nbformat.v4.new_code_cell(body_src)]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (bit-identical results across machines), restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

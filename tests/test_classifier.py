@@ -24,12 +24,7 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_acc
                    "val_recall", "val_f1", "lr", "seconds"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

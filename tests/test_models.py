@@ -13,12 +13,7 @@ from umcam_lib.models import vgg as vgg_mod
 from umcam_lib.models.vgg import BLOCK_LAYERS, GREY_MEAN, GREY_STD, load_vgg_features, resolve_layers
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: torch on one thread
 
 
 def _torchvision_features_shapes() -> dict[str, torch.Size]:

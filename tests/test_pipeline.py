@@ -3,28 +3,13 @@ from __future__ import annotations
 
 import json
 
-import nbformat
 import pytest
 
 from umcam_lib import config, pipeline
 from umcam_lib.pipeline import run as pipeline_run
 
 
-PARAMETERS = 'profile = "quick"\noverrides = {}\nrun_dir = None\nfigures_dir = None'
-
-
-def _notebook(path, load_src, body_src):
-    """A stand-in notebook shaped like the study's: the parameters cell, a cell that loads the
-    parameters (``load_src`` reads them as ``params["key"]``), then ``body_src``."""
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell(PARAMETERS)
-    p.metadata["tags"] = ["parameters"]
-    load = ("from umcam_lib.config import notebook as notebook_params\n"
-            "params = notebook_params.load(profile, overrides, validate=False)\n" + load_src)
-    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), p, nbformat.v4.new_code_cell(load),
-                nbformat.v4.new_code_cell(body_src)]
-    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
-    nbformat.write(nb, path)
+from conftest import stand_in_notebook as _notebook  # noqa: E402
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from umcam_lib.report import findings
+from umcam_lib.report import findings, verdicts
 from umcam_lib import report
 
 
@@ -123,7 +123,8 @@ def _claims(run, fig) -> dict[str, list[str]]:
                                for s in ("val", "test")]
                               + [findings.describe_section(pd.read_csv(fig / "table2.csv"), "segmentation", s)
                                  for s in ("val", "test")],
-        "08_report.ipynb": [findings.describe_orderings(pd.read_csv(fig / "orderings.csv"), s) for s in ("val", "test")]
+        "08_report.ipynb": [verdicts.describe(pd.read_csv(fig / "claims.csv"), s, m) for s in ("val", "test")
+                            for m in ("dsc", "hd95")]
                            + [findings.describe_section(report.summarise(run, "table1"), "pseudo_mask", "test")],
     }
 

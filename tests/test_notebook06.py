@@ -28,7 +28,8 @@ def test_table1_has_the_four_weak_variants_on_every_volume(tiny_run):
     seg = _segmentation_rows(tiny_run.figures_dir, "table1")
     for split in ("val", "test"):
         rows = seg[seg["split"] == split]
-        assert sorted(rows["method"]) == sorted(["Grad-CAM", "UM-CAM", "SPL", "UM-CAM+SPL"]), split
+        assert sorted(rows["method"]) == sorted(["Grad-CAM", "UM-CAM", "SPL", "UM-CAM+SPL",
+                                                 "UM-CAM+SPL (paper's Eq. 8)"]), split
         assert (rows["n"] == n[split]).all(), f"{split}: every volume must be scored, got {rows['n'].tolist()}"
         assert rows["dsc_mean"].between(0, 100).all() and np.isfinite(rows["hd95_mean"]).all()
         assert np.isfinite(rows["hd95_mm_mean"]).all()
@@ -154,3 +155,25 @@ def test_sweep_keeps_both_readings_visible_and_labels_each_share_once():
     labels = [t.get_text() for t in ax.texts]
     assert len(labels) == 3                                              # one per SPL share, not one per point
     assert any("umcam λ=10 = spl λ=0.1" in t and "one training" in t for t in labels)
+
+
+def test_every_weak_row_is_a_mean_over_the_unet_seeds_and_the_paper_point_is_a_sensitivity_row(tiny_run):
+    """seg.seeds (2 in tiny): each variant's row averages its UNet seeds, with a seed SD; the
+    UM-CAM+SPL row trains at the Eq. 8 point validation chose, the paper's point is a one-seed row."""
+    from umcam_lib.train import seg_sweep
+
+    n_seeds = config.load_params(config.profile_path("tiny"))["seg"]["seeds"]
+    assert n_seeds >= 2
+    t1 = _segmentation_rows(tiny_run.figures_dir, "table1").set_index(["method", "split"])
+    for method in ("Grad-CAM", "UM-CAM", "SPL", "UM-CAM+SPL"):
+        assert t1.loc[(method, "test"), "n_seeds"] == n_seeds, method
+        assert np.isfinite(t1.loc[(method, "test"), "dsc_seed_sd"]), method
+    assert t1.loc[(seg_sweep.PAPER_ROW, "test"), "n_seeds"] == 1
+    for seed in range(1, n_seeds):
+        assert (tiny_run.run_dir / "seg" / f"UM-CAM+SPL__seed{seed}" / "best.pt").is_file()
+    sweep = pd.read_csv(tiny_run.figures_dir / "sweep.csv")
+    _, chosen = seg_sweep.row_section({}, sweep)
+    best = (tiny_run.run_dir / "seg" / "UM-CAM+SPL" / "best.pt")
+    import torch
+    cfg = torch.load(best, map_location="cpu", weights_only=True).get("config", {})
+    assert (cfg["main"], float(cfg["lambda"])) == (chosen[0], float(chosen[1]))  # the recipe it trained with

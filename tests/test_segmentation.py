@@ -491,3 +491,22 @@ def test_tta_comparison_takes_the_reported_column_from_the_tables_and_predicts_o
     fake = scores.assign(dsc=12.5)
     flipped = seg.tta_comparison(s, tmp_path, cfg["width"], ["SPL"], batch_size=8, reported=fake, reported_tta=True)
     assert calls == [False, False] and (flipped[["val_tta", "test_tta"]] == 12.5).all(axis=None)
+
+
+def test_a_row_of_several_unet_seeds_trains_each_in_its_folder_and_records_replicates(tmp_path):
+    """seg.seeds = 2: two UNets (seeds 0 and 1) on the same targets, each recorded as a seed of the row."""
+    torch.set_num_threads(1)
+    s = fake_slices()
+    cfg = {**SEG_CFG, "epochs": 1, "seeds": 2}
+    scores = seg.train_evaluate_record("SPL", s, _targets(s), cfg, tmp_path, device="cpu", seed=0, progress=False)
+    assert sorted(scores["seed"].unique()) == [0, 1] and set(scores["method"]) == {"SPL"}
+    assert (tmp_path / "seg" / "SPL" / "best.pt").is_file() and (tmp_path / "seg" / "SPL__seed1" / "best.pt").is_file()
+    from umcam_lib.data.scores import load_scores
+    recorded = load_scores(tmp_path)
+    assert sorted(recorded["seed"].unique()) == [0, 1] and set(recorded["method"]) == {"SPL"}
+    a, b = (scores[(scores["seed"] == k) & (scores["split"] == "val")]["dsc"].to_numpy() for k in (0, 1))
+    assert not np.array_equal(a, b) or np.all(a == 0)  # another seed is another UNet
+    from umcam_lib.report import summarise
+    row = summarise(tmp_path, "table1")
+    row = row[(row["method"] == "SPL") & (row["split"] == "val")]
+    assert int(row["n_seeds"].iloc[0]) == 2

@@ -284,6 +284,7 @@ class SegParams(Section):
     lambda_spl: float = param(0.1, ge=0)
     soft_labels: bool = param(True, trains=True)
     postprocess: str = param("none", choices=("none", "lcc"))
+    seeds: int = param(3, ge=1)  # UNet seeds of every row (seed, seed+1, ...): Tables 1-2 report their spread
     tta: bool = param(False)  # average each prediction over the 8 right-angle rotations / flips of the slice
     sweep_main: list[str] = param(["umcam", "spl"], nonempty=True,
                                   check=lambda v: None if set(v) <= {"umcam", "spl"}

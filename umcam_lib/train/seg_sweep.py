@@ -41,6 +41,7 @@ from .seg_predict import evaluate_variant, load_variant, variant_dir
 from .seg_targets import cam_pseudo_masks, load_spl
 from ..config.schema import GseParams, SegParams
 from .seg_train import check_seg_config, train_variant
+from ..data.scores import record_scores
 
 SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",
                  "val_hd95_mean", "val_hd95_std", "val_hd95_mm_mean", "best_epoch", "epochs_run"]
@@ -97,7 +98,7 @@ def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapp
 def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
               gse_cfg: GseParams | Mapping[str, Any] | None = None,
               device: str | torch.device = "auto", amp: bool = True, seed: int = 0, workers: int = 1,
-              progress: bool = True) -> pd.DataFrame:
+              progress: bool = True, share_table: bool = False) -> pd.DataFrame:
     """Train and validate UM-CAM+SPL at every grid point; return one row per point.
 
     Parameters
@@ -106,6 +107,10 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mappin
         The ``seg`` section; uses ``sweep_main``, ``sweep_lambda``, ``sweep_epochs``.
     gse_cfg : dict, optional
         Unused (kept for callers of the former beta sweep); the SPL is notebook 05's.
+    share_table : bool
+        Reuse Table 1's UM-CAM+SPL run for the configured point (when the sweep runs after it,
+        at the configured point). Notebook 06 sweeps first and trains the row at the point the
+        sweep chooses (:func:`row_section`), so it trains every point in ``seg/sweep/``.
 
     Returns
     -------
@@ -125,7 +130,7 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mappin
                          "same_as": first["same_as"] or point_name(first["loss_main"], first["lambda"])})
             continue
         same = ""
-        if _is_table_point(cfg, main, lamb):  # the Table 1 row's own run: reuse it, do not train it twice
+        if share_table and _is_table_point(cfg, main, lamb):  # the Table 1 row's own run: reuse it
             targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
             model = train_variant(TABLE_VARIANT, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
             d, same = variant_dir(run_dir, TABLE_VARIANT), TABLE_SAME
@@ -156,6 +161,54 @@ def chosen_point(sweep: pd.DataFrame, main: str | None = None) -> tuple[str, flo
         raise ValueError("the sweep table is empty" if main is None else f"the sweep has no {main!r} rows")
     best = rows.loc[rows["val_dsc_mean"].idxmax()]
     return str(best["loss_main"]), float(best["lambda"])
+
+
+#: The sensitivity row of Tables 1-2: UM-CAM+SPL at the paper's literal Eq. 8 point (reading
+#: ``umcam``, lambda 0.1), beside the row at the point validation chose.
+PAPER_ROW = "UM-CAM+SPL (paper's Eq. 8)"
+
+
+def row_section(seg_cfg: SegParams | Mapping[str, Any], sweep: pd.DataFrame) -> tuple[SegParams, tuple[str, float]]:
+    """The ``seg`` section of the UM-CAM+SPL row: Eq. 8's reading and lambda as validation chose.
+
+    Returns the section with ``loss_main`` and ``lambda_spl`` set to :func:`chosen_point` of the
+    sweep (the configured values when the sweep is empty), and that point.
+    """
+    cfg = check_seg_config(seg_cfg)
+    point = chosen_point(sweep) if len(sweep) else (cfg.loss_main, cfg.lambda_spl)
+    return cfg.replace(loss_main=point[0], lambda_spl=float(point[1])), point
+
+
+def record_paper_point(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
+                       sweep: pd.DataFrame, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
+                       progress: bool = True, tables: tuple[str, ...] = ("table1",)) -> pd.DataFrame:
+    """Score the paper's Eq. 8 point on validation and test and record it as :data:`PAPER_ROW`.
+
+    The sweep's model of that point is used (trained like a sweep point when the grid lacks it):
+    one UNet seed, a sensitivity row that never replaces the row validation chose.
+
+    Returns
+    -------
+    DataFrame
+        Per-volume scores of both splits (``method`` = :data:`PAPER_ROW`).
+    """
+    cfg = check_seg_config(seg_cfg)
+    d = _trained_dir(run_dir, sweep, PAPER_MAIN, PAPER_LAMBDA)
+    if d is None:
+        um = cam_pseudo_masks(run_dir, slices, "UM-CAM")
+        spl = load_spl(run_dir, slices, fallback=um)
+        model = train_point(slices, run_dir, cfg, PAPER_MAIN, PAPER_LAMBDA, spl, um, device, amp, seed, progress)
+    else:
+        model = load_variant(run_dir, "", cfg.width, device, out_dir=d)
+    frames = []
+    for split in ("val", "test"):
+        sc = evaluate_variant(model, slices, split, device, amp, batch_size=cfg.eval_batch_size,
+                              postprocess=cfg.postprocess, tta=cfg.tta).assign(method=PAPER_ROW)
+        for table in tables:
+            record_scores(run_dir, table, "segmentation", PAPER_ROW, split, sc["volume"].to_numpy(),
+                          sc["dsc"].to_numpy(), sc["hd95"].to_numpy(), sc["hd95_mm"].to_numpy())
+        frames.append(sc)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _trained_dir(run_dir: str | Path, sweep: pd.DataFrame, main: str, lamb: float) -> Path | None:

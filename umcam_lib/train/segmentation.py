@@ -92,7 +92,31 @@ VARIANT_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[str] | None = None) -> None:
+def unet_seeds(seed: int, n: int) -> list[int]:
+    """The UNet seeds of a row: ``seed, seed + 1, ...`` (``seg.seeds`` of them).
+
+    Examples
+    --------
+    >>> unet_seeds(0, 3), unet_seeds(7, 1)
+    ([0, 1, 2], [7])
+    """
+    return [int(seed) + k for k in range(int(n))]
+
+
+def seed_folder(name: str, seed: int, base: int) -> str:
+    """The run-folder name of one seed's UNet: ``name`` for the base seed (what ``segment`` and the
+    figures read), ``name__seed<s>`` for the others.
+
+    Examples
+    --------
+    >>> seed_folder("SPL", 0, 0), seed_folder("SPL", 2, 0)
+    ('SPL', 'SPL__seed2')
+    """
+    return name if int(seed) == int(base) else f"{name}__seed{int(seed)}"
+
+
+def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[str] | None = None,
+                   seed: int | None = None) -> None:
     """Record per-volume scores (from :func:`evaluate_variant`) in Tables 1 / 2 (section segmentation).
 
     Parameters
@@ -102,6 +126,8 @@ def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[s
     tables : sequence of {"table1", "table2"}, optional
         Default :data:`VARIANT_TABLES` of the method; methods not listed there (e.g. ``DRS``,
         ``AMR``) default to ``("table2",)``.
+    seed : int, optional
+        The UNet seed these scores come from (a row of several seeds is their mean, with a spread).
     """
     methods, splits = scores["method"].unique(), scores["split"].unique()
     if len(methods) != 1 or len(splits) != 1:
@@ -109,7 +135,7 @@ def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[s
     method, split = str(methods[0]), str(splits[0])
     for table in tables if tables is not None else VARIANT_TABLES.get(method, ("table2",)):
         record_scores(run_dir, table, "segmentation", method, split, scores["volume"].to_numpy(),
-                             scores["dsc"].to_numpy(), scores["hd95"].to_numpy(), scores["hd95_mm"].to_numpy())
+                      scores["dsc"].to_numpy(), scores["hd95"].to_numpy(), scores["hd95_mm"].to_numpy(), seed=seed)
 
 
 def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any],
@@ -117,21 +143,32 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
                           run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True,
                           seed: int = 0, splits: Sequence[str] = ("val", "test"),
                           tables: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
-    """One call for a method: train (or resume), predict every slice of ``splits``, score, record.
+    """One call for a method: for each UNet seed, train (or resume), predict every slice of
+    ``splits``, score, record.
+
+    With ``seg.seeds`` = n > 1 the UNet is trained n times (seeds :func:`unet_seeds`, folders
+    :func:`seed_folder`) on the same targets, and each seed's scores are recorded as a replicate
+    of the row (``record_scores(..., seed=s)``): the tables report their mean and spread. With one
+    seed the scores are recorded without a seed, as before seeds existed.
 
     Returns
     -------
     DataFrame
-        Per-volume scores of every split (see :func:`evaluate_variant`).
+        Per-volume scores of every seed and split (see :func:`evaluate_variant`), with a ``seed``
+        column; ``method`` is ``name`` for every seed.
     """
     cfg = check_seg_config(seg_cfg)
-    model = train_variant(name, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
+    seeds = unet_seeds(seed, cfg.seeds)
     frames = []
-    for split in splits:
-        scores = evaluate_variant(model, slices, split, device, amp, run_dir, name, cfg.eval_batch_size,
-                                  postprocess=cfg.postprocess, tta=cfg.tta)
-        record_variant(run_dir, scores, tables)
-        frames.append(scores)
+    for s in seeds:
+        folder = seed_folder(name, s, seed)
+        model = train_variant(folder, slices, targets, cfg, run_dir, device, amp, s, progress=progress)
+        for split in splits:
+            scores = evaluate_variant(model, slices, split, device, amp, run_dir, folder, cfg.eval_batch_size,
+                                      postprocess=cfg.postprocess, tta=cfg.tta)
+            scores["method"] = name
+            record_variant(run_dir, scores, tables, seed=s if len(seeds) > 1 else None)
+            frames.append(scores.assign(seed=s))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -157,7 +157,7 @@ SEG_CFG = dict(width=2, epochs=2, batch_size=6, lr=0.01, momentum=0.9, weight_de
                # training slice each epoch, no early stopping, no warm-up
                optimizer="sgd", epoch_slices=None, positive_fraction=None, val_every=1, eval_batch_size=64,
                patience=None, loss_main="umcam", channels_last=False, postprocess="none", plateau_decay=None,
-               min_epochs=0, seeds=1)
+               min_epochs=0, seeds=1, tta=False)
 
 
 def fake_slices(n_volumes: int = 4, n_slices: int = 6, size: int = 32, seed: int = 0) -> SliceSet:

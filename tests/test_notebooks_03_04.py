@@ -141,3 +141,32 @@ def test_fusion_diagnosis_is_computed_recorded_and_printed(run):
     best = fairness.choose_reading(fairness.summarise_readings(scores))
     assert f"Chosen on validation: **{best['label']}**" in printed
     assert "layers weigh less on the brain than outside it" in printed or "Every layer weighs" in printed
+
+
+def test_the_umcam_row_uses_the_reading_validation_chose_and_the_default_is_a_sensitivity_row(run):
+    """Notebook 04 scores every reading of Eq. 3-4 first; the one with the best mean validation Dice
+    makes the saved UM-CAM maps and Table 1's UM-CAM row; the default reading stands beside it."""
+    from umcam_lib import config
+    from umcam_lib.cam import fairness, fuse_layers, study_layers
+    from umcam_lib.cam.gradcam import compute_cams
+    from umcam_lib.train.classifier import load_classifier
+
+    run_dir, fig_dir, s = run
+    readings = pd.read_csv(fig_dir / "fusion_readings.csv")
+    chosen = fairness.choose_reading(readings)["reading"]
+    t1 = pd.read_csv(fig_dir / "table1.csv")
+    pseudo = set(t1.loc[t1["section"] == "pseudo_mask", "method"])
+    assert (fairness.PAPER_READING_ROW in pseudo) == (chosen != "paper" and not fairness.same_reading(
+        fairness.reading_section({}, chosen), fairness.reading_section({}, "paper")))
+    # the saved maps are the chosen reading's fusion of the first seed's layer CAMs
+    params = config.load_params(config.profile_path("tiny"))
+    cam = fairness.reading_section(params["cam"], chosen)
+    model = load_classifier(run_dir / "classifier", params["classifier"], device="cpu")
+    rows = np.arange(len(s))  # every slice: some readings normalise over a volume or a batch
+    names = study_layers(cam["layers"])
+    layer_maps, peaks = compute_cams(model, s.images[rows], names, batch_size=8, device="cpu", amp=False,
+                                     target=cam["target"], return_peaks=True, progress=False)
+    expected = fuse_layers(layer_maps, names, cam["layers"], cam, peaks=peaks, rows=rows,
+                           volumes=s.volume[rows])["umcam"]
+    index, saved = maps.load_maps(run_dir, "cams", "umcam")
+    np.testing.assert_allclose(saved[maps.row_positions(index, rows)].astype(np.float32), expected, atol=2e-3)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..config.schema import CamParams, check_section
+from ..config.schema import default as default_value
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
 from .ablation import layer_ablation
@@ -260,6 +261,37 @@ def choose_reading(summary: pd.DataFrame, method: str = "UM-CAM") -> pd.Series:
     if rows.empty:
         raise ValueError(f"no {method} rows in the readings summary")
     return rows.loc[rows["val_dsc"].idxmax()]
+
+
+#: Keyword of :func:`umcam_lib.cam.fusion.fuse_reading` -> the ``cam`` key that sets it.
+READING_KEYS = {"norm": "umcam_norm", "percentile": "umcam_percentile", "base": "entropy_base",
+                "temperature": "entropy_temperature", "final_norm": "umcam_final_norm"}
+
+#: The table name of the sensitivity row: UM-CAM under the paper's (the default) reading.
+PAPER_READING_ROW = "UM-CAM (paper's Eq. 3-4 reading)"
+
+
+def reading_section(cam: CamParams | Mapping[str, Any], reading: str) -> CamParams:
+    """The ``cam`` section under one reading of :data:`READINGS` (the default reading's keys
+    first, then the reading's own).
+
+    Examples
+    --------
+    >>> reading_section({}, "t2").entropy_temperature, reading_section({"umcam_norm": "minmax"}, "paper").umcam_norm
+    (2.0, 'max')
+    """
+    if reading not in READINGS:
+        raise ValueError(f"unknown reading {reading!r}; expected one of {list(READINGS)}")
+    base = check_section("cam", cam)
+    default = {key: default_value(f"cam.{key}") for key in READING_KEYS.values()}
+    own = {READING_KEYS[k]: v for k, v in READINGS[reading][1].items()}
+    return base.replace(**{**default, **own})
+
+
+def same_reading(a: CamParams | Mapping[str, Any], b: CamParams | Mapping[str, Any]) -> bool:
+    """Whether two ``cam`` sections read Eq. 3-4 the same way (the keys of :data:`READING_KEYS`)."""
+    a, b = check_section("cam", a), check_section("cam", b)
+    return all(a[k] == b[k] for k in READING_KEYS.values())
 
 
 def reading_gaps(scores: pd.DataFrame, left: str = "Average-CAM", right: str = "UM-CAM") -> pd.DataFrame:

@@ -285,7 +285,7 @@ class SegParams(Section):
     soft_labels: bool = param(True, trains=True)
     postprocess: str = param("none", choices=("none", "lcc"))
     seeds: int = param(3, ge=1)  # UNet seeds of every row (seed, seed+1, ...): Tables 1-2 report their spread
-    tta: bool = param(False)  # average each prediction over the 8 right-angle rotations / flips of the slice
+    tta: bool = param(True)  # average each prediction over the 8 right-angle rotations / flips of the slice
     sweep_main: list[str] = param(["umcam", "spl"], nonempty=True,
                                   check=lambda v: None if set(v) <= {"umcam", "spl"}
                                   else f"allowed values: umcam, spl; got {v}")

@@ -69,6 +69,7 @@ PAPER: dict[tuple[str, str, str, str], tuple[float, float, float, float]] = {
 
 #: Display order of methods (others follow alphabetically).
 METHOD_ORDER = ["All-foreground", "Grad-CAM", "Grad-CAM++", "Score-CAM", "Ablation-CAM", "Average-CAM", "UM-CAM",
+                "UM-CAM (paper's Eq. 3-4 reading)",
                 "SPL", "AMR", "DRS", "UM-CAM+SPL", "UM-CAM+SPL (paper's Eq. 8)", "FullySup"]
 
 

@@ -6,6 +6,7 @@ Usage::
     python benchmarks/fault_injection.py --profile tiny --kills 5 --seed 0 --workdir /tmp/fault
     python benchmarks/fault_injection.py --profile quick --kills 6          # the issue's setting
     python benchmarks/fault_injection.py --profile tiny --kills 5 --reuse   # keep the reference of a previous call
+    python benchmarks/fault_injection.py --profile tiny --kills 5 --jobs 2  # kills land in training workers too
 
 What it does:
 
@@ -50,10 +51,15 @@ NAMES = {"01": "01_data_preparation", "02": "02_classifier_training", "03": "03_
          "07": "07_baselines", "08": "08_report"}
 
 
+#: ``--jobs`` of every pipeline command (main): with 2 or more, notebook 06-07's trainings run in worker
+#: processes, and a kill inside 06 kills workers mid-task (kill_tree takes every descendant).
+JOBS: list[str] = []
+
+
 def command(profile: str, run: Path, fig: Path, only: tuple[str, ...] | None = None) -> list[str]:
     # --verbose: the "NN_name.ipynb: running" line that marks a notebook's start is printed only there
     cmd = [sys.executable, "-m", "umcam_lib.pipeline", "--profile", profile, "--out", str(run), "--figures", str(fig),
-           "--verbose"]
+           "--verbose", *JOBS]
     return cmd + (["--only", ",".join(only)] if only else [])
 
 
@@ -98,10 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--kills", type=int, default=5, help="number of trials (>= 5 for the issue)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="pipeline --jobs: with 2, the trainings of 06-07 run in worker processes that the kills hit")
     ap.add_argument("--workdir", default="/tmp/umcam-fault-injection")
     ap.add_argument("--reuse", action="store_true",
                     help="keep the reference and snapshots of a previous call in --workdir (same code and profile)")
     args = ap.parse_args(argv)
+    if args.jobs > 1:
+        JOBS[:] = ["--jobs", str(args.jobs)]
     work = Path(args.workdir).resolve()
     run, fig, log = work / "run", work / "fig", work / "pipeline.log"
     ref_dir = work / "reference"

@@ -75,8 +75,9 @@ def test_study_notebooks_read_what_their_old_parameter_cells_declared():
         "04": ["amp", "cam", "classifier", "device", "profile", "seed", "seeds", "threads"],
         "05": ["amp", "cam", "device", "gse", "profile", "seed", "threads"],
         # cam, classifier: issue 21 (the method figure recomputes one slice's CAMs with the saved classifier)
-        "06": ["amp", "cam", "classifier", "device", "gse", "profile", "seed", "seg", "threads"],
-        "07": ["amp", "baselines", "cam", "classifier", "device", "profile", "seed", "seg", "threads"],
+        # executor: issue 33 (where the UNet tasks run; their threads per task can move the last bits)
+        "06": ["amp", "cam", "classifier", "device", "executor", "gse", "profile", "seed", "seg", "threads"],
+        "07": ["amp", "baselines", "cam", "classifier", "device", "executor", "profile", "seed", "seg", "threads"],
         "08": ["companions", "profile", "seed"],  # companions: issue 10 (the side-by-side runs)
     }
     for number, name in pipeline.NOTEBOOKS.items():

@@ -4,12 +4,12 @@ schema of frozen sections (:mod:`.schema`), and the notebooks' parameter loading
 from .files import (deep_merge, profile_path, load_params, parse_override, set_key, apply_overrides, flatten,
                     fingerprint)
 from .schema import (ParameterError, param, AUGMENT_DEFAULTS, Section, DataParams, ClassifierParams,
-                     CamParams, GseParams, SegParams, BaselinesParams, StudyParams, schema_defaults,
+                     CamParams, GseParams, SegParams, BaselinesParams, ExecutorParams, StudyParams, schema_defaults,
                      schema_keys, unknown_keys, validate_params, SECTIONS, choices, default, section_name,
                      trained_keys, check_choice, check_section)
 
 __all__ = ["deep_merge", "profile_path", "load_params", "parse_override", "set_key", "apply_overrides", "flatten",
            "fingerprint", "ParameterError", "param", "AUGMENT_DEFAULTS", "Section", "DataParams",
-           "ClassifierParams", "CamParams", "GseParams", "SegParams", "BaselinesParams", "StudyParams",
+           "ClassifierParams", "CamParams", "GseParams", "SegParams", "BaselinesParams", "ExecutorParams", "StudyParams",
            "schema_defaults", "schema_keys", "unknown_keys", "validate_params", "SECTIONS", "choices",
            "default", "section_name", "trained_keys", "check_choice", "check_section"]

@@ -306,6 +306,20 @@ class BaselinesParams(Section):
     epochs: int = param(2, ge=1)
 
 
+@_section
+class ExecutorParams(Section):
+    """``executor``: where the independent trainings of notebooks 06-07 run (``umcam_lib.train.executors``).
+
+    Results do not depend on it for a given number of threads per task.
+    """
+
+    kind: str = param("serial", choices=("serial", "processes", "dask"))
+    jobs: int = param(1, ge=1)                       # worker processes (processes) or workers (dask)
+    threads_per_task: int | None = param(None, ge=1)  # None: threads (serial), threads // jobs (else)
+    scheduler: str | None = param(None)              # dask: address of a running scheduler
+    cluster: dict | None = param(None)               # dask: a dask-jobqueue cluster spec ({kind: slurm, ...})
+
+
 @_dataclass
 class StudyParams:
     """Every parameter of a profile: the top-level keys and one section per stage."""
@@ -324,6 +338,7 @@ class StudyParams:
     gse: GseParams = _dc.field(default_factory=GseParams)
     seg: SegParams = _dc.field(default_factory=SegParams)
     baselines: BaselinesParams = _dc.field(default_factory=BaselinesParams)
+    executor: ExecutorParams = _dc.field(default_factory=ExecutorParams)
 
 
 @_functools.lru_cache(maxsize=None)
@@ -484,6 +499,8 @@ def _cross_problems(section: str, values: Mapping[str, Any]) -> list[str]:
     """Conflicts between keys of one (already type-checked) section."""
     if section == "data" and values.get("source") == "nifti" and not values.get("root"):
         return ["data.root: must name a folder of NIfTI stacks when data.source is 'nifti'"]
+    if section == "executor" and values.get("kind") != "dask" and (values.get("scheduler") or values.get("cluster")):
+        return ["executor.scheduler / executor.cluster: only with executor.kind 'dask'"]
     if section == "seg" and values.get("lr_schedule") == "cosine" and values.get("plateau_decay") is not None:
         return ["seg.lr_schedule: cosine sets the learning rate of every epoch; set seg.plateau_decay to null with it"]
     return []

@@ -14,6 +14,17 @@ from ..paths import NOTEBOOK_DIR
 from .run import NOTEBOOKS, Interrupted, PipelineError, publish_only, run_pipeline
 
 
+def jobs_overrides(jobs: int) -> list[str]:
+    """The ``--set`` options that ``--jobs N`` stands for.
+
+    Examples
+    --------
+    >>> jobs_overrides(1), jobs_overrides(4)
+    (['executor.kind=serial', 'executor.jobs=1'], ['executor.kind=processes', 'executor.jobs=4'])
+    """
+    return [f"executor.kind={'processes' if jobs > 1 else 'serial'}", f"executor.jobs={int(jobs)}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m umcam_lib.pipeline", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--publish-only", action="store_true",
                     help="rebuild the published executed notebooks from the run folder (--out) and exit")
     ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    ap.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="run the independent trainings of notebooks 06-07 in N worker processes, each with "
+                         "threads // N torch threads (the executor section: --set executor.kind=... for Dask)")
     args = ap.parse_args(argv)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            ap.error(f"--jobs must be at least 1, got {args.jobs}")
+        args.overrides += jobs_overrides(args.jobs)
     if args.list:
         for number, nb in NOTEBOOKS.items():
             print(number, nb, "" if (NOTEBOOK_DIR / nb).is_file() else "(missing)")

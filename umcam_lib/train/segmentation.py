@@ -58,6 +58,7 @@ the SPL term by lambda, ``spl`` weights the UM-CAM term. ``seg.postprocess: lcc`
 from __future__ import annotations
 
 from pathlib import Path
+from concurrent.futures import Executor
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -71,6 +72,8 @@ from .seg_predict import (evaluate_variant, load_predictions, load_variant, orac
                           predict_split, summary, tta_comparison, variant_dir)
 from .seg_targets import CAM_MAPS, VARIANTS, all_targets, cam_pseudo_masks, label_examples, load_spl, training_set, variant_targets
 from .seg_train import check_seg_config, epoch_order, stale_validations, train_variant
+from .executors import SerialExecutor, run_tasks
+from .tasks import run_unet_task, unet_tasks, write_targets
 
 #: ``seg.optimizer`` and ``seg.postprocess`` values (from the schema, :class:`umcam_lib.config.SegParams`).
 OPTIMIZERS: tuple[str, ...] = choices("seg.optimizer")
@@ -103,18 +106,6 @@ def unet_seeds(seed: int, n: int) -> list[int]:
     return [int(seed) + k for k in range(int(n))]
 
 
-def seed_folder(name: str, seed: int, base: int) -> str:
-    """The run-folder name of one seed's UNet: ``name`` for the base seed (what ``segment`` and the
-    figures read), ``name__seed<s>`` for the others.
-
-    Examples
-    --------
-    >>> seed_folder("SPL", 0, 0), seed_folder("SPL", 2, 0)
-    ('SPL', 'SPL__seed2')
-    """
-    return name if int(seed) == int(base) else f"{name}__seed{int(seed)}"
-
-
 def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[str] | None = None,
                    seed: int | None = None) -> None:
     """Record per-volume scores (from :func:`evaluate_variant`) in Tables 1 / 2 (section segmentation).
@@ -138,18 +129,64 @@ def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[s
                       scores["dsc"].to_numpy(), scores["hd95"].to_numpy(), scores["hd95_mm"].to_numpy(), seed=seed)
 
 
+def train_rows(rows: Mapping[str, Mapping[str, Any]], slices: SliceSet, seg_cfg: SegParams | Mapping[str, Any],
+               run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
+               splits: Sequence[str] = ("val", "test"), tables: Mapping[str, Sequence[str]] | None = None,
+               executor: Executor | None = None, threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train, predict and score every UNet of ``rows`` (each row x each UNet seed) as tasks; record.
+
+    Each row's targets are written to the run folder (:func:`~umcam_lib.train.tasks.write_targets`),
+    one :class:`~umcam_lib.train.tasks.UNetTask` per row and seed is submitted to ``executor``
+    (default: serial, in this process), and the scores are recorded here, in the parent, once
+    every task has finished: with ``seg.seeds`` = n > 1 each seed as a replicate of its row
+    (``record_scores(..., seed=s)``), with one seed without a seed.
+
+    Parameters
+    ----------
+    rows : mapping
+        Row (method) name -> its targets (see the module docstring).
+    tables : mapping, optional
+        Row -> tables its scores go to (default :data:`VARIANT_TABLES`, else ``table2``).
+    executor : concurrent.futures.Executor, optional
+        :func:`umcam_lib.train.executors.make_executor` of the profile's ``executor`` section.
+    threads : int, optional
+        Torch threads of each task (:func:`umcam_lib.train.executors.threads_per_task`).
+
+    Returns
+    -------
+    DataFrame
+        Per-volume scores of every row, seed and split (``method``, ``seed``, ``seconds`` per task).
+    """
+    cfg = check_seg_config(seg_cfg)
+    seeds = unet_seeds(seed, cfg.seeds)
+    device_name = str(device) if isinstance(device, torch.device) else str(device)
+    tasks = []
+    for row, targets in rows.items():
+        write_targets(run_dir, row, targets)
+        tasks += unet_tasks(run_dir, row, cfg, seeds, seed, splits, device_name, amp, threads)
+    executor = executor if executor is not None else SerialExecutor()
+    in_process = isinstance(executor, SerialExecutor)
+    extra = (slices, progress) if in_process else ()
+    results = run_tasks(executor, run_unet_task, tasks, *extra, progress=progress)
+    for task, scores in zip(tasks, results):
+        for split in splits:
+            sc = scores[scores["split"] == split]
+            record_variant(run_dir, sc, (tables or {}).get(task.row), seed=task.seed if len(seeds) > 1 else None)
+    return pd.concat(results, ignore_index=True)
+
+
 def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any],
                           seg_cfg: SegParams | Mapping[str, Any],
                           run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True,
                           seed: int = 0, splits: Sequence[str] = ("val", "test"),
-                          tables: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
-    """One call for a method: for each UNet seed, train (or resume), predict every slice of
-    ``splits``, score, record.
+                          tables: Sequence[str] | None = None, progress: bool = True,
+                          executor: Executor | None = None, threads: int | None = None) -> pd.DataFrame:
+    """One row: for each UNet seed, train (or resume), predict every slice of ``splits``, score,
+    record (:func:`train_rows` with one row).
 
     With ``seg.seeds`` = n > 1 the UNet is trained n times (seeds :func:`unet_seeds`, folders
-    :func:`seed_folder`) on the same targets, and each seed's scores are recorded as a replicate
-    of the row (``record_scores(..., seed=s)``): the tables report their mean and spread. With one
-    seed the scores are recorded without a seed, as before seeds existed.
+    :func:`~umcam_lib.train.tasks.seed_folder`) on the same targets, and each seed's scores are
+    recorded as a replicate of the row: the tables report their mean and spread.
 
     Returns
     -------
@@ -157,40 +194,29 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
         Per-volume scores of every seed and split (see :func:`evaluate_variant`), with a ``seed``
         column; ``method`` is ``name`` for every seed.
     """
-    cfg = check_seg_config(seg_cfg)
-    seeds = unet_seeds(seed, cfg.seeds)
-    frames = []
-    for s in seeds:
-        folder = seed_folder(name, s, seed)
-        model = train_variant(folder, slices, targets, cfg, run_dir, device, amp, s, progress=progress)
-        for split in splits:
-            scores = evaluate_variant(model, slices, split, device, amp, run_dir, folder, cfg.eval_batch_size,
-                                      postprocess=cfg.postprocess, tta=cfg.tta)
-            scores["method"] = name
-            record_variant(run_dir, scores, tables, seed=s if len(seeds) > 1 else None)
-            frames.append(scores.assign(seed=s))
-    return pd.concat(frames, ignore_index=True)
+    return train_rows({name: targets}, slices, seg_cfg, run_dir, device, amp, seed, splits,
+                      {name: tables} if tables is not None else None, executor, threads, progress)
 
 
 def run_variants(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
                  variants: Sequence[str] = VARIANTS, device: str | torch.device = "auto", amp: bool = True,
                  seed: int = 0, targets: Mapping[str, Mapping[str, Any]] | None = None,
-                 progress: bool = True) -> pd.DataFrame:
+                 progress: bool = True, executor: Executor | None = None, threads: int | None = None) -> pd.DataFrame:
     """Train, evaluate (val and test, 3D) and record every variant of :data:`VARIANTS`.
 
     Parameters
     ----------
     targets : dict, optional
         Variant name -> targets (:func:`all_targets`); built from the run's artifacts when None.
+    executor, threads
+        Where the trainings run (:func:`train_rows`): every variant and seed is one task.
 
     Returns
     -------
     DataFrame
         Per-volume scores of all variants and both splits.
     """
-    frames = []
-    for name in variants:
-        given = targets is not None and name in targets
-        t = targets[name] if given else variant_targets(name, slices, run_dir, seg_cfg)
-        frames.append(train_evaluate_record(name, slices, t, seg_cfg, run_dir, device, amp, seed, progress=progress))
-    return pd.concat(frames, ignore_index=True)
+    rows = {name: targets[name] if targets is not None and name in targets
+            else variant_targets(name, slices, run_dir, seg_cfg) for name in variants}
+    return train_rows(rows, slices, seg_cfg, run_dir, device, amp, seed, executor=executor, threads=threads,
+                      progress=progress)

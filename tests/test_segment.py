@@ -64,6 +64,20 @@ class Bright(nn.Module):
 PREP = sg.Preprocessing(spacing_mm=2.0, image_size=48)  # crops one in-plane axis, pads the other
 
 
+def segment_with(model, *args, prep=PREP, **kwargs):
+    """``sg.segment`` with a stand-in UNet and preprocessing: the loader of the run's UNet is
+    replaced for the call (``run_dir`` then only names the source in the records)."""
+    import umcam_lib.segment.run as run_module
+
+    real = run_module.load_unet
+    run_module.load_unet = lambda run_dir, method, device, models_dir=None: (
+        model, {"method": method}, prep, run_dir if run_dir is not None else Path("."))
+    try:
+        return sg.segment(*args, **kwargs)
+    finally:
+        run_module.load_unet = real
+
+
 def fake_run(tmp_path, methods=("UM-CAM+SPL", "FullySup"), prep=PREP):
     """A run folder as the pipeline leaves it: data/fingerprint.json and seg/<method>/best.pt."""
     run = tmp_path / "run"
@@ -115,8 +129,7 @@ def test_masks_overlay_their_input_exactly(tmp_path, ext):
     """Oblique, anisotropic stack, slice axis in the middle: the written mask has the input's shape,
     affine, qform and sform, is uint8 0/1, and (stand-in segmenter) lands on the brain."""
     img, mask, truth = make_stack(tmp_path / "in", ext=ext)
-    scores = sg.segment(tmp_path / "run", [img], tmp_path / "out", method="bright", model=Bright(), prep=PREP,
-                        device="cpu", progress=False)
+    scores = segment_with(Bright(), tmp_path / "run", [img], tmp_path / "out", method="bright", device="cpu", progress=False)
     out = tmp_path / "out" / "sub-01" / "anat" / "sub-01_run-1_desc-brain_mask.nii.gz"  # a BIDS name: BIDS output
     assert out.is_file() and scores["mask"].tolist() == [str(out)]
     a, b = nib.load(str(img)), nib.load(str(out))
@@ -199,31 +212,31 @@ def test_bad_input_is_named_and_nothing_is_written(tmp_path):
     bad.parent.mkdir(parents=True)
     nib.save(nib.Nifti1Image(np.full((20, 20, 5), np.nan, np.float32), np.diag([1, 1, 4, 1])), str(bad))
     with pytest.raises(DataError, match=r"sub-02_T2w.nii.gz: image has 2000 NaN"):
-        sg.segment(tmp_path, [folder], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [folder], tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
 
     bad.write_bytes(b"not a nifti file")
     with pytest.raises(DataError, match="sub-02_T2w.nii.gz: cannot read image"):
-        sg.segment(tmp_path, [folder], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [folder], tmp_path / "out", progress=False)
     bad.unlink()
 
     # a reference on another grid is an error naming the mask
     img, mask, _ = make_stack(tmp_path / "m")
     nib.save(nib.Nifti1Image(np.zeros((70, 9, 54), np.uint8), np.eye(4)), str(mask))
     with pytest.raises(DataError, match="desc-brain_mask.nii.gz: mask affine differs"):
-        sg.segment(tmp_path, [img], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [img], tmp_path / "out", progress=False)
 
     for args, msg in [([tmp_path / "missing.nii.gz"], "no such file"), ([tmp_path / "empty"], "no NIfTI stack")]:
         (tmp_path / "empty").mkdir(exist_ok=True)
         with pytest.raises(DataError, match=msg):
-            sg.segment(tmp_path, args, tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+            segment_with(Bright(), tmp_path, args, tmp_path / "out", progress=False)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="notes.txt: not a NIfTI file"):
-        sg.segment(tmp_path, [tmp_path / "notes.txt"], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [tmp_path / "notes.txt"], tmp_path / "out", progress=False)
     # a mask must never overwrite a reference
     img2, mask2, _ = make_stack(tmp_path / "same")
     with pytest.raises(DataError, match="would overwrite an input or reference"):
-        sg.segment(tmp_path, [img2], tmp_path / "same", desc="brain", model=Bright(), prep=PREP, progress=False,
+        segment_with(Bright(), tmp_path, [img2], tmp_path / "same", desc="brain", progress=False,
                    bids=False)
     assert not any((tmp_path / "out").rglob("*.nii*")) if (tmp_path / "out").exists() else True
 
@@ -238,7 +251,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(nib, "save", boom)
     with pytest.raises(KeyboardInterrupt):
-        sg.segment(tmp_path, [img], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [img], tmp_path / "out", progress=False)
     assert [f for f in (tmp_path / "out").rglob("*") if f.is_file()] == []  # folders may remain, no file
 
 
@@ -273,8 +286,7 @@ def test_postprocess_keeps_the_largest_component_and_defaults_to_the_runs_settin
     nib.save(nib.Nifti1Image(data, a.affine, a.header), str(img))
     kept = {}
     for post in ("none", "lcc"):
-        s = sg.segment(tmp_path / "run", [img], tmp_path / post, method="bright", model=Bright(), prep=PREP,
-                       device="cpu", progress=False, postprocess=post, bids=False)
+        s = segment_with(Bright(), tmp_path / "run", [img], tmp_path / post, method="bright", device="cpu", progress=False, postprocess=post, bids=False)
         kept[post] = s
         record = json.loads((tmp_path / post / "segment_desc-bright.json").read_text())
         assert record["postprocess"] == post
@@ -331,8 +343,7 @@ def test_bids_derivative_output_with_qc_and_summary(tmp_path, capsys):
     img2, ref2, _ = make_stack(data / "sub-02" / "anat", name="sub-02_run-1_T2w", shape=(60, 50, 8),
                                spacing=(1.0, 1.2, 3.5), seed=1)
     ref2.unlink()
-    sg.segment(tmp_path / "run", [data], tmp_path / "der", method="bright", model=Bright(), prep=PREP,
-               device="cpu", progress=False)
+    segment_with(Bright(), tmp_path / "run", [data], tmp_path / "der", method="bright", device="cpu", progress=False)
     der = tmp_path / "der"
     m1 = der / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_run-1_desc-brain_mask.nii.gz"
     m2 = der / "sub-02" / "anat" / "sub-02_run-1_desc-brain_mask.nii.gz"
@@ -366,8 +377,8 @@ def test_bids_derivative_output_with_qc_and_summary(tmp_path, capsys):
     # --bids with a non-BIDS name is an error naming the file; auto falls back to the plain layout
     plain, _, _ = make_stack(tmp_path / "plain", name="scan01")
     with pytest.raises(DataError, match=r"scan01.nii.gz: not a BIDS file name"):
-        sg.segment(tmp_path, [plain], tmp_path / "p", model=Bright(), prep=PREP, progress=False, bids=True)
-    s = sg.segment(tmp_path, [plain], tmp_path / "p", method="bright", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [plain], tmp_path / "p", progress=False, bids=True)
+    s = segment_with(Bright(), tmp_path, [plain], tmp_path / "p", method="bright", progress=False)
     assert Path(s["mask"][0]) == tmp_path / "p" / "scan01_desc-bright_mask.nii.gz"
     assert not (tmp_path / "p" / "dataset_description.json").exists()
 
@@ -390,8 +401,8 @@ def test_dilation_is_in_millimetres_along_each_axis():
 def test_dilate_mm_grows_the_written_mask_and_keeps_the_header(tmp_path, capsys):
     img, _, truth = make_stack(tmp_path / "in")
     run = fake_run(tmp_path)
-    base = sg.segment(run, [img], tmp_path / "a", method="bright", model=Bright(), prep=PREP, progress=False, qc=False)
-    grown = sg.segment(run, [img], tmp_path / "b", method="bright", model=Bright(), prep=PREP, progress=False,
+    base = segment_with(Bright(), run, [img], tmp_path / "a", method="bright", progress=False, qc=False)
+    grown = segment_with(Bright(), run, [img], tmp_path / "b", method="bright", progress=False,
                        dilate=3.0, qc=False)
     a, b = (nib.load(s["mask"][0]) for s in (base, grown))
     da, db = np.asanyarray(a.dataobj), np.asanyarray(b.dataobj)
@@ -418,7 +429,7 @@ def test_intensity_scale_does_not_change_the_mask(tmp_path):
     masks = {}
     for scale in (1.0, 1000.0, 0.001):
         p = _rewrite(img, data * np.float32(scale), tmp_path / f"x{scale}" / "sub-01_run-1_T2w.nii.gz")
-        s = sg.segment(tmp_path, [p], tmp_path / f"o{scale}", model=Bright(), prep=PREP, progress=False, qc=False)
+        s = segment_with(Bright(), tmp_path, [p], tmp_path / f"o{scale}", progress=False, qc=False)
         masks[scale] = np.asanyarray(nib.load(s["mask"][0]).dataobj)
     assert metrics.dice(masks[1.0], truth) > 90
     np.testing.assert_array_equal(masks[1000.0], masks[1.0])
@@ -462,8 +473,8 @@ def test_strong_bias_field_and_bias_correct_option(tmp_path, capsys):
     data = np.asanyarray(nib.load(str(img)).dataobj).astype(np.float32)
     p = _rewrite(img, data * bias_field(data.shape, 1.5), tmp_path / "bias" / "sub-01_run-1_T2w.nii.gz")
     _rewrite(img, truth, tmp_path / "bias" / "sub-01_run-1_T2w_desc-brain_mask.nii.gz")
-    plain = sg.segment(tmp_path, [p], tmp_path / "o1", model=Bright(), prep=PREP, progress=False, qc=False)
-    corr = sg.segment(tmp_path, [p], tmp_path / "o2", model=Bright(), prep=PREP, progress=False, qc=False,
+    plain = segment_with(Bright(), tmp_path, [p], tmp_path / "o1", progress=False, qc=False)
+    corr = segment_with(Bright(), tmp_path, [p], tmp_path / "o2", progress=False, qc=False,
                       bias_sigma_mm=40.0)
     assert plain.dsc[0] > 80 and corr.dsc[0] >= plain.dsc[0]
     assert json.loads((tmp_path / "o2" / "segment_desc-brain.json").read_text())["bias_correct_sigma_mm"] == 40.0
@@ -498,7 +509,7 @@ def test_other_orientations_and_slice_counts(tmp_path, order, flip, n_slices):
     p.parent.mkdir()
     nib.save(nib.Nifti1Image(np.ascontiguousarray(data), aff), str(p))
     nib.save(nib.Nifti1Image(np.ascontiguousarray(gt), aff), str(tmp_path / "in" / "sub-01_run-1_T2w_desc-brain_mask.nii.gz"))
-    s = sg.segment(tmp_path, [p], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+    s = segment_with(Bright(), tmp_path, [p], tmp_path / "out", progress=False)
     out = nib.load(s["mask"][0])
     assert out.shape == data.shape
     np.testing.assert_array_equal(out.affine, nib.load(str(p)).affine)  # as stored (float32)
@@ -515,7 +526,7 @@ def test_2d_and_4d_inputs_are_refused_by_name(tmp_path, shape, dims):
     bad.parent.mkdir(parents=True)
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random(shape).astype(np.float32), np.eye(4)), str(bad))
     with pytest.raises(DataError, match=rf"sub-02_T2w.nii.gz: image has {dims} dimensions .*expected a 3D slice stack"):
-        sg.segment(tmp_path, [folder], tmp_path / "out", model=Bright(), prep=PREP, progress=False)
+        segment_with(Bright(), tmp_path, [folder], tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists() or not [f for f in (tmp_path / "out").rglob("*") if f.is_file()]
 
 
@@ -530,7 +541,7 @@ def test_a_stack_without_brain_gives_an_empty_mask_and_a_warning(tmp_path, capsy
     img, _, _ = make_stack(tmp_path / "in")
     for post in ("none", "lcc"):
         with pytest.warns(sg.EmptyMaskWarning, match=r"sub-01_run-1_T2w.nii.gz: no brain found"):
-            s = sg.segment(tmp_path, [img], tmp_path / post, model=Nothing(), prep=PREP, progress=False,
+            s = segment_with(Nothing(), tmp_path, [img], tmp_path / post, progress=False,
                            postprocess=post, dilate=2.0)
         out = nib.load(s["mask"][0])
         assert out.shape == nib.load(str(img)).shape and out.get_data_dtype() == np.uint8

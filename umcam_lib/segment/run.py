@@ -211,7 +211,6 @@ def segment_one(job: Job, model: nn.Module, prep: Preprocessing, options: Segmen
 def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: str | Path, method: str = DEFAULT_METHOD,
             desc: str | None = None, mask_suffix: str = "_desc-brain_mask", device: str | torch.device = "auto",
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
-            model: nn.Module | None = None, prep: Preprocessing | None = None,
             postprocess: str | None = None, tta: bool | None = None, bids: bool | None = None,
             dilate: float = 0.0, qc: bool = True, bias_sigma_mm: float | None = None,
             models_dir: str | Path | None = None) -> pd.DataFrame:
@@ -232,9 +231,6 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
     desc, mask_suffix, device, amp, threshold, batch_size, progress, postprocess, tta, bids, dilate, qc, bias_sigma_mm
         The :class:`SegmentOptions` of the call (see there; ``postprocess`` / ``tta`` None: as
         the UNet was trained and selected, recorded in its checkpoint).
-    model, prep : optional
-        A model and preprocessing to use instead of the run's (tests; ``run_dir`` then only
-        names the source in the records).
     models_dir : path, optional
         The shipped models used when ``run_dir`` is None (default the repository's ``models/``).
 
@@ -261,11 +257,11 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
                              bids=bids, dilate=dilate, qc=qc, bias_sigma_mm=bias_sigma_mm, desc=desc,
                              mask_suffix=mask_suffix, device=runtime.as_device(device), amp=amp, progress=progress)
     out_dir = resolve(out_dir)
-    if model is None and run_dir is None:  # a shipped model: the registered name its choice gives
+    if run_dir is None:  # a shipped model: the registered name its choice gives
         method = shipped.model_name(shipped.read_registry(models_dir or shipped.MODELS_DIR), method)
     jobs = find_jobs(inputs, out_dir, options.desc, options.mask_suffix, options.bids, method)
     check_inputs(jobs, options.progress)
-    model, info, prep, source = load_unet(run_dir, method, options.device, models_dir, model, prep)
+    model, info, prep, source = load_unet(run_dir, method, options.device, models_dir)
     options = options.for_checkpoint(info.get("config", {}))
     rows = []
     for job in tqdm(jobs, desc=f"segmenting ({method})", unit="stack", disable=not options.progress):
@@ -279,14 +275,12 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
     return scores
 
 
-def load_unet(run_dir: str | Path | None, method: str, device: torch.device, models_dir: str | Path | None = None,
-              model: nn.Module | None = None, prep: Preprocessing | None = None
+def load_unet(run_dir: str | Path | None, method: str, device: torch.device, models_dir: str | Path | None = None
               ) -> tuple[nn.Module, dict[str, Any], Preprocessing, str | Path]:
     """The UNet of a :func:`segment` call, what it is, its preprocessing and its source folder.
 
     A run's UNet (:func:`~umcam_lib.segment.model.load_model`) when ``run_dir`` is given, else a
-    shipped one (:func:`umcam_lib.segment.shipped.load`, its files verified); ``model`` / ``prep``
-    given are used as they are (tests).
+    shipped one (:func:`umcam_lib.segment.shipped.load`, its files verified).
 
     Returns
     -------
@@ -297,14 +291,11 @@ def load_unet(run_dir: str | Path | None, method: str, device: torch.device, mod
     source : path
         The run folder, or the shipped model's folder (named in the records).
     """
-    info: dict[str, Any] = {"method": method}
-    if model is None and run_dir is None:
+    if run_dir is None:
         model, info, sp = shipped.load(models_dir or shipped.MODELS_DIR, method, device)
-        prep = prep or Preprocessing(sp["spacing_mm"], sp["image_size"])
-    source = run_dir if run_dir is not None else Path(info.get("checkpoint", ".")).parent
-    if model is None:
-        model, info = load_model(source, method, device)
-    return model, info, prep or run_preprocessing(source), source
+        return model, info, Preprocessing(sp["spacing_mm"], sp["image_size"]), Path(info.get("checkpoint", ".")).parent
+    model, info = load_model(run_dir, method, device)
+    return model, info, run_preprocessing(run_dir), run_dir
 
 
 def check_inputs(jobs: Sequence[Job], progress: bool = False) -> None:

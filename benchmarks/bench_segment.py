@@ -96,8 +96,10 @@ def child(spec: dict) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory(prefix="bench_segment_") as out:
         t1 = time.perf_counter()
-        scores = sg.segment(spec.get("run") or "untrained", [spec["data"]], out, method=spec["method"],
-                            device="cpu", progress=False, model=model, prep=prep, **kwargs)
+        run = spec.get("run") or "untrained"
+        unet = sg.LoadedUNet(model, {"method": spec["method"], "config": cfg}, prep, run)
+        scores = sg.segment(run, [spec["data"]], out, method=spec["method"], device="cpu", progress=False,
+                            unet=unet, **kwargs)
         seg_s = time.perf_counter() - t1
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cols = ["image", "shape", "n_slices", "seconds", "volume_ml", "dsc"]

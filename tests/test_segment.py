@@ -65,17 +65,11 @@ PREP = sg.Preprocessing(spacing_mm=2.0, image_size=48)  # crops one in-plane axi
 
 
 def segment_with(model, *args, prep=PREP, **kwargs):
-    """``sg.segment`` with a stand-in UNet and preprocessing: the loader of the run's UNet is
-    replaced for the call (``run_dir`` then only names the source in the records)."""
-    import umcam_lib.segment.run as run_module
-
-    real = run_module.load_unet
-    run_module.load_unet = lambda run_dir, method, device, models_dir=None: (
-        model, {"method": method}, prep, run_dir if run_dir is not None else Path("."))
-    try:
-        return sg.segment(*args, **kwargs)
-    finally:
-        run_module.load_unet = real
+    """``sg.segment`` with a stand-in UNet and preprocessing (``run_dir`` then only names the source)."""
+    run_dir = args[0] if args else kwargs.get("run_dir")
+    unet = sg.LoadedUNet(model, {"method": kwargs.get("method", sg.DEFAULT_METHOD)}, prep,
+                         run_dir if run_dir is not None else Path("."))
+    return sg.segment(*args, unet=unet, **kwargs)
 
 
 def fake_run(tmp_path, methods=("UM-CAM+SPL", "FullySup"), prep=PREP):

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -213,7 +213,7 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
             postprocess: str | None = None, tta: bool | None = None, bids: bool | None = None,
             dilate: float = 0.0, qc: bool = True, bias_sigma_mm: float | None = None,
-            models_dir: str | Path | None = None) -> pd.DataFrame:
+            models_dir: str | Path | None = None, unet: LoadedUNet | None = None) -> pd.DataFrame:
     """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
 
     Parameters
@@ -233,6 +233,9 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
         the UNet was trained and selected, recorded in its checkpoint).
     models_dir : path, optional
         The shipped models used when ``run_dir`` is None (default the repository's ``models/``).
+    unet : LoadedUNet, optional
+        A UNet already loaded (:func:`load_unet`, or a model of your own with its
+        preprocessing), used instead of loading one: e.g. to time segmenting apart from loading.
 
     Returns
     -------
@@ -257,11 +260,11 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
                              bids=bids, dilate=dilate, qc=qc, bias_sigma_mm=bias_sigma_mm, desc=desc,
                              mask_suffix=mask_suffix, device=runtime.as_device(device), amp=amp, progress=progress)
     out_dir = resolve(out_dir)
-    if run_dir is None:  # a shipped model: the registered name its choice gives
+    if run_dir is None and unet is None:  # a shipped model: the registered name its choice gives
         method = shipped.model_name(shipped.read_registry(models_dir or shipped.MODELS_DIR), method)
     jobs = find_jobs(inputs, out_dir, options.desc, options.mask_suffix, options.bids, method)
     check_inputs(jobs, options.progress)
-    model, info, prep, source = load_unet(run_dir, method, options.device, models_dir)
+    model, info, prep, source = unet if unet is not None else load_unet(run_dir, method, options.device, models_dir)
     options = options.for_checkpoint(info.get("config", {}))
     rows = []
     for job in tqdm(jobs, desc=f"segmenting ({method})", unit="stack", disable=not options.progress):
@@ -275,8 +278,17 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
     return scores
 
 
+class LoadedUNet(NamedTuple):
+    """A UNet ready to segment: the model, what it is, its preprocessing and where it came from."""
+
+    model: nn.Module
+    info: dict[str, Any]      # method, and for a loaded checkpoint: checkpoint, epoch, score, config
+    prep: Preprocessing
+    source: str | Path        # the run folder, or the shipped model's folder (named in the records)
+
+
 def load_unet(run_dir: str | Path | None, method: str, device: torch.device, models_dir: str | Path | None = None
-              ) -> tuple[nn.Module, dict[str, Any], Preprocessing, str | Path]:
+              ) -> LoadedUNet:
     """The UNet of a :func:`segment` call, what it is, its preprocessing and its source folder.
 
     A run's UNet (:func:`~umcam_lib.segment.model.load_model`) when ``run_dir`` is given, else a
@@ -293,9 +305,10 @@ def load_unet(run_dir: str | Path | None, method: str, device: torch.device, mod
     """
     if run_dir is None:
         model, info, sp = shipped.load(models_dir or shipped.MODELS_DIR, method, device)
-        return model, info, Preprocessing(sp["spacing_mm"], sp["image_size"]), Path(info.get("checkpoint", ".")).parent
+        return LoadedUNet(model, info, Preprocessing(sp["spacing_mm"], sp["image_size"]),
+                          Path(info.get("checkpoint", ".")).parent)
     model, info = load_model(run_dir, method, device)
-    return model, info, run_preprocessing(run_dir), run_dir
+    return LoadedUNet(model, info, run_preprocessing(run_dir), run_dir)
 
 
 def check_inputs(jobs: Sequence[Job], progress: bool = False) -> None:

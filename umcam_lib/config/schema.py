@@ -174,11 +174,11 @@ class DataParams(Section):
     root: str | None = param(None)
     image_glob: str = param("**/*_T2w.nii*", check=lambda v: None if v.strip() else "must not be empty")
     mask_suffix: str = param("_desc-brain_mask", check=lambda v: None if v else "must not be empty")
-    n_volumes: int = param(40, ge=3)
+    n_volumes: int = param(46, ge=3)
     phantom_matrix: int = param(256, ge=32)
     spacing_mm: float = param(2.0, gt=0)
     image_size: int = param(128, ge=32)
-    split_ratio: list[float] = param([80, 10, 25], ge=0, length=3, check=_check_split_ratio)
+    split_ratio: list[float] = param([28, 6, 12], ge=0, length=3, check=_check_split_ratio)
     test_subjects: list[str] = param([])
     val_subjects: list[str] = param([])
 

@@ -278,7 +278,14 @@ def test_slim_notebook_keeps_images_and_drops_widgets():
           "cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Title\nsee [m](../docs/method.md)"},
                     {"cell_type": "code", "metadata": {"papermill": {"duration": 1}, "tags": ["parameters"]},
                      "execution_count": 1, "source": f"run_dir = '{paths.REPO_ROOT}/runs/q'",
-                     "outputs": [{"output_type": "stream", "name": "stderr", "text": "10%\r50%\r100%\n"},
+                     "outputs": [{"output_type": "stream", "name": "stderr",
+                                  "text": "/x/tqdm/auto.py:21: TqdmWarning: IProgress not found. Please update\n"
+                                          "  from .autonotebook import tqdm as notebook_tqdm\n"},
+                                 {"output_type": "stream", "name": "stderr", "text": "10%"},
+                                 {"output_type": "stream", "name": "stderr", "text": "\r50%"},
+                                 {"output_type": "stream", "name": "stderr", "text": "\r100%\n"},
+                                 {"output_type": "stream", "name": "stderr", "text": "/x/tqdm/auto.py:21: TqdmWarning: "
+                                                                                    "IProgress not found.\n"},
                                  {"output_type": "display_data", "metadata": {},
                                   "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "m"}}},
                                  {"output_type": "display_data", "metadata": {},

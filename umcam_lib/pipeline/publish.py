@@ -4,8 +4,9 @@ A pipeline run that writes the committed ``figures/<profile>/`` also copies the 
 notebooks of its run folder (``<run>/notebooks/NN_name.ipynb``, outputs included) to
 ``docs/study/<profile>/`` and writes an index ``README.md`` there: one line per notebook (its
 title, its run time, the commit and date it ran at). The copies are made light: widget state,
-papermill's and the execution's metadata are dropped, progress bars keep their last state, and
-paths of the checkout are written relative; images are kept. Markdown links that point out of
+papermill's and the execution's metadata are dropped, progress bars keep their last state (the
+many stream outputs a bar writes are merged into one), tqdm's "IProgress not found" warning is
+dropped, and paths of the checkout are written relative; images are kept. Markdown links that point out of
 ``notebooks/`` (``../docs/method.md``) are rewritten to work from the new place.
 
 Rebuild from an existing run folder without rerunning anything::
@@ -38,9 +39,28 @@ def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
+#: Lines a published copy drops: tqdm's warning when ipywidgets is missing, and its source line.
+_NOISE = re.compile(r"^[^\n]*TqdmWarning: IProgress not found[^\n]*\n(?:[ \t]+from \.autonotebook import[^\n]*\n)?",
+                    re.M)
+
+
 def _last_state(text: str) -> str:
     """Text as a terminal shows it: of each line rewritten with ``\\r``, only the last version."""
     return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _merged_streams(outputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Outputs with each run of consecutive stream outputs of one name (stdout, stderr) joined
+    into one: a progress bar that the kernel flushed as hundreds of outputs becomes one."""
+    merged: list[dict[str, Any]] = []
+    for o in outputs:
+        prev = merged[-1] if merged else None
+        if (o.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == o.get("name")):
+            prev["text"] = _text(prev.get("text")) + _text(o.get("text"))
+            continue
+        merged.append(dict(o))
+    return merged
 
 
 def notebook_heading(nb: Mapping[str, Any], fallback: str = "") -> str:
@@ -70,8 +90,9 @@ def slim_notebook(nb: dict[str, Any], depth: int, repo: Path = REPO_ROOT) -> dic
     Returns
     -------
     dict
-        The notebook without widget state, papermill / execution metadata and carriage-return
-        progress updates; images and text outputs are kept.
+        The notebook without widget state, papermill / execution metadata, carriage-return
+        progress updates (consecutive stream outputs merged) and tqdm's IProgress warning; images
+        and text outputs are kept.
     """
     out = copy.deepcopy(nb)
     root = str(Path(repo).resolve()) + os.sep
@@ -90,10 +111,12 @@ def slim_notebook(nb: dict[str, Any], depth: int, repo: Path = REPO_ROOT) -> dic
         if cell.get("cell_type") != "code":
             continue
         kept = []
-        for o in cell.get("outputs") or []:
+        for o in _merged_streams(cell.get("outputs") or []):
             kind = o.get("output_type")
             if kind == "stream":
-                o["text"] = rel(_last_state(_text(o.get("text"))))
+                o["text"] = rel(_NOISE.sub("", _last_state(_text(o.get("text")))))
+                if not o["text"].strip():
+                    continue
             elif kind in ("display_data", "execute_result"):
                 data = {k: v for k, v in (o.get("data") or {}).items() if k not in DROPPED_MIME}
                 if not data:

@@ -8,26 +8,6 @@ from umcam_lib.report import findings, verdicts
 from umcam_lib import report
 
 
-def _record_three_cams(run_dir):
-    """Test scores where Grad-CAM < Average-CAM clearly and UM-CAM is clearly *below* Average-CAM."""
-    rng = np.random.default_rng(0)
-    base = rng.normal(70, 4, 40)
-    for method, shift in (("Grad-CAM", 0.0), ("Average-CAM", 8.0), ("UM-CAM", 2.0)):
-        report.record_scores(run_dir, "table1", "pseudo_mask", method, "test", range(40),
-                             base + shift + rng.normal(0, 0.5, 40), np.full(40, 5.0))
-
-
-def test_orderings_verdicts_follow_the_data(tmp_path):
-    _record_three_cams(tmp_path)
-    df = findings.check_orderings(tmp_path, splits=("test",))
-    pm = df[df["claim"] == "pseudo masks"].set_index("right")
-    assert pm.loc["Average-CAM", "verdict"] == "holds"
-    assert pm.loc["UM-CAM", "verdict"].startswith("does not hold")
-    assert pm.loc["Average-CAM", "p_value"] < 0.05
-    # claims with nothing recorded are reported as such, not silently passed
-    assert (df[df["claim"] == "segmentation"]["verdict"] == "not measured").all()
-
-
 def test_paper_layout_stars_only_significant_best(tmp_path):
     rng = np.random.default_rng(1)
     base = rng.normal(80, 3, 10)
@@ -86,13 +66,6 @@ def test_tta_oracle_spl_and_pseudo_mask_sentences_count_from_their_tables():
     pm = pd.DataFrame({"method": ["Grad-CAM", "DRS (suppressed)", "AMR"], "val_dsc": [40.0, 55.0, 40.0]})
     text = findings.describe_pseudo_masks(pm, "val")
     assert "DRS (suppressed) is 15.0 points above plain Grad-CAM" in text and "AMR is equal to plain Grad-CAM" in text
-
-
-def test_orderings_summary_counts_links_per_claim(tmp_path):
-    _record_three_cams(tmp_path)
-    text = findings.describe_orderings(findings.check_orderings(tmp_path, splits=("test",)), "test")
-    assert "- pseudo masks: 1 of 2 links hold at least in the means, 1 in full" in text
-    assert "not: Average-CAM < UM-CAM" in text
 
 
 # ----------------------------------------------------------------------------- printed in the executed notebooks

@@ -77,7 +77,7 @@ def test_seeded_scores_give_a_seed_spread_and_replace_unseeded_rows(tmp_path):
         report.record_scores(tmp_path, "table1", "pseudo_mask", "UM-CAM", "val", [0], [1.0], [1.0], seed=-2)
 
 
-def test_orderings_say_when_a_link_does_not_hold_in_every_seed(tmp_path):
+def test_section_sentence_says_when_a_gap_does_not_exceed_the_seed_spread(tmp_path):
     from umcam_lib.report import findings
 
     rng = np.random.default_rng(2)
@@ -86,11 +86,6 @@ def test_orderings_say_when_a_link_does_not_hold_in_every_seed(tmp_path):
         for method, d in (("Grad-CAM", -10.0), ("Average-CAM", 0.0), ("UM-CAM", gap)):
             report.record_scores(tmp_path, "table1", "pseudo_mask", method, "val", np.arange(30),
                                  base + d + rng.normal(0, 0.1, 30), np.full(30, 5.0), seed=seed)
-    links = findings.check_orderings(tmp_path, splits=("val",))
-    pm = links[links["claim"] == "pseudo masks"].set_index("right")
-    assert pm.loc["Average-CAM", "verdict"] == "holds" and pm.loc["Average-CAM", "seeds_agreeing"] == 3
-    assert pm.loc["UM-CAM", "verdict"] == "holds in the mean, not in every seed"
-    assert pm.loc["UM-CAM", "n_seeds"] == 3 and pm.loc["UM-CAM", "seeds_agreeing"] == 2
     text = findings.describe_section(report.summarise(tmp_path, "table1"), "pseudo_mask", "val")
     assert "UM-CAM over Average-CAM" in text and "does not exceed" in text
 

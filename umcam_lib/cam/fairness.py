@@ -428,13 +428,13 @@ def describe_readings(summary: pd.DataFrame, scores: pd.DataFrame) -> str:
 
 
 def reading_links(scores: pd.DataFrame) -> pd.DataFrame:
-    """The fusion claims under every reading as rows of the orderings table (notebook 08).
+    """The fusion claims under every reading, one row per reading and split (notebook 08's sensitivity table).
 
     Returns
     -------
     DataFrame
-        Columns of :func:`umcam_lib.report.findings.check_orderings`: ``claim, split, left, relation,
-        right, left_dsc, right_dsc, p_value`` (NaN: the verdict is over seeds), ``test``,
+        Columns ``claim, split, left, relation, right, left_dsc, right_dsc, p_value`` (NaN: the
+        verdict is over seeds), ``test``,
         ``verdict``, ``n_seeds``, ``seeds_agreeing``, ``gap_seed_sd``.
     """
     out = []

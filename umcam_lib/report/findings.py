@@ -1,12 +1,13 @@
-"""What the study found: Tables 1 and 2 laid out as in the paper, and the paper's orderings tested.
+"""What the study found: Tables 1 and 2 laid out as in the paper, and the sentences notebooks print.
+
+The paper's claims are tested in :mod:`umcam_lib.report.verdicts`.
 
 Used by notebook 08. Everything here is computed from the per-item scores that notebooks 03-07
 recorded with :func:`umcam_lib.report.record_scores`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -14,34 +15,9 @@ import pandas as pd
 from scipy import stats
 
 from .tables import PAPER, seed_average, summarise
-from ..data.scores import SPLITS, load_scores
+from ..data.scores import load_scores
 
 ALPHA = 0.05
-
-#: The paper's claims, each a chain of methods expected to increase in DSC, with where they live.
-#: ``~`` links mean "about equal" (no significant difference expected).
-ORDERINGS: list[tuple[str, str, list[str]]] = [
-    ("pseudo masks", "pseudo_mask", ["Grad-CAM", "<", "Average-CAM", "<", "UM-CAM"]),
-    ("segmentation", "segmentation", ["Grad-CAM", "<", "UM-CAM", "<", "SPL", "<", "UM-CAM+SPL", "<", "FullySup"]),
-    ("state of the art", "mixed", ["Grad-CAM++", "~", "Score-CAM", "~", "Ablation-CAM", "<", "AMR", "<", "DRS", "<", "UM-CAM+SPL"]),
-]
-
-
-@dataclass
-class Link:
-    claim: str
-    split: str
-    left: str
-    relation: str
-    right: str
-    left_dsc: float
-    right_dsc: float
-    p_value: float
-    test: str
-    verdict: str
-    n_seeds: int = 1
-    seeds_agreeing: int = 0
-    gap_seed_sd: float = float("nan")
 
 
 def _raw_scores(run_dir: str | Path) -> pd.DataFrame:
@@ -56,28 +32,6 @@ def _scores(run_dir: str | Path) -> pd.DataFrame:
     return s.drop_duplicates(subset=["section", "split", "method", "id"])
 
 
-def _per_seed_gaps(raw: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
-    """Mean DSC of ``b`` minus ``a`` for every seed both were recorded with (same section)."""
-    if a.empty or b.empty or a["section"].iloc[0] != b["section"].iloc[0]:
-        return np.array([])
-    sec, split = a["section"].iloc[0], a["split"].iloc[0]
-    sub = raw[(raw["section"] == sec) & (raw["split"] == split)]
-    ma = sub[sub["method"] == a["method"].iloc[0]].groupby("seed")["dsc"].mean()
-    mb = sub[sub["method"] == b["method"].iloc[0]].groupby("seed")["dsc"].mean()
-    common = ma.index.intersection(mb.index)
-    common = [c for c in common if c >= 0]
-    return (mb.loc[common] - ma.loc[common]).to_numpy(dtype=float)
-
-
-def _section_of(scores: pd.DataFrame, method: str, split: str, prefer: str) -> pd.DataFrame:
-    m = scores[(scores["method"] == method) & (scores["split"] == split)]
-    if prefer != "mixed":
-        m = m[m["section"] == prefer]
-    elif (m["section"] == "segmentation").any():
-        m = m[m["section"] == "segmentation"]
-    return m
-
-
 def _compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, float, str]:
     """Means of DSC and a p-value: paired Wilcoxon on shared items, else Mann-Whitney U."""
     if a["section"].iloc[0] == b["section"].iloc[0]:
@@ -90,85 +44,6 @@ def _compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, float, str
     va, vb = a["dsc"].to_numpy(), b["dsc"].to_numpy()
     p = float(stats.mannwhitneyu(va, vb).pvalue) if len(va) and len(vb) else float("nan")
     return float(va.mean()), float(vb.mean()), p, f"Mann-Whitney U ({len(va)} slices vs {len(vb)} volumes)"
-
-
-def _verdict(relation: str, lo: float, hi: float, p: float) -> str:
-    if np.isnan(lo) or np.isnan(hi):
-        return "not measured"
-    significant = not np.isnan(p) and p < ALPHA
-    if relation == "~":
-        return "holds (no significant difference)" if not significant else "does not hold (significant difference)"
-    if hi > lo:
-        return "holds" if significant else "holds in the means, not significant"
-    return "does not hold (reversed, significant)" if significant else "does not hold (reversed, not significant)"
-
-
-def verdict_short(verdict: str) -> str:
-    """A verdict of :func:`check_orderings` in a few words (``reversed, significant``).
-
-    Examples
-    --------
-    >>> verdict_short("does not hold (reversed, significant)"), verdict_short("holds")
-    ('reversed, significant', 'holds')
-    """
-    v = verdict.strip()
-    if v.startswith("does not hold (reversed"):
-        return "reversed" + v[len("does not hold (reversed"):].rstrip(")")
-    return v
-
-
-def link_holds(verdict: str) -> bool:
-    """Whether a link of an ordering holds in the means (significant or not)."""
-    return verdict.startswith("holds")
-
-
-def chain_word(verdicts: Sequence[str]) -> str:
-    """A chain of links (``A < B < C``) in words: holds / is reversed / holds only in part.
-
-    Examples
-    --------
-    >>> chain_word(["holds", "holds in the means, not significant"]), chain_word(["holds", "does not hold (reversed, significant)"])
-    ('holds', 'holds only in part')
-    """
-    ok = [link_holds(v) for v in verdicts]
-    return "holds" if all(ok) else ("is reversed" if not any(ok) else "holds only in part")
-
-
-def check_orderings(run_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> pd.DataFrame:
-    """Every link of every ordering in :data:`ORDERINGS`, with means, p-value and a verdict.
-
-    Each ``A < B`` link holds when B's mean DSC is higher and a two-sided test gives p < 0.05
-    (paired Wilcoxon over shared slices or volumes; Mann-Whitney U between a pseudo-mask row
-    and a segmentation row, whose items differ). ``A ~ B`` holds when p >= 0.05.
-
-    With several seeds (pseudo-mask rows of the ``seeds`` parameter), item scores are averaged
-    over seeds before the test, ``n_seeds`` / ``seeds_agreeing`` count the seeds and those whose
-    own gap has the expected sign (``<``: B above A), and ``gap_seed_sd`` is the SD of the
-    per-seed gap. A ``<`` link that holds but not in every seed is reported as
-    "holds in the mean, not in every seed": a rerun may reverse it.
-    """
-    raw = _raw_scores(run_dir)
-    scores = _scores(run_dir)
-    links: list[Link] = []
-    for claim, section, chain in ORDERINGS:
-        for split in splits:
-            for i in range(0, len(chain) - 2, 2):
-                left, rel, right = chain[i], chain[i + 1], chain[i + 2]
-                a = _section_of(scores, left, split, section)
-                b = _section_of(scores, right, split, section)
-                if a.empty or b.empty:
-                    links.append(Link(claim, split, left, rel, right, np.nan, np.nan, np.nan, "", "not measured"))
-                    continue
-                ma, mb, p, test = _compare(a, b)
-                verdict = _verdict(rel, ma, mb, p)
-                gaps = _per_seed_gaps(raw, a, b)
-                agree = int((gaps > 0).sum()) if rel == "<" else int(len(gaps))
-                if len(gaps) > 1 and rel == "<" and verdict.startswith("holds") and agree < len(gaps):
-                    verdict = "holds in the mean, not in every seed"
-                links.append(Link(claim, split, left, rel, right, ma, mb, p, test, verdict,
-                                  n_seeds=max(1, len(gaps)), seeds_agreeing=agree,
-                                  gap_seed_sd=float(np.std(gaps, ddof=1)) if len(gaps) > 1 else float("nan")))
-    return pd.DataFrame([link.__dict__ for link in links])
 
 
 def _pm(mean: float, std: float) -> str:
@@ -372,20 +247,6 @@ def describe_oracle(oracle: pd.DataFrame) -> str:
     return (f"Scoring only the slices whose truth is non-empty (the authors' protocol) moves the mean DSC by "
             f"{shift.min():+.1f} to {shift.max():+.1f} points across the {len(shift)} UNets (mean {shift.mean():+.1f}), "
             f"{word} the {spread:.1f} points between the best and the worst UNet under the full protocol.")
-
-
-def describe_orderings(orderings: pd.DataFrame, split: str = "test") -> str:
-    """Markdown list: per claim of :data:`ORDERINGS`, how many links hold on ``split``."""
-    d = orderings[orderings["split"] == split]
-    lines = []
-    for claim, g in d.groupby("claim", sort=False):
-        held = g["verdict"].str.startswith("holds")
-        strict = g["verdict"].isin(["holds", "holds (no significant difference)"])
-        failed = [f"{r.left} {r.relation} {r.right}" for r in g[~held].itertuples()]
-        lines.append(f"- {claim}: {int(held.sum())} of {len(g)} links hold at least in the means, "
-                     f"{int(strict.sum())} in full ('<': p < 0.05; '~': no significant difference)"
-                     + (f"; not: {', '.join(failed)}" if failed else "") + ".")
-    return "\n".join(lines) if lines else f"- No orderings on {split}."
 
 
 def describe_pseudo_masks(table: pd.DataFrame, split: str = "val", reference: str = "Grad-CAM",

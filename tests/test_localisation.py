@@ -15,6 +15,7 @@ from umcam_lib.data.artifacts import SliceSet
 from umcam_lib.metrics import dice_batch
 from umcam_lib.models.vgg import LogSumExpPool, vgg16_classifier
 from umcam_lib.train import classifier as clf
+from umcam_lib.train.classifier_tasks import train_seed_tasks
 
 torch.set_num_threads(1)
 
@@ -113,7 +114,7 @@ def test_training_with_the_levers_runs_and_records_them(tmp_path):
     cfg = {"width": 0.0625, "dilated": False, "pretrained": False, "epochs": 1, "batch_size": 4, "lr": 1e-3,
            "momentum": 0.9, "weight_decay": 0.0, "augment": False, "batch_norm": True, "optimizer": "adamw",
            "pooling": "lse", "padding": "reflect", "input_norm": "zero_background", "equivariance": 1.0}
-    table = clf.train_seeds(s, cfg, tmp_path, clf.stage_seeds(3, 2), device="cpu", amp=False, progress=False)
+    table = train_seed_tasks(s, cfg, tmp_path, clf.stage_seeds(3, 2), device="cpu", amp=False, progress=False)
     assert sorted(table["seed"].unique()) == [3, 4]
     assert (tmp_path / "classifier" / "best.pt").is_file()
     assert (tmp_path / "seeds" / "seed-4" / "classifier" / "best.pt").is_file()

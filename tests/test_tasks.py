@@ -137,3 +137,29 @@ def test_threads_per_task_and_the_jobs_option():
         check_section("executor", {"kind": "serial", "scheduler": "tcp://x:1"})
     from umcam_lib.pipeline.cli import jobs_overrides
     assert jobs_overrides(2) == ["executor.kind=processes", "executor.jobs=2"]
+
+
+# ---------------------------------------------------------------- classifier seeds (notebook 02)
+CLS_CFG = {"width": 0.0625, "epochs": 1, "batch_size": 4, "augment": False, "pooling": "lse",
+           "input_norm": "zero_background", "padding": "reflect", "equivariance": 0.0}
+
+
+def test_classifier_seeds_in_two_worker_processes_match_the_serial_ones_bit_for_bit(run, tmp_path_factory):
+    from umcam_lib.train.classifier_tasks import train_seed_tasks
+
+    run_dir, s = run
+    other = tmp_path_factory.mktemp("parallel-classifier")
+    save_slices(other, s)
+    serial = train_seed_tasks(s, CLS_CFG, run_dir, [3, 4], device="cpu", amp=False, threads=1, progress=False)
+    pool = executors.make_executor({"kind": "processes", "jobs": 2})
+    try:
+        parallel = train_seed_tasks(s, CLS_CFG, other, [3, 4], device="cpu", amp=False, executor=pool, threads=1,
+                                    progress=False)
+    finally:
+        pool.shutdown()
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(serial["seed"].unique()) == [3, 4]
+    for sub in ("classifier", "seeds/seed-4/classifier"):
+        wa = torch.load(run_dir / sub / "best.pt", map_location="cpu", weights_only=True)["model"]
+        wb = torch.load(other / sub / "best.pt", map_location="cpu", weights_only=True)["model"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), sub

@@ -542,28 +542,3 @@ def classifier_dir(run_dir: str | Path, seed: int, primary_seed: int) -> Path:
     root = resolve(run_dir)
     return root / "classifier" if int(seed) == int(primary_seed) else root / "seeds" / f"seed-{int(seed)}" / "classifier"
 
-
-def train_seeds(slices: SliceSet, cfg: ClassifierParams | Mapping[str, Any], run_dir: str | Path, seeds: list[int],
-                device: str | torch.device = "auto", amp: bool = True, progress: bool = True) -> pd.DataFrame:
-    """Train one classifier per seed (the first is the primary, see :func:`stage_seeds`).
-
-    Returns
-    -------
-    DataFrame
-        One row per seed and split (val, test): ``seed, split, n, positives, accuracy,
-        precision, recall, f1, best_epoch``. Training times stay in each ``history.csv``: a
-        table of results holds nothing that changes when the same run is repeated.
-    """
-    rows = []
-    for i, s in enumerate(seeds):
-        out = classifier_dir(run_dir, s, seeds[0])
-        if progress:
-            print(f"classifier seed {s} ({i + 1}/{len(seeds)}) -> {out}", flush=True)
-        model = build_classifier(cfg, seed=s)
-        history = train_classifier(model, slices, cfg, out, device=device, amp=amp, seed=s, progress=progress)
-        best = load_classifier(out, cfg, device=device)
-        table = metrics_table(best, slices, ("val", "test"), device=device, amp=amp)
-        best_epoch = int(history.loc[history["val_f1"].idxmax(), "epoch"]) if history["val_f1"].notna().any() else -1
-        for r in table.to_dict("records"):
-            rows.append({"seed": s, **r, "best_epoch": best_epoch})
-    return pd.DataFrame(rows)

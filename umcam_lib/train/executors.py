@@ -142,8 +142,8 @@ def run_tasks(executor: Executor, fn: Callable[..., Any], tasks: Sequence[Any], 
         name = tasks[i].describe() if hasattr(tasks[i], "describe") else str(tasks[i])
         exc = futures[i].exception()
         if exc is not None:
-            failed.append(f"{name}: {type(exc).__name__}: {exc} (folder seg/{getattr(tasks[i], 'folder', '?')}, "
-                          f"not trusted; a rerun starts it again)")
+            where = getattr(tasks[i], "where", None) or f"seg/{getattr(tasks[i], 'folder', '?')}"
+            failed.append(f"{name}: {type(exc).__name__}: {exc} (folder {where}, not trusted; a rerun starts it again)")
         else:
             results[i] = futures[i].result()
         if progress:

@@ -173,3 +173,13 @@ def test_layer_localisation_and_generated_text():
         diagnostics.layer_localisation(model, none, "val", ["block5"])
     with pytest.raises(ValueError, match="no positive slice"):
         diagnostics.occlusion_test(model, none)
+
+
+@pytest.mark.parametrize("calls, word", [((0.96, 0.05, 0.90), "answers from the brain ("),
+                                         ((0.96, 0.45, 0.85), "answers partly from the brain"),
+                                         ((0.96, 0.70, 0.90), "does not answer from the brain alone")])
+def test_occlusion_sentence_is_graded_by_the_share_still_called_brain(calls, word):
+    table = pd.DataFrame({"input": ["intact", "brain erased", "head only"], "p_brain": [0.9, 0.5, 0.8],
+                          "called_brain": list(calls), "n": [106] * 3})
+    text = diagnostics.describe_occlusion(table)
+    assert f"the classifier {word}" in text and f"{100 * calls[1]:.0f} % of the brain-erased slices" in text

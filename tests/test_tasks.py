@@ -163,3 +163,32 @@ def test_classifier_seeds_in_two_worker_processes_match_the_serial_ones_bit_for_
         wa = torch.load(run_dir / sub / "best.pt", map_location="cpu", weights_only=True)["model"]
         wb = torch.load(other / sub / "best.pt", map_location="cpu", weights_only=True)["model"]
         assert all(torch.equal(wa[k], wb[k]) for k in wa), sub
+
+
+def test_drs_and_amr_fine_tunes_in_two_worker_processes_match_the_serial_ones(run, tmp_path_factory):
+    import shutil
+
+    from umcam_lib.baselines.tasks import fine_tune_baselines
+    from umcam_lib.train.classifier_tasks import train_seed_tasks
+
+    run_dir, s = run
+    cfg = {**CLS_CFG, "padding": "zeros"}  # 32-px slices: the DRS head meets 1-px maps
+    train_seed_tasks(s, cfg, run_dir, [0], device="cpu", amp=False, threads=1, progress=False)
+    other = tmp_path_factory.mktemp("parallel-baselines")
+    save_slices(other, s)
+    shutil.copytree(run_dir / "classifier", other / "classifier")
+    bas = {"epochs": 1}
+    serial = fine_tune_baselines(s, run_dir, cfg, bas, seed=0, device="cpu", amp=False, threads=1, progress=False)
+    pool = executors.make_executor({"kind": "processes", "jobs": 2})
+    try:
+        parallel = fine_tune_baselines(s, other, cfg, bas, seed=0, device="cpu", amp=False, executor=pool,
+                                       threads=1, progress=False)
+    finally:
+        pool.shutdown()
+    assert list(serial) == ["drs", "amr"]
+    for kind in serial:
+        cols = [c for c in serial[kind].columns if c != "seconds"]
+        pd.testing.assert_frame_equal(serial[kind][cols], parallel[kind][cols])
+        wa = torch.load(run_dir / "baselines" / kind / "best.pt", map_location="cpu", weights_only=True)["model"]
+        wb = torch.load(other / "baselines" / kind / "best.pt", map_location="cpu", weights_only=True)["model"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), kind

@@ -37,8 +37,9 @@ def folder_name(method: str) -> str:
 
 
 def variant_dir(run_dir: str | Path, name: str) -> Path:
-    """``run_dir/seg/<name>`` with ``name`` made a folder name by :func:`folder_name`."""
-    return resolve(run_dir) / "seg" / folder_name(name)
+    """``run_dir/seg/<name>`` with each ``/``-separated part of ``name`` made a folder name by
+    :func:`folder_name` (``sweep/umcam_lambda0.1`` is a folder inside ``seg/sweep``)."""
+    return resolve(run_dir).joinpath("seg", *(folder_name(part) for part in name.split("/")))
 
 
 def dihedral_average(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:

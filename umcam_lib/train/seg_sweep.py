@@ -25,6 +25,7 @@ compares labels and weights, not luck of initialisation.
 """
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,6 +42,8 @@ from .seg_predict import evaluate_variant, load_variant, variant_dir
 from .seg_targets import cam_pseudo_masks, load_spl
 from ..config.schema import GseParams, SegParams
 from .seg_train import check_seg_config, train_variant
+from .executors import SerialExecutor, run_tasks
+from .tasks import UNetTask, run_unet_task, write_targets
 from ..data.scores import record_scores
 
 SWEEP_COLUMNS = ["loss_main", "lambda", "spl_share", "same_as", "n", "val_dsc_mean", "val_dsc_std",
@@ -68,16 +71,6 @@ def _share_key(cfg: SegParams, main: str, lamb: float) -> tuple[Any, ...]:
     return (main, float(lamb))
 
 
-#: The Table 1 variant whose run a sweep point reuses when it is the same training.
-TABLE_VARIANT, TABLE_SAME = "UM-CAM+SPL", "table:UM-CAM+SPL"
-
-
-def _is_table_point(cfg: SegParams, main: str, lamb: float) -> bool:
-    """True when the point is the Table 1 UM-CAM+SPL run itself (same reading, lambda and epochs)."""
-    return (main, float(lamb)) == (cfg.loss_main, cfg.lambda_spl) \
-        and cfg.sweep_epochs == cfg.epochs
-
-
 def sweep_grid(seg_cfg: SegParams | Mapping[str, Any]) -> list[tuple[str, float]]:
     """(reading, lambda) of every grid point, readings outermost."""
     cfg = check_seg_config(seg_cfg)
@@ -95,11 +88,39 @@ def train_point(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapp
                              run_dir, device, amp, seed, out_dir=point_dir(run_dir, main, lamb), progress=progress)
 
 
+def sweep_tasks(run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any], spl: Mapping[str, Any],
+                um: Mapping[str, Any], seed: int = 0, device: str = "auto", amp: bool = True,
+                threads: int | None = None) -> dict[tuple[Any, ...], UNetTask]:
+    """One task per distinct training of the grid (points with one SPL share train once), keyed
+    by :func:`_share_key`; the targets of each are written to the run folder for its worker.
+
+    A point trains UM-CAM+SPL under its reading and lambda for at most ``seg.sweep_epochs``
+    epochs into ``seg/sweep/<main>_lambda<l>/`` and is scored on the validation volumes only.
+    """
+    cfg = check_seg_config(seg_cfg)
+    out: dict[tuple[Any, ...], UNetTask] = {}
+    for main, lamb in sweep_grid(cfg):
+        key = _share_key(cfg, main, lamb)
+        if key in out:
+            continue
+        name = point_name(main, lamb)
+        row = f"UM-CAM+SPL {name}"
+        write_targets(run_dir, row, {"index": um["index"], "maps": um["maps"], "spl": spl["maps"],
+                                     "lambda": float(lamb), "main": main})
+        out[key] = UNetTask(str(resolve(run_dir)), row, f"sweep/{name}", int(seed),
+                            _point_cfg(cfg, main, lamb).to_dict(), ("val",), str(device), bool(amp), threads)
+    return out
+
+
 def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
               gse_cfg: GseParams | Mapping[str, Any] | None = None,
               device: str | torch.device = "auto", amp: bool = True, seed: int = 0, workers: int = 1,
-              progress: bool = True, share_table: bool = False) -> pd.DataFrame:
+              progress: bool = True, executor: Executor | None = None, threads: int | None = None) -> pd.DataFrame:
     """Train and validate UM-CAM+SPL at every grid point; return one row per point.
+
+    Each distinct training is a task (:func:`sweep_tasks`) submitted to ``executor`` (serial, in
+    this process, by default; :mod:`umcam_lib.train.executors`), so the points train side by side
+    under ``--jobs N`` or on a cluster, and a finished point is not trained again.
 
     Parameters
     ----------
@@ -107,10 +128,12 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mappin
         The ``seg`` section; uses ``sweep_main``, ``sweep_lambda``, ``sweep_epochs``.
     gse_cfg : dict, optional
         Unused (kept for callers of the former beta sweep); the SPL is notebook 05's.
-    share_table : bool
-        Reuse Table 1's UM-CAM+SPL run for the configured point (when the sweep runs after it,
-        at the configured point). Notebook 06 sweeps first and trains the row at the point the
-        sweep chooses (:func:`row_section`), so it trains every point in ``seg/sweep/``.
+    workers : int
+        Unused (kept for callers); ``threads`` sets each task's torch threads.
+    executor : concurrent.futures.Executor, optional
+        Where the points train.
+    threads : int, optional
+        Torch threads of each task (:func:`umcam_lib.train.executors.threads_per_task`).
 
     Returns
     -------
@@ -121,33 +144,28 @@ def run_sweep(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mappin
     cfg = check_seg_config(seg_cfg)
     um = cam_pseudo_masks(run_dir, slices, "UM-CAM")
     spl = load_spl(run_dir, slices, fallback=um)
-    rows, per_volume, trained = [], [], {}
+    tasks = sweep_tasks(run_dir, cfg, spl, um, seed, str(device), amp, threads)
+    executor = executor if executor is not None else SerialExecutor()
+    extra = (slices, progress) if isinstance(executor, SerialExecutor) else ()
+    scores = dict(zip(tasks, run_tasks(executor, run_unet_task, list(tasks.values()), *extra, progress=progress)))
+    rows, per_volume, first = [], [], {}
     for main, lamb in sweep_grid(cfg):
         key = _share_key(cfg, main, lamb)
-        if key in trained:
-            first = trained[key]
-            rows.append({**first, "loss_main": main, "lambda": lamb,
-                         "same_as": first["same_as"] or point_name(first["loss_main"], first["lambda"])})
+        if key in first:
+            rows.append({**first[key], "loss_main": main, "lambda": lamb,
+                         "same_as": point_name(first[key]["loss_main"], first[key]["lambda"])})
             continue
-        same = ""
-        if share_table and _is_table_point(cfg, main, lamb):  # the Table 1 row's own run: reuse it
-            targets = {"index": um["index"], "maps": um["maps"], "spl": spl["maps"], "lambda": float(lamb), "main": main}
-            model = train_variant(TABLE_VARIANT, slices, targets, cfg, run_dir, device, amp, seed, progress=progress)
-            d, same = variant_dir(run_dir, TABLE_VARIANT), TABLE_SAME
-        else:
-            model = train_point(slices, run_dir, cfg, main, lamb, spl, um, device, amp, seed, progress)
-            d = point_dir(run_dir, main, lamb)
-        sc = evaluate_variant(model, slices, "val", device, amp, batch_size=cfg.eval_batch_size,
-                                  postprocess=cfg.postprocess, tta=cfg.tta)
+        sc = scores[key]
+        d = variant_dir(run_dir, tasks[key].folder)
         best = torch.load(d / "best.pt", map_location="cpu", weights_only=True)
-        epochs_run = len(pd.read_csv(d / "history.csv"))
-        per_volume.append(sc.assign(loss_main=main, **{"lambda": lamb}))
-        row = {"loss_main": main, "lambda": lamb, "spl_share": spl_share(lamb, main), "same_as": same,
-               "n": len(sc), "val_dsc_mean": sc["dsc"].mean(), "val_dsc_std": sc["dsc"].std(ddof=1),
-               "val_hd95_mean": sc["hd95"].mean(), "val_hd95_std": sc["hd95"].std(ddof=1),
-               "val_hd95_mm_mean": sc["hd95_mm"].mean(), "best_epoch": int(best["epoch"]), "epochs_run": epochs_run}
-        trained[key] = row
-        rows.append(row)
+        per_volume.append(sc.drop(columns=["method", "seed", "seconds"], errors="ignore")
+                          .assign(loss_main=main, **{"lambda": lamb}))
+        first[key] = {"loss_main": main, "lambda": lamb, "spl_share": spl_share(lamb, main), "same_as": "",
+                      "n": len(sc), "val_dsc_mean": sc["dsc"].mean(), "val_dsc_std": sc["dsc"].std(ddof=1),
+                      "val_hd95_mean": sc["hd95"].mean(), "val_hd95_std": sc["hd95"].std(ddof=1),
+                      "val_hd95_mm_mean": sc["hd95_mm"].mean(), "best_epoch": int(best["epoch"]),
+                      "epochs_run": len(pd.read_csv(d / "history.csv"))}
+        rows.append(first[key])
     with atomic_path(resolve(run_dir) / "seg" / "sweep" / "val_scores.csv") as tmp:
         pd.concat(per_volume, ignore_index=True).to_csv(tmp, index=False)
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
@@ -216,10 +234,7 @@ def _trained_dir(run_dir: str | Path, sweep: pd.DataFrame, main: str, lamb: floa
     if hit.empty:
         return None
     same = str(hit["same_as"].iloc[0]) if isinstance(hit["same_as"].iloc[0], str) else ""
-    if same == TABLE_SAME:
-        d = variant_dir(run_dir, TABLE_VARIANT)
-    else:
-        d = resolve(run_dir) / "seg" / "sweep" / (same or point_name(main, lamb))
+    d = resolve(run_dir) / "seg" / "sweep" / (same or point_name(main, lamb))
     return d if (d / "best.pt").is_file() else None
 
 

@@ -8,11 +8,11 @@ The package front offers the table functions and the score store
 module of companion comparisons (the paired test of two rows is :func:`.tables.compare`).
 """
 from .tables import (COLUMNS, PAPER, METHOD_ORDER, seed_average, seed_spread, summarise,
-                     write_table, to_markdown, to_latex, save_table, volume_scores, plot_volume_scores,
+                     write_table, to_markdown, table_markdown, show_table, to_latex, save_table, volume_scores, plot_volume_scores,
                      plot_seed_spread)
 from ..data.scores import (TABLES, SECTIONS, SPLITS, NO_SEED, scores_dir, record_scores, load_scores)
 
 __all__ = ["COLUMNS", "PAPER", "METHOD_ORDER", "seed_average", "seed_spread", "summarise",
-           "write_table", "to_markdown", "to_latex", "save_table", "volume_scores", "plot_volume_scores",
+           "write_table", "to_markdown", "table_markdown", "show_table", "to_latex", "save_table", "volume_scores", "plot_volume_scores",
            "plot_seed_spread", "TABLES", "SECTIONS", "SPLITS", "NO_SEED", "scores_dir", "record_scores",
            "load_scores"]

@@ -213,6 +213,52 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
+#: Tables longer than this many rows are shown folded (a ``<details>`` block) by :func:`show_table`.
+FOLD_ROWS = 15
+
+
+def table_markdown(df: pd.DataFrame, fold: int = FOLD_ROWS, index: bool | None = None) -> str:
+    """``df`` as a rounded Markdown table for a notebook, folded in ``<details>`` when long.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Any table; a MultiIndex on the columns is joined with spaces.
+    fold : int
+        Tables with more rows than this are folded behind a summary line.
+    index : bool, optional
+        Show the index as the first column(s). Default: when it carries labels (a named index,
+        e.g. after a ``groupby``, a MultiIndex, or text), not for a plain row number.
+
+    Examples
+    --------
+    >>> print(table_markdown(pd.DataFrame({"method": ["a"], "dsc": [81.2345]})))
+    | method | dsc |
+    |---|---|
+    | a | 81.23 |
+    <BLANKLINE>
+    >>> table_markdown(pd.DataFrame({"x": range(20)}), fold=5).startswith("<details>")
+    True
+    """
+    if index is None:
+        index = df.index.name is not None or isinstance(df.index, pd.MultiIndex) or df.index.dtype == object
+    d = df.reset_index() if index else df
+    if isinstance(d.columns, pd.MultiIndex):
+        d = d.copy()
+        d.columns = [" ".join(str(p) for p in col if str(p)) for col in d.columns]
+    text = to_markdown(d)
+    if len(d) > fold:
+        text = f"<details><summary>{len(d)} rows (click to unfold)</summary>\n\n{text}\n</details>\n"
+    return text
+
+
+def show_table(df: pd.DataFrame, fold: int = FOLD_ROWS, index: bool | None = None) -> None:
+    """Display ``df`` in a notebook as :func:`table_markdown` (rounded, folded when long)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(table_markdown(df, fold=fold, index=index)))
+
+
 def _tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
         text = text.replace(a, b)

@@ -121,3 +121,23 @@ def test_geodesic_vs_euclidean_labels_both_distance_bars():
     fig = gse_figures.plot_geodesic_vs_euclidean(images[0], (16, 15), 2, masks[0] > 0)
     labels = _colorbar_labels(fig)
     assert labels == ["distance (pixels)", "geodesic distance (z-scored intensity x px)"]
+
+
+def test_centroid_offsets_name_a_systematic_shift_and_only_that():
+    import pandas as pd
+    from types import SimpleNamespace
+
+    from umcam_lib.report import figures as evaluate
+
+    gt = np.zeros((6, 32, 32), bool)
+    gt[:, 12:20, 10:18] = True
+    s = SimpleNamespace(masks=gt, spacing_mm=2.0)
+    rng = np.random.default_rng(0)
+    up = np.stack([np.roll(g, -3 + int(rng.integers(-1, 2)), axis=0) for g in gt]).astype(np.float32)
+    offsets = evaluate.centroid_offsets(s, {"shifted": (np.arange(6), up), "exact": (np.arange(6), gt.astype(np.float32))})
+    row = offsets.set_index("method")
+    assert row.loc["shifted", "dy_mm"] < -4 and abs(row.loc["exact", "dy_mm"]) < 1e-9
+    text = evaluate.describe_offsets(offsets, 2.0)
+    assert "shifted: masks sit" in text and "above the truth" in text and "exact" not in text
+    assert "No method" in evaluate.describe_offsets(offsets[offsets["method"] == "exact"], 2.0)
+    assert isinstance(offsets, pd.DataFrame) and (offsets["n_slices"] == 6).all()

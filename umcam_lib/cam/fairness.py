@@ -328,13 +328,14 @@ def reading_gaps(scores: pd.DataFrame, left: str = "Average-CAM", right: str = "
 
 def plot_readings(scores: pd.DataFrame) -> plt.Figure:
     """Seed spread of every reading (seaborn): validation and test DSC of UM-CAM and Average-CAM
-    per reading, with Grad-CAM and the LayerCAM rows as horizontal references (their seed means)."""
+    per reading, with Grad-CAM and every LayerCAM row (block 5, and the max and sum fusions of
+    the LayerCAM paper) as horizontal references (their seed means)."""
     import seaborn as sns
 
     fused = scores[scores["method"].isin(list(FUSION_NAMES.values()))]
     order = list(dict.fromkeys(fused["reading"]))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), sharey=True, constrained_layout=True)
-    refs = {GRADCAM: "black", LAYERCAM: "tab:green", LAYERCAM_MAX: "tab:olive"}
+    refs = {GRADCAM: "black", LAYERCAM: "tab:green", LAYERCAM_MAX: "tab:olive", LAYERCAM_SUM: "tab:purple"}
     for ax, split in zip(axes, ("val", "test")):
         d = fused[fused["split"] == split]
         sns.stripplot(data=d, x="reading", y="dsc", hue="method", order=order, dodge=True, alpha=0.6, size=5,

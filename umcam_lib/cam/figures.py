@@ -16,6 +16,10 @@ DISPLAY_NAMES: dict[str, str] = {"gradcam": "Grad-CAM", "average_cam": "Average-
 
 #: Label of the colour bar of every CAM overlay (CAMs are min-max normalised per slice).
 CAM_LABEL = "CAM value (0-1)"
+#: Colour map of every CAM overlay: perceptually uniform, so equal steps in value look equal.
+CAM_CMAP = "magma"
+#: Outline of the true brain and of a pseudo mask over a CAM: colours magma does not contain.
+TRUTH_COLOUR, MASK_COLOUR = "lime", "cyan"
 
 
 def pick_examples(slices: SliceSet, split: str = "test", k: int = 4) -> np.ndarray:
@@ -45,6 +49,56 @@ def pick_examples(slices: SliceSet, split: str = "test", k: int = 4) -> np.ndarr
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
+def pick_by_quality(volume_of: np.ndarray, scores: pd.DataFrame,
+                    labels: Sequence[str] = ("best", "median", "worst")) -> tuple[np.ndarray, list[str]]:
+    """Slices for a figure that shows how a method does, not only where it does best.
+
+    Parameters
+    ----------
+    volume_of : ndarray of int, shape (N,)
+        Volume of every slice row (``SliceSet.volume``).
+    scores : DataFrame
+        Columns ``id`` (slice row) and ``dsc``: per-slice scores of the reference method (e.g.
+        a :class:`~umcam_lib.cam.pseudo_mask.CamEvaluation`'s ``scores["test"]``).
+    labels : sequence of {"best", "median", "worst"}
+        Which ranks to show, in this order.
+
+    Returns
+    -------
+    rows : ndarray of int
+        One slice row per label, from distinct volumes where the split has enough of them (the
+        nearest rank from an unused volume is taken).
+    row_labels : list of str
+        ``"best: slice 812, DSC 91"`` per row.
+
+    Examples
+    --------
+    >>> volume_of = np.array([0, 0, 1, 2])
+    >>> pick_by_quality(volume_of, pd.DataFrame({"id": [0, 1, 2, 3], "dsc": [90.0, 80.0, 50.0, 10.0]}))[1]
+    ['best: slice 0, DSC 90', 'median: slice 2, DSC 50', 'worst: slice 3, DSC 10']
+    """
+    d = scores.dropna(subset=["dsc"]).sort_values(["dsc", "id"], ascending=[False, True]).reset_index(drop=True)
+    if d.empty:
+        raise ValueError("pick_by_quality: no scored slice to show")
+    targets = {"best": 0, "median": (len(d) - 1) // 2, "worst": len(d) - 1}
+    used_rows: set[int] = set()
+    used_vols: set[int] = set()
+    rows, names = [], []
+    for label in labels:
+        if label not in targets:
+            raise ValueError(f"pick_by_quality: label must be best, median or worst, got {label!r}")
+        order = sorted(range(len(d)), key=lambda i: abs(i - targets[label]))
+        fresh = [i for i in order if int(d.loc[i, "id"]) not in used_rows
+                 and int(volume_of[int(d.loc[i, "id"])]) not in used_vols]
+        pick = (fresh or [i for i in order if int(d.loc[i, "id"]) not in used_rows] or order)[0]
+        row = int(d.loc[pick, "id"])
+        used_rows.add(row)
+        used_vols.add(int(volume_of[row]))
+        rows.append(row)
+        names.append(f"{label}: slice {row}, DSC {float(d.loc[pick, 'dsc']):.0f}")
+    return np.asarray(rows, dtype=np.int64), names
+
+
 def _outline(ax: plt.Axes, mask: np.ndarray, color: str, style: str = "solid") -> None:
     if np.any(mask) and not np.all(mask):
         ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=1.0, linestyles=style)
@@ -53,20 +107,20 @@ def _outline(ax: plt.Axes, mask: np.ndarray, color: str, style: str = "solid") -
 def _show_cam(ax: plt.Axes, image: np.ndarray, cam: np.ndarray, mask: np.ndarray,
               threshold: float | None = None) -> Any:
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    im = ax.imshow(cam, cmap="jet", vmin=0, vmax=1, alpha=0.5)
-    _outline(ax, mask > 0, "white")
+    im = ax.imshow(cam, cmap=CAM_CMAP, vmin=0, vmax=1, alpha=0.6)
+    _outline(ax, mask > 0, TRUTH_COLOUR)
     if threshold is not None:
-        _outline(ax, cam >= threshold, "cyan", "dashed")
+        _outline(ax, cam >= threshold, MASK_COLOUR, "dashed")
     ax.set_xticks([])
     ax.set_yticks([])
     return im
 
 
 def _cam_mappable() -> Any:
-    """The jet 0-1 scale of :func:`_show_cam`, opaque (the colour bar of every CAM overlay)."""
+    """The 0-1 scale of :func:`_show_cam`, opaque (the colour bar of every CAM overlay)."""
     import matplotlib as mpl
 
-    return mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap="jet")
+    return mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=CAM_CMAP)
 
 
 def _side_colorbar(fig: plt.Figure, axes: np.ndarray, mappable: Any, label: str,
@@ -93,12 +147,12 @@ def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, n
     Parameters
     ----------
     images, masks : ndarray, shape (k, H, W)
-        Slices in [0, 1] and their ground truth (white outline).
+        Slices in [0, 1] and their ground truth (solid :data:`TRUTH_COLOUR` outline).
     columns : mapping
-        Column title -> CAMs [k, H, W] in [0, 1] (jet colour map over the image; one colour
-        bar on the right, labelled :data:`CAM_LABEL`).
+        Column title -> CAMs [k, H, W] in [0, 1] (:data:`CAM_CMAP`, a perceptually uniform colour
+        map, over the image; one colour bar on the right, labelled :data:`CAM_LABEL`).
     thresholds : mapping, optional
-        Column title -> threshold; its pseudo-mask outline is drawn dashed in cyan.
+        Column title -> threshold; its pseudo-mask outline is drawn dashed in :data:`MASK_COLOUR`.
     row_labels : sequence of str, optional
         Label of each row (e.g. the slice row).
     """
@@ -108,7 +162,7 @@ def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, n
     for i in range(k):
         ax = axes[i, 0]
         ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
-        _outline(ax, masks[i] > 0, "lime")
+        _outline(ax, masks[i] > 0, TRUTH_COLOUR)
         ax.set_xticks([])
         ax.set_yticks([])
         if row_labels is not None:
@@ -119,6 +173,14 @@ def plot_cam_grid(images: np.ndarray, masks: np.ndarray, columns: Mapping[str, n
     axes[0, 0].set_title("image + truth", fontsize=9)
     for j, name in enumerate(columns, start=1):
         axes[0, j].set_title(name, fontsize=9)
+    from matplotlib.lines import Line2D
+
+    legend = [Line2D([], [], color=TRUTH_COLOUR, lw=1.2, label="true brain")]
+    if thresholds:
+        legend.append(Line2D([], [], color=MASK_COLOUR, lw=1.2, ls="--", label="pseudo mask (validation threshold)"))
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.subplots_adjust(bottom=0.08)
     if title:
         fig.suptitle(title, fontsize=10)
     if len(columns):

@@ -155,6 +155,7 @@ def crop_labels_figure(s: SliceSet, rows: Sequence[int], crop: int, per_slice: i
     -------
     matplotlib Figure
     """
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
     from .weak_labels import crop_boxes, crop_labels
@@ -168,5 +169,8 @@ def crop_labels_figure(s: SliceSet, rows: Sequence[int], crop: int, per_slice: i
         for (r, c), y in zip(bx, lab):
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), crop, crop, fill=False, linewidth=1.2 if y else 0.8,
                                    edgecolor="#34c759" if y else "#ff9500", alpha=0.95 if y else 0.6))
-    fig.tight_layout()
+    handles = [Line2D([], [], color="#34c759", lw=1.5, label=f'crop labelled "brain" (>= {min_fraction:.0%} of the slice\'s brain)'),
+               Line2D([], [], color="#ff9500", lw=1.5, label='crop labelled "no brain"')]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig

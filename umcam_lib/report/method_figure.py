@@ -123,14 +123,24 @@ def method_panels(run_dir: str | Path, classifier: ClassifierParams | Mapping[st
     return dict(row=row, split="test", image=image, gt=gt, layers=layers, cams=cams[:, 0], weights=weights,
                 umcam=fused, umcam_stored_diff=float(np.abs(fused - stored_um).max()), threshold=seeds["threshold"],
                 seeds=seeds, spl=stored_spl, spl_stored_diff=spl_diff, y_um=(stored_um >= t_um).astype(np.float32),
-                umcam_threshold=t_um, loss_main=seg.loss_main, **{"lambda": seg.lambda_spl},
+                umcam_threshold=t_um, beta=float(choice["settings"].get("beta", gse.beta)),
+                loss_main=seg.loss_main, **{"lambda": seg.lambda_spl},
                 share=spl_share(seg.lambda_spl, seg.loss_main), pred=pred,
                 dice=float(dice(pred > 0.5, gt)))
 
 
+#: Lowest cue value the Eq. 6-7 panels colour (their log scale spans 1e-6 to 1).
+CUE_FLOOR = 1e-6
+
+
 def _show(fig: Any, ax: Any, data: np.ndarray, title: str, cmap: str = "magma", vmin: float | None = 0.0,
-          vmax: float | None = 1.0, label: str = "", gt: np.ndarray | None = None) -> None:
-    im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
+          vmax: float | None = 1.0, label: str = "", gt: np.ndarray | None = None, log: bool = False) -> None:
+    if log:  # a cue exp(-beta D) spans many decades: a linear scale shows one bright dot at the seed
+        from matplotlib.colors import LogNorm
+
+        im = ax.imshow(np.clip(data, vmin, vmax), cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax))
+    else:
+        im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax)
     if gt is not None and gt.any():
         ax.contour(gt.astype(float), levels=[0.5], colors=["lime"], linewidths=0.7)
     ax.set_title(title, fontsize=8)
@@ -184,8 +194,10 @@ def plot_method_overview(p: Mapping[str, Any]) -> Any:
         vmax = float(np.percentile(np.concatenate([d_f.ravel(), d_b.ravel()]), 99)) or 1.0
         _show(fig, axes[2, 2], d_f, "D_f: to brain seed (Eq. 5)", vmax=vmax, label="geodesic distance", gt=gt)
         _show(fig, axes[2, 3], d_b, "D_b: to background seeds (Eq. 5)", vmax=vmax, label="geodesic distance", gt=gt)
-        _show(fig, axes[2, 4], np.asarray(sd["e_f"]), "E_f = exp(-β D_f) (Eq. 6)", cmap="viridis", label="cue")
-        _show(fig, axes[2, 5], np.asarray(sd["e_b"]), "E_b = exp(-β D_b) (Eq. 7)", cmap="viridis", label="cue")
+        for ax, key, title in ((axes[2, 4], "e_f", "E_f = exp(-β D_f) (Eq. 6)"),
+                               (axes[2, 5], "e_b", "E_b = exp(-β D_b) (Eq. 7)")):
+            _show(fig, ax, np.asarray(sd[key]), f"{title}\nβ = {float(p['beta']):g}, log colour scale", cmap="viridis",
+                  vmin=CUE_FLOOR, vmax=1.0, label="cue (log scale)", gt=gt, log=True)
     else:
         for ax in axes[2, 2:6]:
             ax.text(0.5, 0.5, "no UM-CAM component:\nno seeds, no SPL", ha="center", va="center", fontsize=8)

@@ -125,3 +125,9 @@ def test_ship_refuses_a_segmenter_trained_from_a_dirty_tree(run, tmp_path):
     path.write_text(json.dumps(summary))
     with pytest.raises(ship.ShipError, match="segmenter"):
         ship.ship(run, tmp_path / "models", git=CLEAN, any_profile=True, segmenters={"fullysup": "fs", "weak": "um"})
+
+
+def test_set_accepts_a_schema_key_the_run_did_not_record(run):
+    assert "augment_gamma" not in SEG_CFG  # the run's recorded seg section lacks it: it had its default
+    summary = so.train_segmenter(run, "g", "FullySup", ["augment_gamma=[0.8, 1.2]", "epochs=1"], progress=False)
+    assert summary["seg"]["augment_gamma"] == [0.8, 1.2]

@@ -187,6 +187,8 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         stage, epochs_from = "select", None
     if method not in VARIANTS:
         raise ParameterError(f"--method {method!r}: expected one of {', '.join(VARIANTS)}")
+    # every key of the schema may be set, also one the run did not record (it had its default then)
+    seg_values = {**check_section("seg", {}).to_dict(), **seg_values}
     try:
         seg_values = apply_overrides(seg_values, [c for c in changes], strict=True)
     except ParameterError as exc:

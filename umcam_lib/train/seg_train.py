@@ -191,7 +191,8 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.
         x, yb = data.images[b][:, None].to(dev).contiguous(memory_format=fmt), data.labels[b].to(dev)
         sb = data.spl[b].to(dev) if data.spl is not None else None
         if cfg.augment:
-            x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, scale=tuple(cfg.augment_scale))
+            x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, gamma=tuple(cfg.augment_gamma),
+                                                     scale=tuple(cfg.augment_scale))
             x = x.contiguous(memory_format=fmt)
         if cfg.patch is not None:
             x, (yb, sb) = random_patches(x, [yb, sb], int(cfg.patch), aug_gen, focus=yb)

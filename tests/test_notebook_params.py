@@ -70,7 +70,7 @@ def test_study_notebooks_read_what_their_old_parameter_cells_declared():
     plus companions for 08."""
     expected = {
         "01": ["amp", "data", "device", "profile", "seed", "threads"],
-        "02": ["amp", "classifier", "device", "profile", "seed", "seeds", "threads"],
+        "02": ["amp", "classifier", "device", "executor", "profile", "seed", "seeds", "threads"],  # executor: issue 33
         "03": ["amp", "cam", "classifier", "device", "profile", "seed", "seeds", "threads"],
         "04": ["amp", "cam", "classifier", "device", "profile", "seed", "seeds", "threads"],
         "05": ["amp", "cam", "device", "gse", "profile", "seed", "threads"],

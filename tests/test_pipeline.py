@@ -127,3 +127,25 @@ def test_verbose_streams_the_notebooks_output(fake_study, capfd):
     out = capfd.readouterr()
     assert "hello from the notebook" in out.out + out.err
     assert "[2/2] b.ipynb: done in" in out.out
+
+
+def test_base_starts_a_new_run_that_reruns_only_what_the_overrides_change(fake_study, capsys):
+    tmp, params = fake_study
+    base, fig = tmp / "base", tmp / "fig"
+    assert [r.status for r in pipeline.run_pipeline(params_file=params, out=base, figures=fig)] == ["ran", "ran"]
+    new = tmp / "ex01"
+    rc = pipeline.main(["--params", str(params), "--base", str(base), "--out", str(new), "--set", "fail=false"])
+    assert rc == 0 and "notebooks 01, 02 copied" in capsys.readouterr().out
+    assert (new / "figures" / "b.txt").read_text() == "ok"           # the base's figures came along
+    assert (new / "notebooks" / "a.ipynb").is_file()
+    entries = pipeline.plan_run(params_file=params, out=new, figures=new / "figures").entries
+    assert [e.action for e in entries] == ["reuse", "reuse"]           # the folders moved, nothing else
+    entries = pipeline.plan_run(params_file=params, overrides=["fail=true"], out=new, figures=new / "figures").entries
+    assert [(e.action, e.reasons) for e in entries] == [("reuse", ()), ("run", ("parameters changed: fail",))]
+    base_marker = json.loads((base / ".done" / "02.json").read_text())
+    assert base_marker["components"]["params"]["run_dir"] == str(base)  # the base is untouched
+    # refusals: a base without results, a folder that is not empty
+    assert pipeline.main(["--params", str(params), "--base", str(tmp / "nothing"), "--out", str(tmp / "x")]) == 1
+    assert "no finished notebook" in capsys.readouterr().err
+    assert pipeline.main(["--params", str(params), "--base", str(base), "--out", str(new)]) == 1
+    assert "is not empty" in capsys.readouterr().err

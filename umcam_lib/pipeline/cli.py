@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ..config.schema import ParameterError
 from ..paths import NOTEBOOK_DIR
+from .base import BaseRunError, start_from
 from .run import NOTEBOOKS, Interrupted, PipelineError, publish_only, run_pipeline
 
 
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sel.add_argument("--only", default=None, metavar="NN[,NN]", help="run only these notebooks")
     sel.add_argument("--from", dest="start", default=None, metavar="NN", help="run from this notebook on")
     ap.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
+    ap.add_argument("--base", default=None, metavar="RUN",
+                    help="start the new run folder --out as a copy of the finished run RUN (its figures go to "
+                         "--figures, default <out>/figures): only what the --set options change reruns")
     ap.add_argument("--figures", default=None, help="figure folder (default figures/<profile>)")
     ap.add_argument("--force", action="store_true",
                     help="recompute the selected notebooks from scratch (no reuse, no cache, no resumed training)")
@@ -64,7 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number, nb in NOTEBOOKS.items():
             print(number, nb, "" if (NOTEBOOK_DIR / nb).is_file() else "(missing)")
         return 0
+    if args.base is not None:
+        if not args.out:
+            ap.error("--base needs --out: the new run folder it starts")
+        if args.dry_run or args.publish_only:
+            ap.error("--base copies a run folder; it cannot be combined with --dry-run or --publish-only")
+        args.figures = args.figures or str(Path(args.out) / "figures")
     try:
+        if args.base is not None:
+            copied = start_from(args.base, args.out, args.figures)
+            print(f"started {args.out} from {args.base}: notebooks {', '.join(copied)} copied", flush=True)
         if args.publish_only:
             out = args.out or Path("runs") / (args.profile or "quick")
             readme = publish_only(out, args.docs)
@@ -74,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      overrides=args.overrides, only=args.only, start=args.start, out=args.out,
                      figures=args.figures, force=args.force, verbose=args.verbose, dry_run=args.dry_run,
                      allow_dirty=args.allow_dirty, docs=args.docs)
-    except (ParameterError, PipelineError) as exc:
+    except (ParameterError, PipelineError, BaseRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Interrupted as exc:

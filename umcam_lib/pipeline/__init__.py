@@ -56,7 +56,7 @@ rebuild it from an existing run folder without rerunning::
 
 Modules: :mod:`.run` (plan and run), :mod:`.plan` (what is stale and why), :mod:`.execute`
 (one notebook through papermill), :mod:`.console` (the progress lines and the reporter that draws
-the runner's events), :mod:`.publish` (the
+the runner's events), :mod:`.base` (``--base RUN``: a new run folder copied from a finished one), :mod:`.publish` (the
 executed copies under ``docs/study``), :mod:`.cli` (the command line).
 """
 from .run import (NOTEBOOKS, FORCE_ENV, DONORS_ENV, PipelineError, Interrupted, NotebookResult,

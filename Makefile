@@ -8,10 +8,15 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= quick
 ARGS ?=
 
-.PHONY: study test test-fast lint lab install check-install bench clean-runs
+.PHONY: study lesson test test-fast lint lab install check-install bench clean-runs
 
 study: $(STAMP)
 	$(PY) -m umcam_lib.pipeline --profile $(PROFILE) $(ARGS)
+
+# The lab's starting point (docs/teaching.md): the lesson profile into runs/lesson, figures beside it
+# (not committed); every exercise starts from it with --base runs/lesson.
+lesson: $(STAMP)
+	$(PY) -m umcam_lib.pipeline --profile lesson --figures runs/lesson/figures $(ARGS)
 
 # tests/ and the Examples in the library's docstrings (doctests); the two __main__.py files call
 # sys.exit(main()) on import and are not collected.

@@ -191,3 +191,13 @@ def test_the_found_block_follows_the_verdicts_of_claims_csv(tmp_path):
     found = text[text.index("**What we found.**"):text.index("**Caveats**")]
     holds = found[found.index("**Holds**"):found.index("**Reversed**") if "**Reversed**" in found else None]
     assert readme_numbers.claim_label(target) in holds
+
+
+def test_the_teaching_page_tables_match_the_measured_lesson_run():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import lesson_times
+
+    assert lesson_times.main(["--check"]) == 0, "run: python tools/lesson_times.py"
+    text = (ROOT / "docs" / "teaching.md").read_text(encoding="utf-8")
+    for ex, _, _ in lesson_times.EXERCISES:
+        assert f"| {ex} |" in text

@@ -32,6 +32,23 @@ def test_companion_profiles_run_first_into_their_own_folder(tmp_path):
     assert [r.number for r in results] == ["01", "01"]
 
 
+def test_a_companion_stops_at_its_last_notebook(tmp_path):
+    inner = tmp_path / "inner.yaml"
+    inner.write_text(yaml.safe_dump({"base": "tiny", "profile": "inner", "last_notebook": "01"}))
+    main = tmp_path / "main.yaml"
+    main.write_text(yaml.safe_dump({"base": "tiny", "profile": "outer", "companions": [str(inner)]}))
+    plans = pipeline.run_pipeline(params_file=main, only="01,02", out=tmp_path / "run", figures=tmp_path / "fig",
+                                  dry_run=True)
+    assert plans == []
+    assert pipeline.plan_run(params_file=inner).selected == ["01"]
+    with pytest.raises(ParameterError, match="stops after notebook 01"):
+        pipeline.plan_run(params_file=inner, only="01,02")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"base": "tiny", "profile": "bad", "last_notebook": "09"}))
+    with pytest.raises(ParameterError, match="last_notebook"):
+        pipeline.plan_run(params_file=bad)
+
+
 def test_a_companion_may_not_name_companions(tmp_path):
     inner = tmp_path / "inner.yaml"
     inner.write_text(yaml.safe_dump({"base": "tiny", "profile": "inner", "companions": ["tiny"]}))
@@ -53,6 +70,10 @@ def test_legend_names_each_run_by_its_label_unit_and_covers_no_bar(tmp_path):
     assert compare.run_label(tmp_path / "real-slice", "real-slice") == "slice labels (real-slice)"
     assert compare.run_label(tmp_path / "real", "real") == "crop labels (real)"
     assert compare.run_label(tmp_path / "none", "none") == "none"          # no provenance: the name alone
+    (tmp_path / "rev" / "provenance").mkdir(parents=True)
+    (tmp_path / "rev" / "provenance" / "02.json").write_text(json.dumps(
+        {"params": {"classifier": {"label_unit": "crop"}, "data": {"test_subjects": ["sub-01"]}}}))
+    assert compare.run_label(tmp_path / "rev", "real-reverse") == "crop labels, test sub-01 (real-reverse)"
     table = pd.DataFrame({"section": ["pseudo_mask", "segmentation"], "method": ["UM-CAM", "FullySup"],
                           "dsc_a": [70.0, 90.0], "seed_sd_a": [2.0, float("nan")],
                           "dsc_b": [60.0, 95.0], "seed_sd_b": [1.0, float("nan")]})

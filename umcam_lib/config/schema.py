@@ -34,6 +34,10 @@ class ParameterError(ValueError):
     """A parameter file or override is malformed."""
 
 
+#: The study's notebooks by number (``umcam_lib.pipeline.NOTEBOOKS`` names their files).
+NOTEBOOK_NUMBERS: tuple[str, ...] = ("01", "02", "03", "04", "05", "06", "07", "08")
+
+
 def param(default: Any, *, choices: tuple[Any, ...] | None = None, ge: float | None = None,
           gt: float | None = None, le: float | None = None, lt: float | None = None,
           length: int | None = None, nonempty: bool = False,
@@ -335,6 +339,8 @@ class StudyParams:
     threads: int | None = param(2, ge=1)
     companions: list[str] = param([], check=lambda v: None if all(str(x).strip() for x in v)
                                   else "profile names must not be empty")
+    last_notebook: str | None = param(None, check=lambda v: None if v is None or str(v).zfill(2) in NOTEBOOK_NUMBERS
+                                      else f"must be one of {', '.join(NOTEBOOK_NUMBERS)}")
     data: DataParams = _dc.field(default_factory=DataParams)
     classifier: ClassifierParams = _dc.field(default_factory=ClassifierParams)
     cam: CamParams = _dc.field(default_factory=CamParams)

@@ -260,6 +260,13 @@ def plan_run(profile: str | None = "quick", params_file: str | Path | None = Non
     fig_dir = resolve(figures) if figures else resolve(Path("figures") / name)
     docs_dir = resolve(docs) if docs else default_docs_dir(fig_dir, name)
     selected = _select(only, start)
+    last = params.get("last_notebook")
+    if last is not None:
+        beyond = [n for n in selected if n > str(last).zfill(2)]
+        if beyond and only:
+            raise ParameterError(f"--only {','.join(beyond)}: profile {name} stops after notebook "
+                                 f"{str(last).zfill(2)} (last_notebook)")
+        selected = [n for n in selected if n not in beyond]
     inject = {"profile": _profile_argument(profile, params_file), "overrides": notebook_params.parse_set(overrides),
               "run_dir": str(run_dir), "figures_dir": str(fig_dir)}
     identity = None
@@ -283,7 +290,7 @@ def plan_run(profile: str | None = "quick", params_file: str | Path | None = Non
         sources[number] = src
         inputs[number], depends[number] = notebook_inputs(src, params, keys, run_dir, fig_dir,
                                                           identity if "data" in keys else None)
-    unread = sorted(set(params) - read_anywhere - {"profile"})
+    unread = sorted(set(params) - read_anywhere - {"profile", "last_notebook"})
     markers = _markers(run_dir, list(sources))
     nb_out = run_dir / "notebooks"
     missing = [n for n, m in markers.items() if m is not None and not (nb_out / NOTEBOOKS[n]).is_file()]
@@ -616,9 +623,11 @@ def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: S
                    allow_dirty: bool = False) -> list[NotebookResult]:
     """Run the profiles named in ``companions`` first, each into its own folders under this run.
 
-    They get the same ``--set`` overrides and notebook selection; notebook 08 of this run then
-    shows their Tables 1 and 2 beside this run's (:mod:`umcam_lib.compare`). A companion may not
-    name companions itself.
+    They get the same ``--set`` overrides and notebook selection, cut at the companion's own
+    ``last_notebook`` (``real-slice`` and ``real-reverse`` stop after 05: their pseudo masks are
+    what is compared, and UNets on them would cost most of the run); notebook 08 of this run then
+    shows their Tables 1 and 2 beside this run's (:mod:`umcam_lib.compare`), a row a companion
+    did not reach left empty. A companion may not name companions itself.
     """
     results: list[NotebookResult] = []
     for companion in params.get("companions") or []:
@@ -630,7 +639,11 @@ def run_companions(params: dict[str, Any], overrides: Sequence[str], selected: S
             raise ParameterError(f"companions: profile {companion!r} names companions itself "
                                  f"({sub['companions']}); only the main profile may")
         c_run, c_fig = companion_dirs(run_dir, fig_dir, str(companion))
-        results += run_pipeline(profile=str(companion), overrides=overrides, only=list(selected), out=c_run,
+        last = sub.get("last_notebook")
+        wanted = [n for n in selected if last is None or n <= str(last).zfill(2)]
+        if not wanted:
+            continue
+        results += run_pipeline(profile=str(companion), overrides=overrides, only=wanted, out=c_run,
                                 figures=c_fig, force=force, verbose=verbose, dry_run=dry_run,
                                 allow_dirty=allow_dirty)
     return results

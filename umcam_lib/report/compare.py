@@ -61,17 +61,21 @@ def side_by_side(runs: Mapping[str, str | Path], split: str = "test") -> pd.Data
 
 
 def run_label(run_dir: str | Path, name: str) -> str:
-    """A legend entry for a run that says what its classifier was trained on.
+    """A legend entry for a run that says what its classifier was trained on, and what it is tested on.
 
-    Reads ``classifier.label_unit`` from the run's provenance of notebook 02
-    (``<run_dir>/provenance/02.json``): e.g. ``"slice labels (real-slice)"``. Returns ``name``
-    alone when the run recorded no such provenance.
+    Reads ``classifier.label_unit`` and ``data.test_subjects`` from the run's provenance of
+    notebook 02 (``<run_dir>/provenance/02.json``): e.g. ``"slice labels (real-slice)"``, or
+    ``"crop labels, test sub-01 (real-reverse)"`` when the test subjects were named. Returns
+    ``name`` alone when the run recorded no such provenance.
     """
     path = Path(run_dir) / "provenance" / "02.json"
     if not path.is_file():
         return name
-    unit = (json.loads(path.read_text()).get("params", {}).get("classifier", {}) or {}).get("label_unit")
-    return f"{unit} labels ({name})" if unit else name
+    params = json.loads(path.read_text()).get("params", {})
+    unit = (params.get("classifier", {}) or {}).get("label_unit")
+    test = [str(s) for s in (params.get("data", {}) or {}).get("test_subjects") or []]
+    where = f", test {' '.join(test)}" if test else ""
+    return f"{unit} labels{where} ({name})" if unit else name
 
 
 def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "",
@@ -108,7 +112,7 @@ def side_by_side_figure(table: pd.DataFrame, labels: list[str], title: str = "",
     ax.set_xlabel("DSC (%)")
     ax.set_xlim(0, 100)
     ax.legend(title="classifier trained on", loc="lower center", bbox_to_anchor=(0.5, 1.0),
-              ncol=min(len(labels), 3), fontsize=8, title_fontsize=8, frameon=False)
+              ncol=min(len(labels), 2), fontsize=8, title_fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

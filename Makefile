@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?= quick
 ARGS ?=
 
-.PHONY: study lesson test test-fast lint lab install check-install bench clean-runs
+.PHONY: study lesson test test-fast lint lab book install check-install bench clean-runs
 
 study: $(STAMP)
 	$(PY) -m umcam_lib.pipeline --profile $(PROFILE) $(ARGS)
@@ -39,6 +39,13 @@ lint: $(STAMP)
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks
+
+# The study as a static site (book/conf.py: Sphinx with MyST-NB) from the committed pages and
+# executed notebooks, nothing executed; open build/book/index.html. tools/book_page.py checks a
+# page and takes a screenshot of it in headless Chromium.
+book: $(STAMP)
+	$(PY) -m sphinx -b html -q -c book . build/book
+	@echo "site: build/book/index.html"
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

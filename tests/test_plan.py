@@ -300,6 +300,32 @@ def test_slim_notebook_keeps_images_and_drops_widgets():
     assert publish.notebook_heading(slim) == "Title"
 
 
+def test_a_large_inline_image_is_reencoded_under_the_limit_at_its_pixel_size():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    noisy = (rng.random((400, 600, 3)) * 255).astype(np.uint8)        # incompressible as PNG
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, format="PNG")
+    big = base64.b64encode(buf.getvalue()).decode("ascii")
+    assert len(big) > publish.LARGE_IMAGE
+    mime, small = publish.shrink_image(big)
+    assert len(small) < len(big) and mime in ("image/png", "image/jpeg")
+    with Image.open(io.BytesIO(base64.b64decode(small))) as img:
+        assert img.size == (600, 400)
+    assert publish.shrink_image("iVBOR") == ("image/png", "iVBOR")     # a small image is kept as it is
+    nb = {"metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+          "cells": [{"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "fig",
+                     "outputs": [{"output_type": "display_data", "metadata": {"image/png": {"width": 600}},
+                                  "data": {"image/png": big, "text/plain": "<Figure>"}}]}]}
+    out = publish.slim_notebook(nb, depth=3)["cells"][0]["outputs"][0]
+    assert list(out["data"]) == [mime, "text/plain"] and out["metadata"] == {mime: {"width": 600}}
+
+
 def test_publish_only_on_the_tiny_run(tiny_run, tmp_path):
     """The tiny run's executed notebooks, published into a temporary docs folder."""
     docs = tmp_path / "docs" / "study" / "tiny"

@@ -613,6 +613,7 @@ def render_real_labels(study: Study) -> str:
 def render_real_side_by_side(study: Study) -> str:
     r = study.real
     comp = r.rows("companions")
+    reverse = bool(comp) and "dsc_real-reverse" in comp[0]
     rows = []
     for x in comp:
         label = x["method"] if x["section"] == "pseudo_mask" else (
@@ -622,9 +623,13 @@ def render_real_side_by_side(study: Study) -> str:
 
         def cell(profile: str) -> str:
             sd = x.get(f"seed_sd_{profile}", "")
-            return f1(float(x[f"dsc_{profile}"])) + (f" (seed SD {float(sd):.1f})" if sd else "")
+            value = x.get(f"dsc_{profile}", "")
+            if value in ("", None) or float(value) != float(value):
+                return "not trained"
+            return f1(float(value)) + (f" (seed SD {float(sd):.1f})" if sd else "")
 
-        rows.append([x["section"].replace("_", " "), label, cell("real-slice"), cell("real")])
+        rows.append([x["section"].replace("_", " "), label, cell("real-slice"), cell("real")]
+                    + ([cell("real-reverse")] if reverse else []))
     weak_val = {m: dsc(r, _table_of("segmentation", m), m, "val", "segmentation") for m in UNETS if m != "FullySup"}
     weak_test = {m: dsc(r, _table_of("segmentation", m), m, "test", "segmentation") for m in UNETS if m != "FullySup"}
     order_val = sorted(weak_val, key=weak_val.get)
@@ -637,12 +642,17 @@ def render_real_side_by_side(study: Study) -> str:
     unet_seeds = (f"{r.row('table1', section='segmentation', method='SPL', split='test')['n_seeds']} UNet seeds each"
                   if has_claims(r) else "one UNet seed each")
     fs = {s: dsc(r, "table2", "FullySup", s) for s in ("val", "test")}
+    n_cls = int(float(r.row("table1", section="pseudo_mask", method="UM-CAM", split="test")["n_seeds"]))
+    not_trained = any(x["section"] == "segmentation" and x.get("dsc_real-slice", "") in ("", "nan") for x in comp)
     return "\n".join([
         _NOTE,
         "**Test, side by side** (`figures/real/companions.csv`; DSC %, pseudo masks per positive slice in 2D, "
-        f"segmentations per stack in 3D; seed SD over the two classifiers; {unet_seeds}):",
+        f"segmentations per stack in 3D; seed SD over the {in_words(n_cls)} classifier seeds; {unet_seeds}"
+        + ("; the companions stop after notebook 05, so their UNets are not trained" if not_trained else "")
+        + "):",
         "",
-        table(["", "method", "slice labels (`real-slice`)", "crop labels (`real`)"], rows),
+        table(["", "method", "slice labels (`real-slice`)", "crop labels (`real`)"]
+              + (["crop labels, train sub-02, test sub-01 (`real-reverse`)"] if reverse else []), rows),
         f"- **Pseudo masks on test**: the best is {pm_best}; Grad-CAM / Average-CAM / UM-CAM score "
         f"{f1(pm['Grad-CAM'])} / {f1(pm['Average-CAM'])} / {f1(pm['UM-CAM'])}. With {stacks(n_r)} for test, "
         f"fewer than the {MIN_VOLUMES} volumes the verdict rule needs, these gaps are descriptive: no claim "

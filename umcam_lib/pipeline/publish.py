@@ -6,7 +6,8 @@ notebooks of its run folder (``<run>/notebooks/NN_name.ipynb``, outputs included
 title, its run time, the commit and date it ran at). The copies are made light: widget state,
 papermill's and the execution's metadata are dropped, progress bars keep their last state (the
 many stream outputs a bar writes are merged into one), tqdm's "IProgress not found" warning is
-dropped, and paths of the checkout are written relative; images are kept. Markdown links that point out of
+dropped, and paths of the checkout are written relative; images are kept (the largest
+re-encoded as 256-colour PNG or JPEG, so that each copy stays under about 2 MB). Markdown links that point out of
 ``notebooks/`` (``../docs/method.md``) are rewritten to work from the new place.
 
 Rebuild from an existing run folder without rerunning anything::
@@ -27,6 +28,10 @@ from ..paths import REPO_ROOT
 
 #: Output mime types that hold interactive state a static page cannot use.
 DROPPED_MIME = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+
+#: An inline PNG larger than this (bytes of base64) is re-encoded by :func:`shrink_image`, so that
+#: an executed copy stays under about 2 MB and renders on a code host.
+LARGE_IMAGE = 300_000
 
 #: Metadata kept on a published notebook and on its cells.
 NOTEBOOK_METADATA = ("kernelspec", "language_info")
@@ -74,6 +79,56 @@ def notebook_heading(nb: Mapping[str, Any], fallback: str = "") -> str:
     return fallback
 
 
+def shrink_image(png_b64: str, limit: int = LARGE_IMAGE) -> tuple[str, str]:
+    """A large inline PNG re-encoded to fit ``limit``: first as a 256-colour PNG, else as a JPEG.
+
+    Parameters
+    ----------
+    png_b64 : str
+        The image as a notebook stores it (base64 of a PNG).
+    limit : int
+        Bytes of base64 under which the image is kept as it is.
+
+    Returns
+    -------
+    (mime, base64) : tuple of str
+        ``("image/png", ...)`` (unchanged, or palette-quantised) or ``("image/jpeg", ...)``
+        (quality 85), whichever is first under ``limit``; the smaller of the two otherwise. Pixel
+        size is kept, so a figure reads as before.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    text = "".join(png_b64.split())
+    if len(text) <= limit:
+        return "image/png", png_b64
+    with Image.open(io.BytesIO(base64.b64decode(text))) as img:
+        rgb = img.convert("RGB")
+    buf = io.BytesIO()
+    rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+    palette = base64.b64encode(buf.getvalue()).decode("ascii")
+    if len(palette) <= limit:
+        return "image/png", palette
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=85, optimize=True)
+    jpeg = base64.b64encode(buf.getvalue()).decode("ascii")
+    return ("image/jpeg", jpeg) if len(jpeg) < len(palette) else ("image/png", palette)
+
+
+def shrink_output(data: dict[str, Any], metadata: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An output's ``data`` and ``metadata`` with its PNG through :func:`shrink_image` (order kept)."""
+    if "image/png" not in data:
+        return data, metadata
+    mime, image = shrink_image(_text(data["image/png"]))
+    if mime == "image/png" and image is data["image/png"]:
+        return data, metadata
+    swap = {"image/png": mime}
+    return ({swap.get(k, k): (image if k == "image/png" else v) for k, v in data.items()},
+            {swap.get(k, k): v for k, v in metadata.items()})
+
+
 def slim_notebook(nb: dict[str, Any], depth: int, repo: Path = REPO_ROOT) -> dict[str, Any]:
     """A copy of an executed notebook fit to commit beside the docs.
 
@@ -91,8 +146,9 @@ def slim_notebook(nb: dict[str, Any], depth: int, repo: Path = REPO_ROOT) -> dic
     -------
     dict
         The notebook without widget state, papermill / execution metadata, carriage-return
-        progress updates (consecutive stream outputs merged) and tqdm's IProgress warning; images
-        and text outputs are kept.
+        progress updates (consecutive stream outputs merged) and tqdm's IProgress warning; text
+        outputs are kept, and images too, those over :data:`LARGE_IMAGE` re-encoded smaller
+        (:func:`shrink_image`).
     """
     out = copy.deepcopy(nb)
     root = str(Path(repo).resolve()) + os.sep
@@ -124,8 +180,8 @@ def slim_notebook(nb: dict[str, Any], depth: int, repo: Path = REPO_ROOT) -> dic
                 for k in ("text/plain", "text/markdown", "text/html"):
                     if k in data:
                         data[k] = rel(_text(data[k]))
-                o["data"] = data
-                o["metadata"] = {k: v for k, v in (o.get("metadata") or {}).items() if k.startswith("image/")}
+                meta = {k: v for k, v in (o.get("metadata") or {}).items() if k.startswith("image/")}
+                o["data"], o["metadata"] = shrink_output(data, meta)
             elif kind == "error":
                 o["traceback"] = [rel(t) for t in o.get("traceback") or []]
             kept.append(o)

@@ -26,3 +26,4 @@ html_theme = "alabaster"
 html_title = "UM-CAM study"
 html_theme_options = {"page_width": "1200px", "sidebar_width": "260px", "fixed_sidebar": True}
 html_show_sourcelink = False
+html_extra_path = ["_extra"]       # index.html at the site's root: a redirect to book/index.html

@@ -131,3 +131,29 @@ def test_set_accepts_a_schema_key_the_run_did_not_record(run):
     assert "augment_gamma" not in SEG_CFG  # the run's recorded seg section lacks it: it had its default
     summary = so.train_segmenter(run, "g", "FullySup", ["augment_gamma=[0.8, 1.2]", "epochs=1"], progress=False)
     assert summary["seg"]["augment_gamma"] == [0.8, 1.2]
+
+
+def test_segmenter_seeds_as_tasks_serial_equals_processes_and_resume(run, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    serial = so.train_segmenter_seeds(run, "fs", "FullySup", ["epochs=2"], seeds=[0, 1])
+    assert [s["name"] for s in serial] == ["fs-s0", "fs-s1"] and [s["seed"] for s in serial] == [0, 1]
+    parallel = so.train_segmenter_seeds(other, "fs", "FullySup", ["epochs=2"], seeds=[0, 1], jobs=2)
+    for a, b in zip(serial, parallel):                 # one torch thread per task either way: bit for bit
+        assert a["scores"] == b["scores"] and a["best_epoch"] == b["best_epoch"]
+        wa = torch.load(so.segmenter_dir(run, a["name"]) / "best.pt", weights_only=True)["model"]
+        wb = torch.load(so.segmenter_dir(other, b["name"]) / "best.pt", weights_only=True)["model"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert serial[0]["scores"] != serial[1]["scores"]  # the seeds differ
+
+    stamp = (so.segmenter_dir(run, "fs-s1") / "best.pt").stat().st_mtime_ns
+    again = so.train_segmenter_seeds(run, "fs", "FullySup", ["epochs=2"], seeds=[0, 1])
+    assert again == serial and (so.segmenter_dir(run, "fs-s1") / "best.pt").stat().st_mtime_ns == stamp
+    changed = so.train_segmenter_seeds(run, "fs", "FullySup", ["epochs=1"], seeds=[1])
+    assert changed[0]["epochs_trained"] == 1           # another request retrains
+
+    refits = so.train_segmenter_seeds(run, "fs-refit", refit="fs", seeds=[0, 1])
+    assert [r["epochs_from"]["model"] for r in refits] == ["fs-s0", "fs-s1"]
+    assert so.main([str(run), "x", "--seeds", "0,0"]) == 1 and so.main([str(run), "x", "--seeds", "a"]) == 1

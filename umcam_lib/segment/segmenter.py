@@ -19,6 +19,13 @@ notebooks 03-05) in two stages:
 
     python -m umcam_lib.segment.segmenter RUN_DIR NAME [--method FullySup] [--seed 0] [--set width=16 ...]
     python -m umcam_lib.segment.segmenter RUN_DIR NAME_REFIT --refit NAME [--seed 0]
+    python -m umcam_lib.segment.segmenter RUN_DIR NAME --seeds 0,1,2 [--jobs 2]
+
+With ``--seeds`` every seed is one task (:class:`SegmenterTask`, written to ``NAME-s<seed>``; with
+``--refit FROM`` each seed refits ``FROM-s<seed>``), run through the study's executors
+(:mod:`umcam_lib.train.executors`): one after another in this process, or ``--jobs N`` worker
+processes with ``threads // N`` torch threads each. A seed whose folder already holds the summary
+of the same request and library is not trained again.
 
 Everything goes to ``RUN_DIR/segmenter/NAME/``: ``best.pt``, ``last.pt`` and ``history.csv``
 (the training loop's), ``scores.csv`` (per volume: split, 3D DSC %, HD95) and ``summary.json``
@@ -52,6 +59,7 @@ from ..scoring import evaluate_volumes
 from ..train.seg_predict import predict_split
 from ..train.seg_targets import VARIANTS, variant_targets
 from ..train.seg_train import train_variant
+from ..train.executors import SerialExecutor, TaskError, make_executor, run_tasks
 
 SUMMARY = "summary.json"
 STAGES = ("select", "refit")
@@ -139,7 +147,7 @@ def run_seg_section(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 
 def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                     seed: int = 0, refit: str | None = None, device: str = "auto",
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, threads: int | None = None) -> dict[str, Any]:
     """Train, score and record one segment-only UNet (see the module docstring).
 
     Parameters
@@ -162,6 +170,8 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
     device : {"auto", "cpu", "cuda"}
     progress : bool
         A progress bar over epochs.
+    threads : int, optional
+        Torch threads; default the run's ``threads``.
 
     Returns
     -------
@@ -199,7 +209,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         raise ParameterError(f"{resolve(run_dir)}: the run has no training stacks")
     dev = runtime.as_device(device)
     amp = bool(params.get("amp", True))
-    runtime.set_threads(params.get("threads"))
+    runtime.set_threads(threads if threads is not None else params.get("threads"))
     if (out / SUMMARY).is_file():
         (out / SUMMARY).unlink()  # a retrained folder is not trusted until its summary is rewritten
     targets = variant_targets(method, train_set, run_dir, seg)
@@ -232,6 +242,110 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
     return summary
 
 
+@dataclasses.dataclass(frozen=True)
+class SegmenterTask:
+    """One seed of a segment-only UNet: everything a worker needs.
+
+    Attributes
+    ----------
+    run_dir : str
+        The run folder (absolute; shared with the workers).
+    name : str
+        The folder under ``run_dir/segmenter`` this task writes.
+    method, changes, seed, refit, device
+        As :func:`train_segmenter` takes them.
+    threads : int or None
+        Torch threads of this task (None: the run's ``threads``).
+    """
+
+    run_dir: str
+    name: str
+    method: str = "FullySup"
+    changes: tuple[str, ...] = ()
+    seed: int = 0
+    refit: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    @property
+    def where(self) -> str:
+        """The folder this task writes."""
+        return str(segmenter_dir(self.run_dir, self.name))
+
+    def describe(self) -> str:
+        """``segmenter fs-s1 (seed 1)``: the task in a progress line or an error."""
+        return f"segmenter {self.name} (seed {self.seed})"
+
+
+def finished_summary(task: SegmenterTask) -> dict[str, Any] | None:
+    """The summary of ``task``'s folder when it finished the same request with the same library code."""
+    path = Path(task.where) / SUMMARY
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    same = (summary.get("seed") == task.seed and list(summary.get("changes") or []) == list(task.changes)
+            and ((summary.get("epochs_from") or {}).get("model") == task.refit)
+            and (task.refit is not None or summary.get("method") == task.method)
+            and summary.get("library") == provenance.library_fingerprint())
+    return summary if same else None
+
+
+def run_segmenter_task(task: SegmenterTask) -> dict[str, Any]:
+    """Train one seed (:func:`train_segmenter`) unless its folder already finished it; return its summary."""
+    done = finished_summary(task)
+    if done is not None:
+        return done
+    before = torch.get_num_threads()
+    try:
+        return train_segmenter(task.run_dir, task.name, task.method, task.changes, task.seed, task.refit, task.device,
+                               progress=False, threads=task.threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def seed_tasks(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
+               seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
+               threads: int | None = None) -> list[SegmenterTask]:
+    """One task per seed, written to ``NAME-s<seed>`` (refitting ``REFIT-s<seed>``) when there are several."""
+    many = len(seeds) > 1
+    return [SegmenterTask(str(resolve(run_dir)), f"{name}-s{s}" if many else name, method, tuple(changes), int(s),
+                          (f"{refit}-s{s}" if many else refit) if refit else None, device, threads)
+            for s in seeds]
+
+
+def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
+                          seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
+                          jobs: int = 1) -> list[dict[str, Any]]:
+    """Every seed of a segment-only UNet as a task (see the module docstring); their summaries in seed order.
+
+    Parameters
+    ----------
+    jobs : int
+        1: one seed after another in this process; N > 1: N worker processes, each with the
+        run's ``threads // N`` torch threads (at least 1).
+
+    Raises
+    ------
+    TaskError
+        A seed failed; the message names it and its folder (whose summary is absent, so nothing
+        trusts it). The other seeds still finish.
+    """
+    if jobs < 1:
+        raise ParameterError(f"--jobs must be >= 1, got {jobs}")
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ParameterError(f"--seeds must list distinct seeds, got {list(seeds)}")
+    params, _ = run_seg_section(run_dir)
+    threads = params.get("threads")
+    if jobs > 1:
+        threads = max(1, int(threads or torch.get_num_threads()) // jobs)
+    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads)
+    executor = SerialExecutor() if jobs == 1 else make_executor({"kind": "processes", "jobs": int(jobs)})
+    try:
+        return run_tasks(executor, run_segmenter_task, tasks)
+    finally:
+        executor.shutdown()
+
+
 def describe(summary: dict[str, Any]) -> str:
     """One line per split: what a person reads after training."""
     lines = [f"{summary['name']}: {summary['method']} ({summary['stage']}, seed {summary['seed']}), "
@@ -252,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("name", help="folder under RUN_DIR/segmenter")
     ap.add_argument("--method", default="FullySup", help=f"one of {', '.join(VARIANTS)} (default FullySup)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None, metavar="S,S,...",
+                    help="train one UNet per seed, as tasks, into NAME-s<seed> (instead of --seed)")
+    ap.add_argument("--jobs", type=int, default=1, help="with --seeds: worker processes (default 1: in this process)")
     ap.add_argument("--refit", default=None, metavar="NAME",
                     help="retrain select model NAME on train + validation stacks for its best epoch count")
     ap.add_argument("--set", dest="changes", action="append", default=[], metavar="KEY=VALUE",
@@ -259,12 +376,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
-        summary = train_segmenter(args.run_dir, args.name, args.method, args.changes, args.seed, args.refit,
-                                  args.device)
-    except (ParameterError, FileNotFoundError, ValueError) as exc:
+        if args.seeds is not None:
+            try:
+                seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+            except ValueError:
+                raise ParameterError(f"--seeds {args.seeds!r}: expected seeds separated by commas, e.g. 0,1,2") from None
+            summaries = train_segmenter_seeds(args.run_dir, args.name, args.method, args.changes, seeds, args.refit,
+                                              args.device, args.jobs)
+        else:
+            summaries = [train_segmenter(args.run_dir, args.name, args.method, args.changes, args.seed, args.refit,
+                                         args.device)]
+    except (ParameterError, FileNotFoundError, ValueError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(describe(summary))
+    print("\n".join(describe(s) for s in summaries))
     return 0
 
 

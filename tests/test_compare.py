@@ -84,3 +84,22 @@ def test_legend_names_each_run_by_its_label_unit_and_covers_no_bar(tmp_path):
     fig.canvas.draw()
     box, axes_box = legend.get_window_extent(), ax.get_window_extent()
     assert box.y0 >= axes_box.y1 - 1                                       # above the axes, over no bar
+
+
+def test_companion_claims_are_measured_on_what_the_companion_ran(tmp_path):
+    import numpy as np
+
+    from umcam_lib.data.scores import record_scores
+
+    c_run, c_fig = compare.companion_dirs(tmp_path / "run", tmp_path / "fig", "rev")
+    rng = np.random.default_rng(0)
+    for method, level in (("SPL", 80.0), ("UM-CAM", 70.0)):
+        for seed in range(3):
+            dsc = level + rng.normal(0, 1, 6)
+            record_scores(c_run, "table1", "segmentation", method, "test", ids=range(6), dsc=dsc, hd95=100 - dsc,
+                          hd95_mm=100 - dsc, seed=seed)
+    out = compare.write_companion_claims(tmp_path / "run", tmp_path / "fig", ["rev"])
+    claims = out["rev"]
+    assert set(claims["claim"]) == {"UNets: SPL labels beat UM-CAM labels"}     # the only pair it scored
+    assert set(claims["split"]) == {"test"} and (claims.loc[claims["metric"] == "dsc", "verdict"] == "holds").all()
+    assert (c_fig / "claims.csv").is_file() and (c_fig / "claims.md").is_file()

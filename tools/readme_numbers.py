@@ -352,6 +352,18 @@ def render_results(study: Study) -> str:
     paper_fs = q.value("table2", "paper_dsc_mean", section="segmentation", method="FullySup", split="test")
     real_claims = ("its claims are descriptive" if n_r < MIN_VOLUMES else "see its claims") + (
         "" if has_claims(r) else "; these real figures predate the reporting policy (one UNet seed per row)")
+    comp = r.rows("companions")
+    reverse = ""
+    if comp and "dsc_real-reverse" in comp[0]:
+        rev = [_companion(study, "pseudo_mask", m, "dsc_real-reverse") for m in PSEUDO[1:]]
+        reverse = (f" Turned round (`real-reverse`: train on the second fetus, test on the first's "
+                   f"{in_words(volumes(r, 'train') + volumes(r, 'val'))} stacks), the crop-label CAMs score "
+                   f"{f1(min(rev))}-{f1(max(rev))} %")
+        rev_fig = Figures(r.folder / "companions" / "real-reverse")
+        if has_claims(rev_fig):
+            rows = claim_rows(rev_fig, "test", "dsc")
+            reverse += f", and of the paper's {in_words(len(rows))} pseudo-mask claims {verdict_counts(rows)}"
+        reverse += "."
     text = [
         _NOTE,
         f"**Synthetic cohort** (`quick` profile: {volumes(q, 'total')} volumes, {volumes(q, 'val')} for "
@@ -373,7 +385,7 @@ def render_results(study: Study) -> str:
         f"{n_sl} training slices hold brain): the slice-label CAMs score {f1(min(slice_cams))}-"
         f"{f1(max(slice_cams))} % test DSC (floor {f1(floor_r)} %; block-5 pointing game {rs_pg:.2f}). "
         f"With crop labels (one yes/no per random square crop of a slice) block 5 {points(r_pg)} "
-        f"(pointing game {r_pg:.2f}), the CAMs score {f1(min(crop_cams))}-{f1(max(crop_cams))} %, and every "
+        f"(pointing game {r_pg:.2f}), the CAMs score {f1(min(crop_cams))}-{f1(max(crop_cams))} %.{reverse} Every "
         f"weakly supervised UNet (DRS and AMR included) {f1(min(weak.values()))}-{f1(max(weak.values()))} % "
         f"3D DSC, against {f1(fs_r)} % for the fully supervised one. Validation ({stacks(volumes(r, 'val'))}) prefers "
         f"{best_val} ({f1(weak_val[best_val])} %; {f1(weak[best_val])} % on test).",

@@ -134,3 +134,31 @@ def write_side_by_side(runs: Mapping[str, str | Path], figures_dir: str | Path, 
     plt.close(fig)
     tmp.replace(out)
     return table
+
+
+def write_companion_claims(run_dir: str | Path, figures_dir: str | Path,
+                           companions: list[str]) -> dict[str, pd.DataFrame]:
+    """The paper's claims on each companion's own scores, written beside its figures.
+
+    A companion that stops after notebook 05 has pseudo masks only, so only the pseudo-mask
+    claims are measured; the others are left out. Each table goes to
+    ``<figures_dir>/companions/<name>/claims.{csv,md,tex}`` (:func:`umcam_lib.report.verdicts.assess_claims`).
+
+    Returns
+    -------
+    dict
+        Companion name -> its measured claims (empty when it recorded no scores).
+    """
+    from .verdicts import METHOD, assess_claims
+
+    out = {}
+    for name in companions:
+        c_run, c_fig = companion_dirs(run_dir, figures_dir, name)
+        claims = assess_claims(c_run)
+        claims = claims[claims["verdict"] != "not measured"].reset_index(drop=True)
+        if len(claims):
+            save_table(claims, c_fig, "claims", caption=f"The paper's claims on the scores of companion {name} "
+                       f"({METHOD}); only the sections it ran")
+        out[name] = claims
+    return out
+

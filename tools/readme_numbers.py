@@ -253,6 +253,12 @@ def _companion(study: Study, section: str, method: str, column: str) -> float:
     return study.real.value("companions", column, section=section, method=method)
 
 
+def _slice_unets_missing(study: Study) -> bool:
+    """Whether the slice-label companion trained no UNets (it stops after notebook 05)."""
+    return not any(x["section"] == "segmentation" and x.get("dsc_real-slice", "") not in ("", "nan")
+                   for x in study.real.rows("companions"))
+
+
 def summary_table(study: Study) -> str:
     q, r = study.quick, study.real
     rows = []
@@ -386,12 +392,13 @@ def render_results(study: Study) -> str:
         f"{f1(max(slice_cams))} % test DSC (floor {f1(floor_r)} %; block-5 pointing game {rs_pg:.2f}). "
         f"With crop labels (one yes/no per random square crop of a slice) block 5 {points(r_pg)} "
         f"(pointing game {r_pg:.2f}), the CAMs score {f1(min(crop_cams))}-{f1(max(crop_cams))} %.{reverse} Every "
-        f"weakly supervised UNet (DRS and AMR included) {f1(min(weak.values()))}-{f1(max(weak.values()))} % "
+        f"weakly supervised UNet (DRS and AMR included) scores {f1(min(weak.values()))}-{f1(max(weak.values()))} % "
         f"3D DSC, against {f1(fs_r)} % for the fully supervised one. Validation ({stacks(volumes(r, 'val'))}) prefers "
         f"{best_val} ({f1(weak_val[best_val])} %; {f1(weak[best_val])} % on test).",
         "",
         "DSC in %, mean over seeds; pseudo masks in 2D per positive slice, UNets in 3D per volume. paper: "
-        f"its test DSC (Table 2), or † its Table 1 (one split). \"CC0 crop labels, val\" is {stacks(volumes(r, 'val'))}.",
+        f"its test DSC (Table 2), or † its Table 1 (one split). \"CC0 crop labels, val\" is {stacks(volumes(r, 'val'))}"
+        + ("; the slice-label run stops at its pseudo masks (-: no UNet)." if _slice_unets_missing(study) else "."),
         "",
         summary_table(study),
     ]

@@ -8,8 +8,9 @@ Usage::
 RUN is the run whose figures are reported (e.g. the clean run behind ``figures/real``), RERUN the
 same profile rerun with another ``threads`` / ``--jobs`` setting (same data, seeds and code). For
 every row and every claim both runs measured, it prints the first run's mean (or gap) with its
-95 % hierarchical-bootstrap interval, the rerun's value, the shift and whether the rerun lies
-inside (:mod:`umcam_lib.report.rerun`). Writes Markdown (and a CSV beside it) with ``--out``.
+95 % hierarchical-bootstrap interval and its rerun interval (where a rerun with fresh seeds lands),
+the rerun's value, the shift and whether the rerun lies inside each (:mod:`umcam_lib.report.rerun`).
+Writes Markdown (and a CSV beside it) with ``--out``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from umcam_lib.report import to_markdown  # noqa: E402
 from umcam_lib.report.rerun import claim_shifts, row_shifts  # noqa: E402
+
+
+def _count(table) -> str:
+    """``16 of 18`` (and how many had no rerun interval, for one seed)."""
+    known = table["inside"].dropna()
+    none = len(table) - len(known)
+    return f"{int(known.astype(bool).sum())} of {len(known)}" + (f" ({none} of one seed, without one)" if none else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Rerun check: `{args.run}` against `{args.rerun}`" + (f" ({args.label})" if args.label else ""), "",
              f"Command: `python benchmarks/rerun_check.py {args.run} {args.rerun}"
              + (f" --label \"{args.label}\"" if args.label else "") + "`", "",
-             f"**Rows** (DSC %, mean over seeds of the per-volume mean): {int(rows['inside'].sum())} of {len(rows)} "
-             "rerun means inside the first run's 95 % interval (hierarchical bootstrap over volumes and seeds); "
-             f"largest shift {rows['shift'].abs().max():.2f} points, "
+             f"**Rows** (DSC %, mean over seeds of the per-volume mean): {_count(rows)} rerun means inside the first "
+             "run's rerun interval; "
+             f"{int(rows['inside_ci'].sum())} of {len(rows)} inside its 95 % interval of the mean (hierarchical "
+             f"bootstrap over volumes and seeds); largest shift {rows['shift'].abs().max():.2f} points, "
              f"{rows['shift_in_seed_sd'].abs().max():.2f} seed SDs.", "",
              to_markdown(rows.round(3)), "",
-             f"**Claims**: {int(claims['inside'].sum())} of {len(claims)} rerun gaps inside the first run's 95 % "
-             f"interval; verdicts equal in {int((claims['verdict'] == claims['rerun_verdict']).sum())} of "
-             f"{len(claims)}.", "",
+             f"**Claims**: {_count(claims)} rerun gaps inside the first run's rerun interval; "
+             f"{int(claims['inside_ci'].sum())} of {len(claims)} inside its 95 % interval; verdicts equal in "
+             f"{int((claims['verdict'] == claims['rerun_verdict']).sum())} of {len(claims)}.", "",
              to_markdown(claims.round(3)), ""]
     text = "\n".join(lines)
     print(text)

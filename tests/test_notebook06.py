@@ -178,3 +178,25 @@ def test_every_weak_row_is_a_mean_over_the_unet_seeds_and_the_paper_point_is_a_s
     import torch
     cfg = torch.load(best, map_location="cpu", weights_only=True).get("config", {})
     assert (cfg["main"], float(cfg["lambda"])) == (chosen[0], float(chosen[1]))  # the recipe it trained with
+
+
+def test_unet_seeds_are_crossed_with_the_classifier_seeds(tiny_run):
+    """cross_seeds (default): UNet seed 1 trains on the labels classifier seed 1 made (its own
+    UM-CAM masks and SPL, written beside its classifier), not on seed 0's."""
+    from umcam_lib.train import label_seeds
+    from umcam_lib.train.tasks import read_targets
+
+    params = config.load_params(config.profile_path("tiny"))
+    assert params["cross_seeds"] and params["seeds"] >= 2 and params["seg"]["seeds"] >= 2
+    folder = label_seeds.labels_dir(tiny_run.run_dir, 1, 0)
+    for artifact in ("cams/umcam.npz", "cams/gradcam.npz", "cams/thresholds.json", "spl/spl.npz", "classifier/best.pt"):
+        assert (folder / artifact).is_file(), artifact
+    for row in ("Grad-CAM", "UM-CAM", "SPL", "UM-CAM+SPL"):
+        own, _ = read_targets(tiny_run.run_dir, row)
+        crossed, _ = read_targets(tiny_run.run_dir, label_seeds.labels_name(row, 1, 0))
+        assert np.array_equal(own["index"], crossed["index"]), row      # the same positive training slices
+        if row != "Grad-CAM":  # tiny's 4-epoch classifiers leave block 5 dead: both Grad-CAM label sets are empty
+            assert not np.array_equal(own["maps"], crossed["maps"]), row  # from another classifier
+        marker = (tiny_run.run_dir / "seg" / f"{row}__seed1" / "task.json").read_text()
+        assert f"{row}__labels1" in marker, row                          # the task names the labels it trained on
+    assert not (tiny_run.run_dir / "seg" / "_targets" / "FullySup__labels1.npz").exists()  # true masks: one set

@@ -48,3 +48,30 @@ def test_baseline_figure_tables_and_checkpoints_are_written(tiny_run):
     for variant in ("DRS", "AMR"):
         for split in ("val", "test"):
             assert (tiny_run.run_dir / "seg" / variant / f"pred_{split}.npz").is_file()
+
+
+def test_drs_and_amr_unet_seeds_train_on_their_own_classifier_seeds_fine_tunes(tiny_run):
+    """cross_seeds: UNet seed 1 of DRS and AMR learns from baselines fine-tuned from classifier seed 1."""
+    import torch
+
+    from umcam_lib.train import label_seeds
+    from umcam_lib.train.tasks import read_targets
+
+    folder = label_seeds.labels_dir(tiny_run.run_dir, 1, 0)
+    slices = load_slices(tiny_run.run_dir)
+    positives = np.flatnonzero(slices.labels == 1)
+    thresholds = json.loads((folder / "cams" / "thresholds.json").read_text())
+    for name, row in (("drs", "DRS"), ("amr", "AMR")):
+        assert (folder / "baselines" / name / "best.pt").is_file(), name
+        index, _ = maps.load_maps(folder, "cams", name)
+        assert np.array_equal(np.sort(index), positives)
+        assert 0.0 < thresholds[name] < 1.0
+        own, _ = read_targets(tiny_run.run_dir, row)
+        crossed, _ = read_targets(tiny_run.run_dir, label_seeds.labels_name(row, 1, 0))
+        assert np.array_equal(own["index"], crossed["index"]), row
+        # fine-tuned from another classifier (tiny's block-5 maps, and so both label sets, may be empty)
+        first = torch.load(tiny_run.run_dir / "baselines" / name / "best.pt", map_location="cpu", weights_only=True)
+        other = torch.load(folder / "baselines" / name / "best.pt", map_location="cpu", weights_only=True)
+        weights = [k for k, v in first["model"].items() if torch.is_floating_point(v)]
+        assert any(not torch.equal(first["model"][k], other["model"][k]) for k in weights), name
+        assert f"{row}__labels1" in (tiny_run.run_dir / "seg" / f"{row}__seed1" / "task.json").read_text()

@@ -5,8 +5,11 @@ notebook submits them to the profile's executor (:mod:`umcam_lib.train.executors
 reads their maps. A task
 
 * reads only the run folder: the prepared slices (``data/``) and notebook 02's classifier
-  (``classifier/best.pt``);
-* writes only ``baselines/<kind>/`` through the checkpoints of :mod:`umcam_lib.train.common`,
+  (``classifier/best.pt``), or, for another classifier seed whose labels a UNet seed trains on
+  (the crossed design, :mod:`umcam_lib.train.label_seeds`), that seed's classifier
+  (``seeds/seed-<s>/classifier/``);
+* writes only ``baselines/<kind>/`` (``seeds/seed-<s>/baselines/<kind>/`` for another seed)
+  through the checkpoints of :mod:`umcam_lib.train.common`,
   so a finished fine-tune is reused and an interrupted one resumes; the notebook's own call of
   :func:`~umcam_lib.baselines.drs.train_drs` / :func:`~umcam_lib.baselines.amr.train_amr` then
   loads the finished weights instead of training;
@@ -49,15 +52,21 @@ class FineTuneTask:
     device: str = "auto"
     amp: bool = True
     threads: int | None = None
+    labels_dir: str = ""   # another classifier seed's folder (seeds/seed-<s>); empty: the run folder's
+
+    @property
+    def home(self) -> Path:
+        """The folder of the classifier it starts from and of its ``baselines/``."""
+        return Path(self.labels_dir) if self.labels_dir else resolve(self.run_dir)
 
     @property
     def where(self) -> str:
         """The folder this task writes."""
-        return str(fine_tune_dir(self.run_dir, self.kind))
+        return str(fine_tune_dir(self.home, self.kind))
 
     def describe(self) -> str:
         """``DRS fine-tune``: the task in a progress line or an error."""
-        return f"{self.kind.upper()} fine-tune"
+        return f"{self.kind.upper()} fine-tune" + (f" of {self.home.name}" if self.labels_dir else "")
 
 
 def fine_tune_dir(run_dir: str | Path, kind: str) -> Path:
@@ -81,7 +90,7 @@ def run_fine_tune(task: FineTuneTask, slices: SliceSet | None = None, spotlight:
         device = runtime.select_device(task.device)
         slices = slices if slices is not None else load_slices(task.run_dir)
         if spotlight is None:
-            spotlight = load_classifier(resolve(task.run_dir) / "classifier", task.classifier, device=device)
+            spotlight = load_classifier(task.home / "classifier", task.classifier, device=device)
         train = train_drs if task.kind == "drs" else train_amr
         _, history = train(slices, task.classifier, task.baselines, Path(task.where), spotlight, device=device,
                            amp=task.amp, seed=task.seed, progress=progress)
@@ -93,21 +102,38 @@ def run_fine_tune(task: FineTuneTask, slices: SliceSet | None = None, spotlight:
 def fine_tune_baselines(slices: SliceSet, run_dir: str | Path, classifier: ClassifierParams | Mapping[str, Any],
                         baselines: BaselinesParams | Mapping[str, Any], spotlight: VGGClassifier | None = None,
                         seed: int = 0, device: str = "auto", amp: bool = True, executor: Executor | None = None,
-                        threads: int | None = None, progress: bool = True) -> dict[str, pd.DataFrame]:
+                        threads: int | None = None, progress: bool = True,
+                        extra_seeds: Mapping[int, str | Path] | None = None) -> dict[str, pd.DataFrame]:
     """Both fine-tunes through ``executor`` (serial, in this process, by default).
+
+    ``extra_seeds`` (classifier seed -> its labels folder, the crossed design) adds both
+    fine-tunes of each of those seeds' classifiers, seeded with that seed, as more tasks.
 
     Returns
     -------
     dict
-        ``kind -> history`` (one row per epoch).
+        ``kind -> history`` (one row per epoch) of the run's own fine-tunes, and
+        ``"<kind>@<seed>"`` for those of ``extra_seeds``.
     """
     cls = check_section("classifier", classifier).to_dict()
     bas = check_section("baselines", baselines).to_dict()
     tasks = [FineTuneTask(str(resolve(run_dir)), kind, cls, bas, int(seed), str(device), bool(amp), threads)
              for kind in KINDS]
+    names = list(KINDS)
+    for s, folder in (extra_seeds or {}).items():
+        tasks += [FineTuneTask(str(resolve(run_dir)), kind, cls, bas, int(s), str(device), bool(amp), threads,
+                               str(resolve(folder))) for kind in KINDS]
+        names += [f"{kind}@{int(s)}" for kind in KINDS]
     executor = executor if executor is not None else SerialExecutor()
-    extra = (slices, spotlight, progress) if isinstance(executor, SerialExecutor) else ()
-    return dict(zip(KINDS, run_tasks(executor, run_fine_tune, tasks, *extra, progress=progress)))
+    if isinstance(executor, SerialExecutor):  # in this process: the slices in memory, the run's spotlight given
+        results = run_tasks(executor, run_fine_tune, tasks[:len(KINDS)], slices, spotlight, progress,
+                            progress=progress)
+        if len(tasks) > len(KINDS):
+            results += run_tasks(executor, run_fine_tune, tasks[len(KINDS):], slices, None, progress,
+                                 progress=progress)
+    else:
+        results = run_tasks(executor, run_fine_tune, tasks, progress=progress)
+    return dict(zip(names, results))
 
 
 __all__ = ["FineTuneTask", "KINDS", "fine_tune_baselines", "fine_tune_dir", "run_fine_tune"]

@@ -36,6 +36,7 @@ from ..data.scores import record_scores
 from ..config.schema import CamParams, ClassifierParams, check_section
 from ..data.artifacts import SliceSet
 from ..metrics import threshold_grid
+from ..data.maps import save_maps
 from ..data.thresholds import save_threshold
 from .baselines import BASELINE_NAMES, compute_baseline_cams
 from .diagnostics import layer_localisation
@@ -208,15 +209,23 @@ def fuse_layers(layer_maps: np.ndarray, layer_names: Sequence[str], fused: Seque
             "umcam": np.asarray(fuse_reading(sel, "umcam", **reading, **extra), dtype=np.float16)}
 
 
+#: The fused maps UNets train on (Grad-CAM and UM-CAM labels; SPL grows from UM-CAM).
+LABEL_MAPS = ("gradcam", "umcam")
+
+
 def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: CamParams | Mapping[str, Any],
                   seed: int, stage: str, device: str | torch.device | None = None, amp: bool = False,
-                  primary: bool = False) -> dict[str, Any]:
+                  primary: bool = False, labels_dir: str | Path | None = None) -> dict[str, Any]:
     """Score one seed's classifier as notebook 03 (``stage="variants"``) or 04 (``"fusion"``) does.
 
     Computes the CAMs on the positive validation and test slices only, chooses each method's
     threshold on validation and records the rows with ``seed`` (Table 2 for the variants,
     Table 1 for Grad-CAM / Average-CAM / UM-CAM). ``primary`` also stores the thresholds that
     notebooks 05-07 read; an extra seed leaves them alone.
+
+    ``labels_dir`` (``"fusion"`` only; the crossed design, :mod:`umcam_lib.train.label_seeds`):
+    this seed's labels feed a UNet seed, so its maps are computed for every slice, as the primary
+    seed's are in notebook 04, and stored with their thresholds in ``labels_dir/cams/``.
 
     Returns
     -------
@@ -229,11 +238,15 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
     rows = eval_rows(slices)
     names = METHOD_NAMES
     if stage == "variants":
+        if labels_dir is not None:
+            raise ValueError("labels_dir belongs to the fusion stage (notebook 04), not the variants")
         maps, _ = compute_cam_variants(model, slices.images[rows], cam, device=device, amp=amp, progress=False)
         results = evaluate_and_record(run_dir, slices, "table2", {n: (rows, m) for n, m in maps.items()},
                                       grid, names, seed=seed, keep_thresholds=primary)
         return {"results": results}
     if stage == "fusion":
+        if labels_dir is not None:
+            rows = np.arange(len(slices))
         layer_names = study_layers(cam.layers)
         layer_maps, peaks = compute_cams(model, slices.images[rows], layer_names, batch_size=cam.batch_size,
                                          device=device, amp=amp, progress=False, target=cam.target,
@@ -242,6 +255,10 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
                             volumes=slices.volume)
         results = evaluate_and_record(run_dir, slices, "table1", {n: (rows, m) for n, m in fused.items()},
                                       grid, names, seed=seed, keep_thresholds=primary)
+        if labels_dir is not None:
+            for name in LABEL_MAPS:
+                save_maps(labels_dir, "cams", name, rows, fused[name])
+                save_threshold(labels_dir, name, results[name].threshold)
         loc = layer_localisation(model, slices, "val", cam.layers, target=cam.target,
                                  grid=cam.threshold_grid, batch_size=cam.batch_size, device=device)
         return {"results": results, "localisation": loc.assign(seed=seed)}
@@ -250,9 +267,10 @@ def evaluate_seed(model: nn.Module, slices: SliceSet, run_dir: str | Path, cam: 
 
 def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_dir: str | Path,
                          cam: CamParams | Mapping[str, Any], stage: str, device: str | torch.device | None = None,
-                         amp: bool = False) -> pd.DataFrame:
+                         amp: bool = False, labels_dirs: Mapping[int, str | Path] | None = None) -> pd.DataFrame:
     """:func:`evaluate_seed` for the classifiers of the extra seeds (seed -> trained model; the
-    primary seed is scored by the notebook itself).
+    primary seed is scored by the notebook itself); ``labels_dirs`` (seed -> folder) stores the
+    maps of the seeds whose labels a UNet trains on.
 
     Returns
     -------
@@ -262,7 +280,8 @@ def evaluate_extra_seeds(models: Mapping[int, nn.Module], slices: SliceSet, run_
     """
     out = []
     for s, model in models.items():
-        res = evaluate_seed(model, slices, run_dir, cam, int(s), stage, device=device, amp=amp)
+        res = evaluate_seed(model, slices, run_dir, cam, int(s), stage, device=device, amp=amp,
+                            labels_dir=(labels_dirs or {}).get(int(s)))
         for r in res["results"].values():
             for split, df in r.scores.items():
                 out.append({"seed": s, "method": r.method, "split": split, "threshold": r.threshold,

@@ -334,6 +334,7 @@ class StudyParams:
     profile: str = param("quick", check=lambda v: None if v.strip() else "must not be empty")
     seed: int = param(0, ge=0)
     seeds: int = param(3, ge=1)
+    cross_seeds: bool = param(True)  # UNet seed k trains on the labels of classifier seed k (else all on the first's)
     device: str = param("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = param(True)
     threads: int | None = param(2, ge=1)

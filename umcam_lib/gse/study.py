@@ -18,10 +18,12 @@ import pandas as pd
 from .. import io
 from ..config.schema import GseParams
 from ..data import SliceSet
-from ..data.maps import save_maps, take_rows
+from ..data.maps import load_maps, save_maps, take_rows
+from ..data.thresholds import load_thresholds
 from ..paths import resolve
 from .pseudo_labels import SPLBatch, spl_batch
 from .settings import chosen_gse, dense_spl, score_spl, spl_settings, sweep_gse
+from .threshold import resolve_threshold
 
 #: Hint of the error raised when the UM-CAMs lack a slice.
 RERUN_04 = "rerun notebook 04"
@@ -110,6 +112,29 @@ def write_spl(run_dir: str | Path, slices: SliceSet, rows: np.ndarray, cam_index
                    per_split={s: {k: int(v) for k, v in r.items()} for s, r in per_split.iterrows()})
     io.write_json(out / "summary.json", summary)
     return SplRun(result=result, summary=summary, per_split=per_split, seconds=seconds)
+
+
+def write_seed_spl(labels_dirs: Sequence[str | Path], slices: SliceSet, rows: np.ndarray, threshold_rule: str,
+                   grid: Sequence[float], choice: GseChoice, workers: int = 1) -> dict[str, SplRun]:
+    """SPL of the other classifier seeds whose labels a UNet trains on (the crossed design).
+
+    Each folder (:func:`umcam_lib.train.label_seeds.labels_dir`) holds that seed's UM-CAMs and
+    thresholds (notebook 04); its SPL is grown with the setting validation chose on the primary
+    seed (``choice``) and the seed's own UM-CAM threshold, and written there as :func:`write_spl`
+    writes the run's.
+
+    Returns
+    -------
+    dict
+        Folder (as str) -> :class:`SplRun`.
+    """
+    out = {}
+    for folder in labels_dirs:
+        index, maps = load_maps(folder, "cams", "umcam")
+        threshold = resolve_threshold(threshold_rule, load_thresholds(folder))
+        out[str(folder)] = write_spl(folder, slices, rows, index, maps, threshold, grid, choice, threshold_rule,
+                                     workers=workers)
+    return out
 
 
 def compare_leakage(slices: SliceSet, rows: np.ndarray, cam_index: np.ndarray, cam_maps: np.ndarray,

@@ -15,17 +15,23 @@ draws volumes with replacement and, independently, seeds with replacement, and a
 over the drawn seeds and volumes (percentile interval; fixed generator seed, so a rerun gives the
 same interval).
 
+A rerun of the same command on another machine (another thread count, another order of float
+sums) keeps the volumes but not the trainings: a training that starts from the same seed drifts
+apart, so a rerun is a fresh draw of the seeds. The **rerun interval** is where a rerun's gap lands
+at 95 %: ``gap +- t(0.975, S - 1) * sqrt(2 / S) * SD`` over the ``S`` per-seed mean gaps (a
+prediction interval for the difference of two means of ``S`` seeds each; :func:`rerun_interval`).
+With one seed there is none.
+
 The verdict rule, stated once (:func:`verdict`):
 
 * **descriptive** when fewer than :data:`MIN_VOLUMES` volumes are paired: no interval is trusted;
-* **holds** when the interval lies above 0 and the gap exceeds the seed-to-seed SD of the gap
-  (the SD over seeds of each seed's mean gap; with one seed there is no such SD and no claim can
-  hold or reverse);
-* **reversed** when the interval lies below 0 and the gap's size exceeds that SD;
+* **holds** when the 95 % interval lies above 0 and so does the rerun interval (a rerun would not
+  flip the sign; with one seed there is no rerun interval and no claim can hold or reverse);
+* **reversed** when both intervals lie below 0;
 * **inconclusive** otherwise.
 
 :func:`detectable_gap` states the smallest gap the design can call: 2.8 bootstrap standard errors
-(80 % power at a two-sided 5 % level), and never less than the seed SD.
+(80 % power at a two-sided 5 % level), and never less than the rerun interval's half-width.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..data.artifacts import slices_path
 from ..data.scores import SPLITS, load_scores
@@ -51,6 +58,11 @@ VERDICTS = ("holds", "reversed", "inconclusive", "descriptive")
 METHOD = f"hierarchical bootstrap over volumes and seeds ({N_BOOT} resamples, percentile 95 % interval)"
 #: Standard errors in a detectable gap: z(0.975) + z(0.80).
 POWER_Z = 1.96 + 0.84
+#: Coverage of the rerun interval.
+RERUN_LEVEL = 0.95
+#: How rerun intervals are made, as the tables name it.
+RERUN_METHOD = ("rerun interval: gap +- t(0.975, S-1) * sqrt(2/S) * SD of the S per-seed mean gaps "
+                "(where a rerun with fresh seeds lands, 95 %)")
 
 
 @dataclass(frozen=True)
@@ -189,7 +201,51 @@ def seed_sd(d: np.ndarray) -> float:
     return float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan")
 
 
-def verdict(gap: float, low: float, high: float, spread: float, n_volumes: int,
+def rerun_halfwidth(per_seed: np.ndarray, level: float = RERUN_LEVEL) -> float:
+    """Half-width of the interval a rerun's mean lands in, around this run's mean.
+
+    Parameters
+    ----------
+    per_seed : ndarray, float, shape (S,)
+        Each seed's mean (a row's score or a claim's gap, averaged over the volumes).
+    level : float
+        Coverage.
+
+    Returns
+    -------
+    float
+        ``t(level, S - 1) * sqrt(2 / S) * SD(per_seed)``: the difference of two means of ``S``
+        seeds each, one of them this run's; NaN with fewer than 2 seeds.
+
+    Examples
+    --------
+    >>> round(rerun_halfwidth(np.array([1.0, 2.0, 3.0])), 2)    # t(0.975, 2) = 4.30, sqrt(2/3) = 0.82, SD 1
+    3.51
+    >>> rerun_halfwidth(np.array([1.0]))
+    nan
+    """
+    x = np.asarray(per_seed, dtype=float)
+    if len(x) < 2:
+        return float("nan")
+    t = float(stats.t.ppf(0.5 + level / 2, len(x) - 1))
+    return float(t * np.sqrt(2.0 / len(x)) * np.std(x, ddof=1))
+
+
+def rerun_interval(d: np.ndarray, level: float = RERUN_LEVEL) -> tuple[float, float]:
+    """Where a rerun's mean of ``d [S, V]`` lands (the volumes kept, the seeds drawn afresh).
+
+    Examples
+    --------
+    >>> low, high = rerun_interval(np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]))
+    >>> round(low, 2), round(high, 2)
+    (-1.51, 5.51)
+    """
+    d = np.asarray(d, dtype=float)
+    half = rerun_halfwidth(d.mean(axis=1), level)
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def verdict(gap: float, low: float, high: float, rerun_low: float, rerun_high: float, n_volumes: int,
             min_volumes: int = MIN_VOLUMES) -> str:
     """The verdict word of one claim (the rule of the module docstring).
 
@@ -199,33 +255,38 @@ def verdict(gap: float, low: float, high: float, spread: float, n_volumes: int,
         Mean paired difference in the claim's favour.
     low, high : float
         Its 95 % interval.
-    spread : float
-        Seed-to-seed SD of the gap (NaN with one seed).
+    rerun_low, rerun_high : float
+        Its rerun interval (NaN with one seed).
     n_volumes : int
         Paired volumes.
 
     Examples
     --------
-    >>> verdict(3.0, 1.0, 5.0, 0.5, 20), verdict(-3.0, -5.0, -1.0, 0.5, 20)
+    >>> verdict(3.0, 1.0, 5.0, 0.5, 5.5, 20), verdict(-3.0, -5.0, -1.0, -5.5, -0.5, 20)
     ('holds', 'reversed')
-    >>> verdict(3.0, 1.0, 5.0, 4.0, 20), verdict(0.5, -1.0, 2.0, 0.2, 20), verdict(3.0, 1.0, 5.0, 0.5, 3)
-    ('inconclusive', 'inconclusive', 'descriptive')
+    >>> verdict(3.0, 1.0, 5.0, -1.0, 7.0, 20), verdict(0.5, -1.0, 2.0, 0.1, 0.9, 20)
+    ('inconclusive', 'inconclusive')
+    >>> verdict(3.0, 1.0, 5.0, float("nan"), float("nan"), 20), verdict(3.0, 1.0, 5.0, 0.5, 5.5, 3)
+    ('inconclusive', 'descriptive')
     """
     if n_volumes < min_volumes:
         return "descriptive"
-    if np.isnan(spread) or np.isnan(low) or np.isnan(high):
+    if np.isnan([low, high, rerun_low, rerun_high]).any():
         return "inconclusive"
-    if low > 0 and gap > spread:
+    if low > 0 and rerun_low > 0:
         return "holds"
-    if high < 0 and -gap > spread:
+    if high < 0 and rerun_high < 0:
         return "reversed"
     return "inconclusive"
 
 
-def detectable_gap(boot: np.ndarray, spread: float) -> float:
-    """Smallest gap this design calls: :data:`POWER_Z` bootstrap SEs, and at least the seed SD."""
+def detectable_gap(boot: np.ndarray, rerun_half: float) -> float:
+    """Smallest gap this design calls: :data:`POWER_Z` bootstrap SEs, and at least the rerun
+    interval's half-width (NaN with one seed: no gap can be called)."""
     se = float(np.std(boot, ddof=1)) if len(boot) > 1 else float("nan")
-    return float(np.nanmax([POWER_Z * se, spread]))
+    if np.isnan(rerun_half):
+        return float("nan")
+    return float(np.nanmax([POWER_Z * se, rerun_half]))
 
 
 def assess_claim(vols: pd.DataFrame, claim: Claim, split: str, metric: str = "dsc") -> dict:
@@ -237,7 +298,8 @@ def assess_claim(vols: pd.DataFrame, claim: Claim, split: str, metric: str = "ds
            "n_seeds": int(d.shape[0]) if d.size else 0}
     if not d.size:
         return {**row, "better_mean": np.nan, "worse_mean": np.nan, "gap": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                "seed_sd": np.nan, "detectable_gap": np.nan, "verdict": "not measured"}
+                "seed_sd": np.nan, "rerun_low": np.nan, "rerun_high": np.nan, "detectable_gap": np.nan,
+                "verdict": "not measured"}
     sub = vols[(vols["section"] == claim.section) & (vols["split"] == split)]
 
     def mean_of(method: str) -> float:
@@ -249,9 +311,11 @@ def assess_claim(vols: pd.DataFrame, claim: Claim, split: str, metric: str = "ds
     boot = hierarchical_bootstrap(d)
     low, high = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
     gap, spread = float(d.mean()), seed_sd(d)
+    rerun_low, rerun_high = rerun_interval(d)
     return {**row, "better_mean": mean_of(claim.better), "worse_mean": mean_of(claim.worse), "gap": gap,
-            "ci_low": low, "ci_high": high, "seed_sd": spread, "detectable_gap": detectable_gap(boot, spread),
-            "verdict": verdict(gap, low, high, spread, d.shape[1])}
+            "ci_low": low, "ci_high": high, "seed_sd": spread, "rerun_low": rerun_low, "rerun_high": rerun_high,
+            "detectable_gap": detectable_gap(boot, rerun_halfwidth(d.mean(axis=1))),
+            "verdict": verdict(gap, low, high, rerun_low, rerun_high, d.shape[1])}
 
 
 def assess_claims(run_dir: str | Path, claims: Sequence[Claim] = CLAIMS, splits: Sequence[str] = SPLITS,
@@ -263,7 +327,8 @@ def assess_claims(run_dir: str | Path, claims: Sequence[Claim] = CLAIMS, splits:
     DataFrame
         One row per (claim, split, metric): ``better_mean`` / ``worse_mean`` (means over seeds of
         the per-volume mean), ``gap`` with ``ci_low`` / ``ci_high`` (:data:`METHOD`),
-        ``seed_sd``, ``detectable_gap``, ``n_volumes``, ``n_seeds`` and ``verdict``.
+        ``seed_sd``, ``rerun_low`` / ``rerun_high`` (:data:`RERUN_METHOD`), ``detectable_gap``,
+        ``n_volumes``, ``n_seeds`` and ``verdict``.
     """
     scores = load_scores(run_dir)
     needs_slices = (scores["section"] == "pseudo_mask").any() if len(scores) else False
@@ -274,12 +339,15 @@ def assess_claims(run_dir: str | Path, claims: Sequence[Claim] = CLAIMS, splits:
 
 
 def short(row: pd.Series | dict) -> str:
-    """``holds: +3.1 (95 % CI 1.2 to 5.0)``: a claim row in a few words."""
+    """``holds: +3.1 (95 % CI 1.2 to 5.0; a rerun 0.4 to 5.8)``: a claim row in a few words."""
     r = dict(row)
     if r["verdict"] == "not measured":
         return "not measured"
     sign = "+" if r["gap"] >= 0 else ""
-    return f"{r['verdict']}: {sign}{r['gap']:.1f} {r['unit']} (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f})"
+    rerun = r.get("rerun_low", float("nan"))
+    tail = (f"; a rerun {r['rerun_low']:.1f} to {r['rerun_high']:.1f}" if rerun is not None and not pd.isna(rerun)
+            else "")
+    return f"{r['verdict']}: {sign}{r['gap']:.1f} {r['unit']} (95 % CI {r['ci_low']:.1f} to {r['ci_high']:.1f}{tail})"
 
 
 def describe(claims: pd.DataFrame, split: str = "test", metric: str = "dsc") -> str:
@@ -294,8 +362,9 @@ def describe(claims: pd.DataFrame, split: str = "test", metric: str = "dsc") -> 
 def plot_claims(claims: pd.DataFrame):
     """Forest plot: each claim's gap with its 95 % interval, per split, one panel per metric.
 
-    Points right of 0 favour the paper's claim (Dice up, HD95 down). Filled markers: the verdict
-    holds or reverses; hollow: inconclusive or descriptive.
+    Points right of 0 favour the paper's claim (Dice up, HD95 down). Thin bars: the 95 % interval;
+    pale wide bars: the rerun interval. Filled markers: the verdict holds or reverses; hollow:
+    inconclusive or descriptive.
     """
     import matplotlib.pyplot as plt
 
@@ -310,6 +379,8 @@ def plot_claims(claims: pd.DataFrame):
             s = sub[sub["split"] == split].set_index("claim").reindex(names)
             y = np.arange(len(names)) + (k - 0.5) * 0.28
             ok = s["verdict"].isin(["holds", "reversed"]).to_numpy()
+            if "rerun_low" in s:  # where a rerun lands: a wide pale bar behind the interval
+                ax.hlines(y, s["rerun_low"], s["rerun_high"], color=colors.get(split, "k"), alpha=0.22, lw=6)
             err = np.vstack([s["gap"] - s["ci_low"], s["ci_high"] - s["gap"]])
             ax.errorbar(s["gap"], y, xerr=err, fmt="none", ecolor=colors.get(split, "k"), elinewidth=1.4, capsize=2)
             ax.scatter(s["gap"][ok], y[ok], color=colors.get(split, "k"), zorder=3, label=f"{split}")
@@ -322,6 +393,7 @@ def plot_claims(claims: pd.DataFrame):
     axes[0, 0].set_yticks(np.arange(len(names)), names, fontsize=8)
     axes[0, 0].invert_yaxis()
     axes[0, -1].legend(title="split (filled: holds/reversed)", fontsize=8, title_fontsize=8, loc="lower right")
-    fig.suptitle("The paper's claims: paired per-volume gaps, 95 % intervals over volumes and seeds", fontsize=11)
+    fig.suptitle("The paper's claims: paired per-volume gaps, 95 % intervals (thin) and where a rerun lands (pale)",
+                 fontsize=11)
     fig.tight_layout()
     return fig

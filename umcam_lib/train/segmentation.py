@@ -73,6 +73,7 @@ from .seg_predict import (evaluate_variant, load_predictions, load_variant, orac
 from .seg_targets import CAM_MAPS, VARIANTS, all_targets, cam_pseudo_masks, label_examples, load_spl, training_set, variant_targets
 from .seg_train import check_seg_config, epoch_order, stale_validations, train_variant
 from .executors import SerialExecutor, run_tasks
+from .label_seeds import labels_name
 from .tasks import run_unet_task, unet_tasks, write_targets
 
 #: ``seg.optimizer`` and ``seg.postprocess`` values (from the schema, :class:`umcam_lib.config.SegParams`).
@@ -132,7 +133,9 @@ def record_variant(run_dir: str | Path, scores: pd.DataFrame, tables: Sequence[s
 def train_rows(rows: Mapping[str, Mapping[str, Any]], slices: SliceSet, seg_cfg: SegParams | Mapping[str, Any],
                run_dir: str | Path, device: str | torch.device = "auto", amp: bool = True, seed: int = 0,
                splits: Sequence[str] = ("val", "test"), tables: Mapping[str, Sequence[str]] | None = None,
-               executor: Executor | None = None, threads: int | None = None, progress: bool = True) -> pd.DataFrame:
+               executor: Executor | None = None, threads: int | None = None, progress: bool = True,
+               seed_targets: Mapping[str, Mapping[int, Mapping[str, Any]]] | None = None,
+               pairs: Mapping[int, int] | None = None) -> pd.DataFrame:
     """Train, predict and score every UNet of ``rows`` (each row x each UNet seed) as tasks; record.
 
     Each row's targets are written to the run folder (:func:`~umcam_lib.train.tasks.write_targets`),
@@ -151,6 +154,10 @@ def train_rows(rows: Mapping[str, Mapping[str, Any]], slices: SliceSet, seg_cfg:
         :func:`umcam_lib.train.executors.make_executor` of the profile's ``executor`` section.
     threads : int, optional
         Torch threads of each task (:func:`umcam_lib.train.executors.threads_per_task`).
+    seed_targets, pairs : mapping, optional
+        The crossed design (:mod:`umcam_lib.train.label_seeds`): row -> UNet seed -> the targets
+        made from the labels of its paired classifier seed (``pairs``: UNet seed -> classifier
+        seed). A UNet seed not listed trains on ``rows[row]``.
 
     Returns
     -------
@@ -163,7 +170,11 @@ def train_rows(rows: Mapping[str, Mapping[str, Any]], slices: SliceSet, seg_cfg:
     tasks = []
     for row, targets in rows.items():
         write_targets(run_dir, row, targets)
-        tasks += unet_tasks(run_dir, row, cfg, seeds, seed, splits, device_name, amp, threads)
+        names = {}
+        for unet_seed, own in (seed_targets or {}).get(row, {}).items():
+            names[int(unet_seed)] = labels_name(row, (pairs or {})[int(unet_seed)], seed)
+            write_targets(run_dir, names[int(unet_seed)], own)
+        tasks += unet_tasks(run_dir, row, cfg, seeds, seed, splits, device_name, amp, threads, labels=names)
     executor = executor if executor is not None else SerialExecutor()
     in_process = isinstance(executor, SerialExecutor)
     extra = (slices, progress) if in_process else ()
@@ -201,7 +212,9 @@ def train_evaluate_record(name: str, slices: SliceSet, targets: Mapping[str, Any
 def run_variants(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Mapping[str, Any],
                  variants: Sequence[str] = VARIANTS, device: str | torch.device = "auto", amp: bool = True,
                  seed: int = 0, targets: Mapping[str, Mapping[str, Any]] | None = None,
-                 progress: bool = True, executor: Executor | None = None, threads: int | None = None) -> pd.DataFrame:
+                 progress: bool = True, executor: Executor | None = None, threads: int | None = None,
+                 seed_targets: Mapping[str, Mapping[int, Mapping[str, Any]]] | None = None,
+                 pairs: Mapping[int, int] | None = None) -> pd.DataFrame:
     """Train, evaluate (val and test, 3D) and record every variant of :data:`VARIANTS`.
 
     Parameters
@@ -210,6 +223,8 @@ def run_variants(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Map
         Variant name -> targets (:func:`all_targets`); built from the run's artifacts when None.
     executor, threads
         Where the trainings run (:func:`train_rows`): every variant and seed is one task.
+    seed_targets, pairs
+        The crossed design (:func:`train_rows`).
 
     Returns
     -------
@@ -219,4 +234,4 @@ def run_variants(slices: SliceSet, run_dir: str | Path, seg_cfg: SegParams | Map
     rows = {name: targets[name] if targets is not None and name in targets
             else variant_targets(name, slices, run_dir, seg_cfg) for name in variants}
     return train_rows(rows, slices, seg_cfg, run_dir, device, amp, seed, executor=executor, threads=threads,
-                      progress=progress)
+                      progress=progress, seed_targets=seed_targets, pairs=pairs)

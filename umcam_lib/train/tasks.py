@@ -5,7 +5,9 @@ executor with the ``concurrent.futures`` interface (``submit(fn, *args) -> Futur
 :mod:`umcam_lib.train.executors`); it then reads the results and records them itself. A task
 
 * reads only the run folder: the prepared slices (``data/``) and its targets, which the parent
-  wrote before submitting (:func:`write_targets`, ``seg/_targets/<row>.npz``);
+  wrote before submitting (:func:`write_targets`, ``seg/_targets/<row>.npz``, or
+  ``<row>__labels<s>.npz`` for a UNet seed paired with classifier seed ``s``,
+  :mod:`umcam_lib.train.label_seeds`);
 * writes only its own folder ``seg/<folder>/``: the checkpoints (atomically, resumable), the
   predictions of each split, then ``scores.csv`` and last ``task.json`` (its key), each through a
   temporary name. A folder without ``task.json``, or with another key, is never trusted: the
@@ -72,6 +74,10 @@ class UNetTask:
     amp : bool
     threads : int or None
         Torch threads of this task (None: leave the process's setting).
+    labels : str
+        Name of its targets (``seg/_targets/<labels>.npz``); empty: the row's own. A UNet seed
+        paired with another classifier seed trains on ``row__labels<s>``
+        (:func:`umcam_lib.train.label_seeds.labels_name`).
     """
 
     run_dir: str
@@ -83,10 +89,16 @@ class UNetTask:
     device: str = "auto"
     amp: bool = True
     threads: int | None = None
+    labels: str = ""
+
+    @property
+    def targets(self) -> str:
+        """Name of the targets it trains on (:func:`targets_path`)."""
+        return self.labels or self.row
 
     def describe(self) -> str:
         """``UM-CAM+SPL seed 1``: how the console names the task."""
-        return f"{self.row} seed {self.seed}"
+        return f"{self.row} seed {self.seed}" + (f" ({self.labels})" if self.labels and self.labels != self.row else "")
 
 
 def targets_path(run_dir: str | Path, row: str) -> Path:
@@ -138,9 +150,9 @@ def finished(task: UNetTask) -> pd.DataFrame | None:
         return None
     folder = variant_dir(task.run_dir, task.folder)
     marker = folder / MARKER
-    if not (marker.is_file() and (folder / SCORES).is_file() and targets_path(task.run_dir, task.row).is_file()):
+    if not (marker.is_file() and (folder / SCORES).is_file() and targets_path(task.run_dir, task.targets).is_file()):
         return None
-    _, targets = read_targets(task.run_dir, task.row)
+    _, targets = read_targets(task.run_dir, task.targets)
     if json.loads(marker.read_text()).get("key") != task_key(task, targets):
         return None
     return pd.read_csv(folder / SCORES)
@@ -171,7 +183,7 @@ def run_unet_task(task: UNetTask, slices: SliceSet | None = None, progress: bool
     try:
         t0 = time.perf_counter()
         slices = slices if slices is not None else load_slices(task.run_dir)
-        targets, key = read_targets(task.run_dir, task.row)
+        targets, key = read_targets(task.run_dir, task.targets)
         cfg = check_seg_config(task.seg)
         device = runtime.select_device("auto") if task.device == "auto" else torch.device(task.device)
         model = train_variant(task.folder, slices, targets, cfg, task.run_dir, device, task.amp, task.seed,
@@ -205,11 +217,13 @@ def seed_folder(row: str, seed: int, base: int) -> str:
 
 def unet_tasks(run_dir: str | Path, row: str, seg: Mapping[str, Any], seeds: Sequence[int], base_seed: int,
                splits: Sequence[str] = ("val", "test"), device: str = "auto", amp: bool = True,
-               threads: int | None = None) -> list[UNetTask]:
-    """The tasks of one row: one per UNet seed (folder ``row`` for ``base_seed``, ``row__seed<s>`` else)."""
+               threads: int | None = None, labels: Mapping[int, str] | None = None) -> list[UNetTask]:
+    """The tasks of one row: one per UNet seed (folder ``row`` for ``base_seed``, ``row__seed<s>`` else);
+    ``labels`` names the targets of the seeds that do not train on the row's own (UNet seed -> name)."""
     plain = check_seg_config(seg).to_dict()
+    labels = labels or {}
     return [UNetTask(str(resolve(run_dir)), row, seed_folder(row, s, base_seed), int(s), plain,
-                     tuple(splits), str(device), bool(amp), threads) for s in seeds]
+                     tuple(splits), str(device), bool(amp), threads, labels.get(int(s), "")) for s in seeds]
 
 
 __all__ = ["MARKER", "SCORES", "UNetTask", "finished", "read_targets", "run_unet_task", "seed_folder",

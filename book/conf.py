@@ -16,6 +16,7 @@ exclude_patterns = ["build", "runs", ".venv", "**/.ipynb_checkpoints"]
 
 nb_execution_mode = "off"          # the executed copies are committed; a build never runs them
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # Markdown outputs (the notebooks' tables) with tables; commonmark has none
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3           # README and docs link to their sections by GitHub-style anchors
 # Links to the unexecuted notebooks/ and to source files are not pages of the site; they stay

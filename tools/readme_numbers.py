@@ -445,8 +445,10 @@ def render_found(study: Study) -> str:
     words = {"holds": "Holds", "reversed": "Reversed", "inconclusive": "Inconclusive", "descriptive": "Descriptive"}
     lines = [_NOTE,
              f"**What we found.** The paper's {len(dice)} claims on the synthetic cohort's {n_vol} test volumes, seeds "
-             f"as replicates (`quick` profile; Dice gap in the claim's favour with its 95 % interval; in HD95 "
-             f"{verdict_counts(claim_rows(q, 'test', 'hd95'))}; [how](docs/results.md#the-reporting-policy)):", ""]
+             f"as replicates (`quick` profile; Dice gap in the claim's favour with its 95 % interval"
+             + ("" if not _rerun(dice[0]) else " and where a rerun on another machine would land")
+             + f"; in HD95 {verdict_counts(claim_rows(q, 'test', 'hd95'))}; "
+             "[how](docs/results.md#the-reporting-policy)):", ""]
     for verdict, word in words.items():
         hits = [x for x in dice if x["verdict"] == verdict]
         if hits:
@@ -595,7 +597,8 @@ def render_quick_findings(study: Study) -> str:
            else "."),
         "",
         "**The paper's claims, test** (`claims.csv`: gap in the claim's favour with its 95 % interval, "
-        "hierarchical bootstrap over volumes and seeds: classifier seeds for pseudo masks, UNet seeds for UNets; "
+        + ("and where a rerun would land, " if "rerun_low" in test_dice[0] else "")
+        + "hierarchical bootstrap over volumes and seeds: classifier seeds for pseudo masks, UNet seeds for UNets; "
         "the rule is stated under [the reporting policy](#the-reporting-policy)):",
         "",
         claims_table(q, "test"),

@@ -46,6 +46,9 @@ def test_the_site_builds_without_execution_and_its_pages_are_whole(tmp_path):
              "docs/study/quick/08_report.html": (2, 2), "docs/study/real/06_segmentation.html": (3, 1)}
     for page, (figures, tables) in pages.items():
         assert book_page.page_problems(out / page, figures, tables) == [], page
+    # links to notebooks/ (not pages) lead to the executed copies on the site
+    assert 'href="docs/study/quick/03_cam_variants.html' in (out / "README.html").read_text(encoding="utf-8")
+    assert 'href="study/quick/05_spl_generation.html' in (out / "docs" / "teaching.html").read_text(encoding="utf-8")
     index = (out / "book" / "index.html").read_text(encoding="utf-8")
     assert "docs/teaching.html" in index and "docs/study/quick/README.html" in index
     assert not (out / "notebooks").exists()              # the unexecuted notebooks are not pages

@@ -18,9 +18,13 @@ Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/shift_benchmark.py --models weak,fullysup \\
         --out benchmarks/results/shift_benchmark_shipped
+    OMP_NUM_THREADS=2 python benchmarks/shift_benchmark.py --run runs/real \\
+        --models segmenter/fs-s0,segmenter/dr-s0 --out /tmp/levers     # segment-only UNets of a run
 
 Writes ``--out`` ``.csv`` (one row per case and model: the case's parameters, geometry, brain
-volume, DSC, HD95, seconds) and ``.md`` (per-case DSC side by side, mean and minimum per half).
+volume, DSC, HD95, the mask's confidence (:mod:`umcam_lib.segment.confidence`), seconds) and
+``.md`` (per-case DSC side by side, mean and minimum per half, and how well confidence ranks the
+cases by DSC: Spearman's rho per model).
 """
 from __future__ import annotations
 
@@ -79,8 +83,8 @@ def build_cases(cc0: Path, work: Path, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def score(work: Path, cases: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Segment every case with each shipped model; one row per case and model."""
+def score(work: Path, cases: pd.DataFrame, models: list[str], run: Path | None = None) -> pd.DataFrame:
+    """Segment every case with each shipped model (or each UNet of ``run``); one row per case and model."""
     from umcam_lib.segment import EmptyMaskWarning, segment
 
     out = []
@@ -89,11 +93,12 @@ def score(work: Path, cases: pd.DataFrame, models: list[str]) -> pd.DataFrame:
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", EmptyMaskWarning)
-                sc = segment(None, [work / half], work / "out" / model / half, method=model, device="cpu",
+                sc = segment(run, [work / half], work / "out" / slug(model) / half, method=model, device="cpu",
                              progress=False, qc=False, bids=False)
             sc = sc.assign(stack=[Path(p).name.split(".nii")[0] for p in sc["image"]])
             print(f"{model} {half}: mean DSC {sc['dsc'].mean():.1f} in {time.perf_counter() - t0:.0f} s", flush=True)
-            out.append(sc[["stack", "dsc", "hd95_mm", "volume_ml", "seconds"]].assign(model=model, half=half))
+            out.append(sc[["stack", "dsc", "hd95_mm", "volume_ml", "confidence", "seconds"]]
+                       .assign(model=model, half=half))
     scores = pd.concat(out, ignore_index=True).rename(columns={"volume_ml": "predicted_ml"})
     return cases.merge(scores, on=["half", "stack"], how="left")
 
@@ -125,6 +130,15 @@ def write_report(table: pd.DataFrame, out: Path, command: str) -> None:
             d = g[g["model"] == m]["dsc"]
             cells += [f"{d.mean():.1f}", f"{d.min():.1f}"]
         lines.append(f"| {half} | " + " | ".join(cells) + " |")
+    if "confidence" in table:
+        from scipy.stats import spearmanr
+
+        rhos = []
+        for m in models:
+            d = table[table["model"] == m]
+            rhos.append(f"{m} {spearmanr(d['confidence'], d['dsc']).statistic:.2f}")
+        lines += ["", "Does the QC page's confidence (mean foreground probability on the mask's boundary) rank "
+                  "the cases as DSC does? Spearman's rho over both halves: " + ", ".join(rhos) + "."]
     secs = table["seconds"]
     lines += ["", f"Seconds per stack (segment, 2 CPU threads, TTA as shipped): median {secs.median():.1f}, "
               f"max {secs.max():.1f}."]
@@ -134,7 +148,10 @@ def write_report(table: pd.DataFrame, out: Path, command: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cc0", default=DATASET, help="the CC0 folder (default: the local copy or a download)")
-    ap.add_argument("--models", default="weak,fullysup", help="shipped models (models/registry.json), comma-separated")
+    ap.add_argument("--models", default="weak,fullysup",
+                    help="shipped models (models/registry.json), or with --run that run's UNets "
+                         "(e.g. segmenter/NAME), comma-separated")
+    ap.add_argument("--run", type=Path, default=None, help="a run folder whose UNets --models names (default: shipped)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/umcam-shift"), help="where the cases and masks are written")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -144,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cases = build_cases(resolve_root(args.cc0), args.work, args.seed)
-    table = score(args.work, cases, [m.strip() for m in args.models.split(",") if m.strip()])
+    table = score(args.work, cases, [m.strip() for m in args.models.split(",") if m.strip()], args.run)
     command = "OMP_NUM_THREADS=2 python benchmarks/shift_benchmark.py " + " ".join(argv or sys.argv[1:])
     write_report(table, args.out, command.strip())
     print(f"wrote {args.out.with_suffix('.md')}")

@@ -1,13 +1,15 @@
 """Crop-level weak labels (umcam_lib.data.weak_labels) and the UNet's batch augmentation."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from umcam_lib.config import ParameterError, validate_params
 from umcam_lib.data.weak_labels import crop_boxes, crop_labels, crop_set, crop_size_px
-from umcam_lib.train.augment import augment_segmentation_batch
+from umcam_lib.train.augment import augment_segmentation_batch, degrade_images
 from umcam_lib.train.classifier import labelled_images
 
 from conftest import CLS_CFG, disc_slices
@@ -96,6 +98,50 @@ def test_segmentation_zoom_enlarges_image_and_label_together():
     area = ya.sum((1, 2))
     assert torch.all(area > 2.5 * disc.sum())           # zoom 2 quadruples the area (minus what leaves the view)
     torch.testing.assert_close(ya, xa[:, 0], atol=1e-5, rtol=0)   # the label is warped with the image
+
+
+def test_scanner_changes_are_off_by_default_and_touch_the_image_alone():
+    x = torch.rand(6, 1, 32, 32)
+    y = (x[:, 0] > 0.5).float()
+    # off: the same batch and the same generator state afterwards as before the keys existed
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, (ta,) = augment_segmentation_batch(x, [y], g1)
+    b, (tb,) = augment_segmentation_batch(x, [y], g2, resolution=(1.0, 1.0), bias=0.0, noise=0.0)
+    assert torch.equal(a, b) and torch.equal(ta, tb) and torch.equal(g1.get_state(), g2.get_state())
+    assert degrade_images(x, torch.Generator()) is x
+    # on: the image changes, the label does not, values stay in [0, 1]
+    g3, g4 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    plain, (tp,) = augment_segmentation_batch(x, [y], g3, gamma=(1.0, 1.0))
+    deg, (td,) = augment_segmentation_batch(x, [y], g4, gamma=(1.0, 1.0), resolution=(2.0, 3.0), bias=0.5,
+                                            noise=0.05)
+    assert torch.equal(tp, td) and not torch.equal(plain, deg)
+    assert float(deg.min()) >= 0.0 and float(deg.max()) <= 1.0
+
+
+def test_each_scanner_change_does_what_it_says():
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    stripes = ((xx // 2) % 2).expand(4, 1, 64, 64).clone()          # 2-px stripes: gone at 3x coarser pixels
+    coarse = degrade_images(stripes, torch.Generator().manual_seed(0), resolution=(3.0, 3.0))
+    assert float(coarse.std()) < 0.5 * float(stripes.std())
+    flat = torch.full((4, 1, 64, 64), 0.5)
+    biased = degrade_images(flat, torch.Generator().manual_seed(0), bias=1.0)
+    ratio = biased.amax(dim=(-2, -1)) / biased.amin(dim=(-2, -1))
+    assert float(ratio.max()) > 1.2 and float(ratio.max()) < math.e ** 2 + 1e-4   # smooth, at most exp(2 a)
+    assert float((biased[..., 1:, :] - biased[..., :-1, :]).abs().max()) < 0.1  # no pixel-scale jumps
+    noisy = degrade_images(flat, torch.Generator().manual_seed(0), noise=0.1)
+    sd = (noisy - flat).std(dim=(-2, -1)).ravel()
+    assert float(sd.max()) <= 0.1 + 0.01 and float(sd.max()) > 0.0
+
+
+def test_scanner_change_keys_are_seg_keys_with_checked_ranges():
+    from umcam_lib.config.schema import check_section
+    assert check_section("seg", {}).augment_resolution == [1.0, 1.0]
+    seg = check_section("seg", {"augment_resolution": [1.0, 2.5], "augment_bias": 0.4, "augment_noise": 0.03})
+    assert seg.augment_bias == 0.4
+    with pytest.raises(ParameterError, match="augment_resolution"):
+        check_section("seg", {"augment_resolution": [0.5, 2.0]})
+    with pytest.raises(ParameterError, match="augment_noise"):
+        check_section("seg", {"augment_noise": -0.1})
 
 
 def test_label_table_counts_both_units_and_the_crop_figure_draws_every_crop():

@@ -284,6 +284,11 @@ class SegParams(Section):
     augment_gamma: list[float] = param([0.7, 1.5], gt=0, nonempty=True,
                                        check=lambda v: None if len(v) == 2 and v[0] <= v[1]
                                        else f"expected [low, high] with low <= high, got {v}", trains=True)
+    augment_resolution: list[float] = param([1.0, 1.0], ge=1, nonempty=True,
+                                            check=lambda v: None if len(v) == 2 and v[0] <= v[1]
+                                            else f"expected [low, high] with 1 <= low <= high, got {v}", trains=True)
+    augment_bias: float = param(0.0, ge=0, trains=True)   # largest log-amplitude of a smooth bias field
+    augment_noise: float = param(0.0, ge=0, trains=True)  # largest SD of added Gaussian noise (image units)
     patch: int | None = param(None, ge=32,  # instance norm needs a 2 x 2 bottleneck
                               check=lambda v: None if v is None or v % 16 == 0
                               else f"must be a multiple of 16 (four poolings), got {v}", trains=True)

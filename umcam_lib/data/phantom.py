@@ -33,7 +33,7 @@ import nibabel as nib
 import numpy as np
 
 from ..io import atomic_path, write_json, write_text
-from .phantom_anatomy import Anatomy, sample_anatomy
+from .phantom_anatomy import Anatomy, AnatomyRanges, sample_anatomy
 from .phantom_geometry import F32, Grid
 from .phantom_render import Textures, render_fetus, render_mother
 from ..hashing import file_sha256, value_hash
@@ -155,7 +155,8 @@ def _meta(anat: Anatomy, seed: int, mask: np.ndarray) -> dict[str, Any]:
     }
 
 
-def generate_volume(seed: int, matrix: int = 512, n_slices: int | None = None) -> PhantomVolume:
+def generate_volume(seed: int, matrix: int = 512, n_slices: int | None = None,
+                    ranges: AnatomyRanges = AnatomyRanges()) -> PhantomVolume:
     """Generate one synthetic fetal MRI stack.
 
     Parameters
@@ -168,6 +169,9 @@ def generate_volume(seed: int, matrix: int = 512, n_slices: int | None = None) -
         ``fov / matrix`` (0.55-0.67 mm at 512, twice that at 256).
     n_slices : int or None
         Number of slices; None draws 36-54 as in the paper.
+    ranges : AnatomyRanges
+        Wider draws for domain randomisation (:mod:`umcam_lib.segment.synthetic`); the default
+        is the paper cohort.
 
     Returns
     -------
@@ -177,7 +181,7 @@ def generate_volume(seed: int, matrix: int = 512, n_slices: int | None = None) -
     _check_args(seed, matrix, n_slices)
     ss = np.random.SeedSequence(int(seed))
     rng_anat, rng_tex, rng_noise = (np.random.default_rng(s) for s in ss.spawn(3))
-    anat = sample_anatomy(rng_anat, int(matrix), n_slices, N_SUB)
+    anat = sample_anatomy(rng_anat, int(matrix), n_slices, N_SUB, ranges)
     acq = anat.acq
     coords = ((np.arange(acq.matrix) - (acq.matrix - 1) / 2.0) * acq.spacing_mm).astype(F32)
     grid = Grid(coords, coords, acq.spacing_mm, edge=2.5 * anat.blur_mm)

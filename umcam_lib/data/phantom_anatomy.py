@@ -240,11 +240,48 @@ class Anatomy:
 
 
 # =============================================================================== sampling
-def sample_acquisition(rng: np.random.Generator, matrix: int, n_slices: int | None, n_sub: int) -> Acquisition:
-    """Paper geometry: FOV 0.55-0.67 mm x 512, slices 6.5-7.15 mm, 36-54 slices."""
-    fov = rng.uniform(0.55, 0.67) * 512
-    thick = rng.uniform(6.5, 7.15)
-    n = int(rng.integers(36, 55))
+@dataclass(frozen=True)
+class AnatomyRanges:
+    """The ranges of the draws that domain randomisation widens.
+
+    The defaults are the paper cohort's (STUDY.md section 5), and with them every draw is the
+    one :func:`sample_anatomy` always made: a cohort generated with ``AnatomyRanges()`` is the
+    cohort generated without it, bit for bit.
+
+    Attributes
+    ----------
+    fov_scale : (low, high)
+        Field of view = ``scale x 512`` mm.
+    thickness_mm : (low, high)
+        Slice thickness (mm).
+    n_slices : (low, high)
+        Number of slices, both inclusive (unless the caller fixes it).
+    gestational_age : (low, high)
+        Weeks; the head grows with it (occipito-frontal diameter ``62 + 4 (ga - 20)`` mm).
+    random_contrast : bool
+        Every tissue's T2 intensity drawn uniform in [0.02, 1] (a label-map contrast, as
+        SynthSeg draws one per label), instead of the T2 table jittered by +-8 %.
+    bias_scale : float
+        Multiplies the bias field's coefficients.
+    noise : (low, high)
+        Rician noise level relative to amniotic fluid.
+    """
+
+    fov_scale: tuple[float, float] = (0.55, 0.67)
+    thickness_mm: tuple[float, float] = (6.5, 7.15)
+    n_slices: tuple[int, int] = (36, 54)
+    gestational_age: tuple[float, float] = (20.0, 30.0)
+    random_contrast: bool = False
+    bias_scale: float = 1.0
+    noise: tuple[float, float] = (0.012, 0.035)
+
+
+def sample_acquisition(rng: np.random.Generator, matrix: int, n_slices: int | None, n_sub: int,
+                       ranges: AnatomyRanges = AnatomyRanges()) -> Acquisition:
+    """Paper geometry by default: FOV 0.55-0.67 mm x 512, slices 6.5-7.15 mm, 36-54 slices."""
+    fov = rng.uniform(*ranges.fov_scale) * 512
+    thick = rng.uniform(*ranges.thickness_mm)
+    n = int(rng.integers(ranges.n_slices[0], ranges.n_slices[1] + 1))
     if n_slices is not None:
         n = int(n_slices)
     return Acquisition(matrix, fov, fov / matrix, thick, n, n_sub)
@@ -254,6 +291,12 @@ def _jittered_contrast(rng: np.random.Generator) -> dict:
     keys = sorted(CONTRAST)
     jitter = rng.uniform(0.92, 1.08, len(keys))
     return {k: float(min(1.0, CONTRAST[k] * j)) for k, j in zip(keys, jitter)}
+
+
+def _random_contrast(rng: np.random.Generator) -> dict:
+    """Every tissue's intensity uniform in [0.02, 1]: no T2 order survives."""
+    keys = sorted(CONTRAST)
+    return {k: float(v) for k, v in zip(keys, rng.uniform(0.02, 1.0, len(keys)))}
 
 
 def _uterus(rng, ofd: float, fov: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -607,15 +650,21 @@ def sample_fetus(rng: np.random.Generator, acq: Acquisition, mother: Mother, ga:
 
 
 def sample_anatomy(rng: np.random.Generator, matrix: int = 512, n_slices: int | None = None,
-                   n_sub: int = 3) -> Anatomy:
-    """Draw every parameter of one volume; the draws do not depend on ``matrix``."""
-    acq = sample_acquisition(rng, matrix, n_slices, n_sub)
-    c = _jittered_contrast(rng)
-    ga = rng.uniform(20.0, 30.0)
+                   n_sub: int = 3, ranges: AnatomyRanges = AnatomyRanges()) -> Anatomy:
+    """Draw every parameter of one volume; the draws do not depend on ``matrix``.
+
+    ``ranges`` widens some draws (domain randomisation, :class:`AnatomyRanges`); its defaults
+    make the paper cohort's draws.
+    """
+    acq = sample_acquisition(rng, matrix, n_slices, n_sub, ranges)
+    c = _random_contrast(rng) if ranges.random_contrast else _jittered_contrast(rng)
+    ga = rng.uniform(*ranges.gestational_age)
     ofd = (62.0 + 4.0 * (ga - 20.0)) * rng.uniform(0.96, 1.04)
     ci = rng.uniform(0.76, 0.86)
     mother = sample_mother(rng, acq, ofd, c)
     fetus = sample_fetus(rng, acq, mother, ga, ofd, ci, c)
     bias = rng.uniform(-1, 1, (3, 3)) * np.array([0.18, 0.06, 0.04])
-    noise = rng.uniform(0.012, 0.035)
+    if ranges.bias_scale != 1.0:
+        bias = bias * ranges.bias_scale
+    noise = rng.uniform(*ranges.noise)
     return Anatomy(acq, mother, fetus, c, bias, noise, rng.uniform(0.3, 0.8), rng.uniform(600.0, 1600.0))

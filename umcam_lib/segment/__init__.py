@@ -62,15 +62,18 @@ A reference mask beside an input (``X_T2w.nii.gz`` -> ``X_T2w_desc-brain_mask.ni
 rule of ``--mask-suffix``) is checked like the pipeline's masks and scored in 3D in the native
 grid: ``OUT/scores_desc-<label>.csv`` holds one row per stack (``volume_ml``; ``dsc`` in %,
 ``hd95_mm`` in mm, :mod:`umcam_lib.metrics`, empty for stacks without a reference; ``seconds``;
-``warning``), ``OUT/report_desc-<label>.html`` shows every stack's QC picture with them, and
-``OUT/segment_desc-<label>.json`` records the run, method, checkpoint and preprocessing.
+``warning``; and, with or without a reference, ``confidence``, ``largest_share`` and ``qc_flags`` of
+:mod:`.confidence`), ``OUT/report_desc-<label>.html`` shows every stack's QC picture with them,
+flagged and least confident stacks first, and ``OUT/segment_desc-<label>.json`` records the run,
+method, checkpoint and preprocessing.
 
 Bad input: every input (and reference) is read and checked before the first mask is written; an
 error names the file (:class:`~umcam_lib.data.nifti.DataError`). Each file is written atomically
 (:mod:`umcam_lib.io`), so an interrupted call leaves no half-written mask.
 
 Modules: :mod:`.inputs` (which stacks, which references, where masks go), :mod:`.model` (the
-UNet and its preprocessing), :mod:`.predict` (one stack through the UNet and back to its grid),
+UNet and its preprocessing), :mod:`.predict` (one stack through the UNet and back to its grid), :mod:`.confidence`
+(how far to trust a mask without a reference),
 :mod:`.run` (:func:`segment`, every stack of a call; :func:`segment_one`, one stack;
 :class:`SegmentOptions`), :mod:`.output` (BIDS names, sidecars,
 dilation, bias correction), :mod:`.qc` (QC pictures and the report page), :mod:`.shipped` (the
@@ -80,13 +83,13 @@ models in ``models/``), :mod:`.ship` (writing them), :mod:`.segmenter` (training
 from .model import (DEFAULT_METHOD, Preprocessing, run_preprocessing, available_methods, desc_label,
                     method_dir, load_model)
 from .inputs import (Job, output_label, output_path, find_jobs, read_input)
-from .predict import (resampled_shape, uncenter_fit, invert, preprocess, segment_stack, to_file_axes,
+from .predict import (resampled_shape, uncenter_fit, invert, preprocess, stack_probs, segment_stack, to_file_axes,
                       write_mask)
 from .run import (SCORE_COLUMNS, BIAS_SIGMA_MM, EmptyMaskWarning, SegmentOptions, segment, segment_one, LoadedUNet, load_unet)
 from .cli import (is_run_dir, list_shipped, main)
 
 __all__ = ["DEFAULT_METHOD", "Preprocessing", "run_preprocessing", "available_methods", "desc_label", "method_dir",
            "load_model", "Job", "output_label", "output_path", "find_jobs", "read_input", "resampled_shape",
-           "uncenter_fit", "invert", "preprocess", "segment_stack", "to_file_axes", "write_mask", "SCORE_COLUMNS",
+           "uncenter_fit", "invert", "preprocess", "stack_probs", "segment_stack", "to_file_axes", "write_mask", "SCORE_COLUMNS",
            "BIAS_SIGMA_MM", "EmptyMaskWarning", "SegmentOptions", "segment", "LoadedUNet", "load_unet", "segment_one", "is_run_dir",
            "list_shipped", "main"]

@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tta", choices=("run", "on", "off"), default="run",
                     help="on: average each slice over its 8 right-angle rotations/flips (8x the cost); "
                          "run (default): as the run reported its UNets (seg.tta)")
+    ap.add_argument("--fast", action="store_true",
+                    help="no test-time augmentation, whatever the model was selected with (--tta off): "
+                         "8x fewer forward passes; benchmarks/results/segment_bench.md gives both costs")
     ap.add_argument("--bids", action=argparse.BooleanOptionalAction, default=None,
                     help="BIDS-derivative output (sub-XX/anat/sub-XX_..._desc-brain_mask.nii.gz, "
                          "dataset_description.json); default: on when every input has a BIDS name")
@@ -83,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_intermixed_args(argv)  # options may come between RUN_DIR and the inputs
+    if args.fast and args.tta == "on":
+        ap.error("--fast turns test-time augmentation off; it cannot be given with --tta on")
+    if args.fast:
+        args.tta = "off"
     args.run_dir, args.inputs = args.run, list(args.paths)
     if args.run_dir is None and args.inputs and is_run_dir(args.inputs[0]):
         args.run_dir, args.inputs = args.inputs[0], args.inputs[1:]

@@ -55,7 +55,9 @@ def available_methods(run_dir: str | Path) -> dict[str, Path]:
     """Trained UNets of a run: ``{method: folder holding best.pt}``.
 
     ``seg/<name>/best.pt`` gives ``<name>`` (notebooks 06 and 07); the beta/lambda sweep's
-    points ``seg/sweep/<point>/best.pt`` give ``sweep/<point>``.
+    points ``seg/sweep/<point>/best.pt`` give ``sweep/<point>``; a finished segment-only UNet
+    ``segmenter/<name>/`` (:mod:`umcam_lib.segment.segmenter`, with its ``summary.json``) gives
+    ``segmenter/<name>``.
     """
     seg = resolve(run_dir) / "seg"
     out: dict[str, Path] = {}
@@ -63,6 +65,9 @@ def available_methods(run_dir: str | Path) -> dict[str, Path]:
         out[ckpt.parent.name] = ckpt.parent
     for ckpt in sorted(seg.glob("sweep/*/best.pt")):
         out[f"sweep/{ckpt.parent.name}"] = ckpt.parent
+    for ckpt in sorted((resolve(run_dir) / "segmenter").glob("*/best.pt")):
+        if (ckpt.parent / "summary.json").is_file():
+            out[f"segmenter/{ckpt.parent.name}"] = ckpt.parent
     return out
 
 

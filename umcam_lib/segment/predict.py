@@ -99,24 +99,37 @@ def preprocess(stack: Stack, prep: Preprocessing) -> np.ndarray:
     return images
 
 
+def stack_probs(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
+                amp: bool = False, batch_size: int = 32, tta: bool = False,
+                bias_sigma_mm: float | None = None) -> np.ndarray:
+    """Foreground probabilities of one stack on its native grid (``tta``:
+    :func:`umcam_lib.train.seg_predict.predict_probs`; ``bias_sigma_mm``: divide the image by
+    its smoothed foreground first, :func:`umcam_lib.segment.output.bias_correct`).
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W, S)
+        In [0, 1], the shape of ``stack.image`` (slice axis last).
+    """
+    if bias_sigma_mm:
+        stack = dataclasses.replace(stack, image=so.bias_correct(
+            stack.image, (*stack.spacing, stack.thickness), bias_sigma_mm))
+    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size, tta)
+    return invert(probs, stack.image.shape, stack.spacing, prep.spacing_mm)
+
+
 def segment_stack(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
                   amp: bool = False, threshold: float = 0.5, batch_size: int = 32, tta: bool = False,
                   bias_sigma_mm: float | None = None) -> np.ndarray:
-    """Predict one stack; the mask on the stack's native grid, slice axis last (``tta``:
-    :func:`umcam_lib.train.seg_predict.predict_probs`; ``bias_sigma_mm``: divide the image by
-    its smoothed foreground first, :func:`umcam_lib.segment_output.bias_correct`).
+    """Predict one stack: :func:`stack_probs` at or above ``threshold``.
 
     Returns
     -------
     ndarray, uint8, shape (H, W, S)
         0/1, the shape of ``stack.image``.
     """
-    if bias_sigma_mm:
-        stack = dataclasses.replace(stack, image=so.bias_correct(
-            stack.image, (*stack.spacing, stack.thickness), bias_sigma_mm))
-    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size, tta)
-    native = invert(probs, stack.image.shape, stack.spacing, prep.spacing_mm)
-    return (native >= threshold).astype(np.uint8)
+    probs = stack_probs(model, stack, prep, device, amp, batch_size, tta, bias_sigma_mm)
+    return (probs >= threshold).astype(np.uint8)
 
 
 def to_file_axes(mask: np.ndarray, stack: Stack, like: nib.spatialimages.SpatialImage) -> np.ndarray:

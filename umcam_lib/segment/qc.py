@@ -1,6 +1,7 @@
 """Quality-control pictures of ``python -m umcam_lib.segment``: one PNG per stack (the mask's
-outline, and the reference's when there is one, over a few slices spread through the brain) and
-one HTML summary page listing every stack with its picture, brain volume and scores."""
+outline, and the reference's when there is one, over up to 12 slices spread through the brain, in
+panels large enough to judge a boundary) and one HTML summary page listing every stack with its
+picture, brain volume, confidence and scores, the stacks to look at first on top."""
 from __future__ import annotations
 
 import html
@@ -17,7 +18,14 @@ MASK_COLOUR = "#00e000"
 REFERENCE_COLOUR = "#ff30ff"
 
 
-def qc_slices(mask: np.ndarray, n: int = 6) -> list[int]:
+QC_SLICES = 12
+"""Slices drawn per stack (fewer when the brain spans fewer)."""
+
+QC_COLUMNS = 6
+"""Panels per row of the QC picture."""
+
+
+def qc_slices(mask: np.ndarray, n: int = QC_SLICES) -> list[int]:
     """``n`` slice indices (last axis) spread evenly from the first to the last slice holding
     brain; spread through the whole stack when the mask is empty. Fewer when there are fewer
     slices.
@@ -48,9 +56,10 @@ def qc_box(mask: np.ndarray, spacing: Sequence[float], margin_mm: float = 25.0) 
 
 
 def qc_figure(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], reference: np.ndarray | None = None,
-              title: str = "", n: int = 6):
-    """A one-row figure: ``n`` slices of ``image`` with the outline of ``mask`` (green) and of
-    ``reference`` (magenta, dashed) when given, cropped to both masks plus 25 mm (:func:`qc_box`).
+              title: str = "", n: int = QC_SLICES, ncols: int = QC_COLUMNS):
+    """A grid of ``n`` slices of ``image`` (``ncols`` per row) with the outline of ``mask``
+    (green) and of ``reference`` (magenta, dashed) when given, cropped to both masks plus 25 mm
+    (:func:`qc_box`).
 
     Parameters
     ----------
@@ -71,26 +80,30 @@ def qc_figure(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], ref
     bx, by = qc_box(mask if reference is None else (mask > 0) | (reference > 0), spacing)
     image, mask = image[bx, by], mask[bx, by]
     reference = None if reference is None else reference[bx, by]
-    fig = Figure(figsize=(2.0 * len(idx), 2.4))
-    axes = fig.subplots(1, len(idx), squeeze=False)[0]
+    cols = min(ncols, len(idx))
+    rows = -(-len(idx) // cols)
+    fig = Figure(figsize=(2.9 * cols, 3.0 * rows + (0.3 if title else 0.0)), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(idx):]:
+        ax.set_axis_off()
     aspect = float(spacing[1]) / float(spacing[0])  # image[:, :, k].T: rows along axis 1
     for ax, k in zip(axes, idx):
         ax.imshow(image[:, :, k].T, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower",
                   aspect=aspect, interpolation="nearest")
         if reference is not None and reference[:, :, k].any():
-            ax.contour(reference[:, :, k].T.astype(float), levels=[0.5], colors=REFERENCE_COLOUR, linewidths=0.8,
+            ax.contour(reference[:, :, k].T.astype(float), levels=[0.5], colors=REFERENCE_COLOUR, linewidths=1.0,
                        linestyles="dashed")
         if mask[:, :, k].any():
-            ax.contour(mask[:, :, k].T.astype(float), levels=[0.5], colors=MASK_COLOUR, linewidths=0.9)
-        ax.set_title(f"slice {k}", fontsize=7)
+            ax.contour(mask[:, :, k].T.astype(float), levels=[0.5], colors=MASK_COLOUR, linewidths=1.1)
+        ax.set_title(f"slice {k}", fontsize=9)
         ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
 def write_qc(path: str | Path, image: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
-             reference: np.ndarray | None = None, title: str = "", n: int = 6, dpi: int = 80) -> Path:
+             reference: np.ndarray | None = None, title: str = "", n: int = QC_SLICES, dpi: int = 90) -> Path:
     """Draw :func:`qc_figure` and write it to ``path`` (PNG) atomically."""
     return io.save_figure(qc_figure(image, mask, spacing, reference, title, n), path, dpi=dpi)
 
@@ -101,36 +114,55 @@ def _cell(x: object, fmt: str) -> str:
     return html.escape(fmt.format(x))
 
 
+def review_order(scores: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` in the order a person should look at them: flagged stacks first, then by
+    ascending ``confidence`` (stacks without one last), ties in input order."""
+    flagged = scores.get("qc_flags", pd.Series("", index=scores.index)).fillna("").astype(str) != ""
+    conf = pd.to_numeric(scores.get("confidence", pd.Series(np.nan, index=scores.index)), errors="coerce")
+    key = pd.DataFrame({"f": ~flagged, "c": conf.fillna(np.inf), "i": np.arange(len(scores))}, index=scores.index)
+    return scores.loc[key.sort_values(["f", "c", "i"]).index]
+
+
 def write_report(path: str | Path, scores: pd.DataFrame, title: str = "Brain masks") -> Path:
-    """One HTML page: a row per stack with its QC picture, volume (mL), DSC and HD95 (when a
-    reference lay beside it) and any warning; pictures are linked by relative path.
+    """One HTML page: a row per stack with its QC picture, volume (mL), confidence, DSC and HD95
+    (when a reference lay beside it), flags and any warning, in :func:`review_order` (flagged
+    and least confident stacks first); pictures are linked by relative path.
 
     Parameters
     ----------
     scores : DataFrame
         :data:`umcam_lib.segment.SCORE_COLUMNS` (``image``, ``mask``, ``qc``, ``volume_ml``,
-        ``dsc``, ``hd95_mm``, ``warning``).
+        ``confidence``, ``dsc``, ``hd95_mm``, ``warning``, ``qc_flags``).
     """
     path = Path(path)
     scored = scores.dropna(subset=["dsc"])
+    flags = scores.get("qc_flags", pd.Series("", index=scores.index)).fillna("").astype(str)
+    n_flag = int((flags != "").sum())
     lines = ["<!doctype html>", '<html><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px;vertical-align:top}img{max-width:900px}"
+             "td,th{border:1px solid #ccc;padding:4px;vertical-align:top}img{max-width:min(1500px,80vw)}"
              ".warn{color:#b00}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             f"<p>{len(scores)} stack(s); mask outline green"
+             f"<p>{len(scores)} stack(s), {n_flag} flagged for a look; flagged stacks first, then by "
+             "confidence (mean foreground probability on the mask's boundary: near 1 when the UNet is sure "
+             "where the brain ends, near 0.5 when it guesses). Flags: an empty mask, a volume outside "
+             "40-500 mL (fetal brains of 20-38 weeks), a mask in pieces, or a confidence far below the "
+             "batch's. Mask outline green"
              + (f", reference magenta dashed; mean DSC {scored.dsc.mean():.2f} % over {len(scored)} "
                 f"stack(s) with a reference" if len(scored) else "") + ".</p>",
-             "<table><tr><th>stack</th><th>volume (mL)</th><th>DSC (%)</th><th>HD95 (mm)</th><th>QC</th></tr>"]
-    for r in scores.itertuples(index=False):
+             "<table><tr><th>stack</th><th>volume (mL)</th><th>confidence</th><th>DSC (%)</th><th>HD95 (mm)</th>"
+             "<th>QC</th></tr>"]
+    for r in review_order(scores.assign(qc_flags=flags)).itertuples(index=False):
         qc = str(getattr(r, "qc", "") or "")
         pic = (f'<img src="{html.escape(Path(os.path.relpath(qc, path.parent)).as_posix())}" alt="QC">'
                if qc else "")
-        warn = str(getattr(r, "warning", "") or "")
+        notes = [str(x) for x in (getattr(r, "qc_flags", ""), getattr(r, "warning", "")) if x and str(x) != "nan"]
+        notes = list(dict.fromkeys(n for note in notes for n in note.split("; ")))  # "empty mask" once
         name = html.escape(Path(str(r.image)).name)
         mask_rel = html.escape(Path(os.path.relpath(str(r.mask), path.parent)).as_posix())
         lines.append(f"<tr><td>{name}<br><small>{mask_rel}</small>"
-                     + (f'<br><span class="warn">{html.escape(warn)}</span>' if warn else "")
-                     + f"</td><td>{_cell(r.volume_ml, '{:.1f}')}</td><td>{_cell(r.dsc, '{:.2f}')}</td>"
+                     + "".join(f'<br><span class="warn">{html.escape(n)}</span>' for n in notes)
+                     + f"</td><td>{_cell(r.volume_ml, '{:.1f}')}</td>"
+                     f"<td>{_cell(getattr(r, 'confidence', None), '{:.3f}')}</td><td>{_cell(r.dsc, '{:.2f}')}</td>"
                      f"<td>{_cell(r.hd95_mm, '{:.2f}')}</td><td>{pic}</td></tr>")
     lines += ["</table></body></html>", ""]
     return io.write_text(path, "\n".join(lines))

@@ -21,14 +21,16 @@ from ..data import nifti
 from ..paths import resolve
 from ..scoring import largest_component_3d
 from . import output as so
+from . import confidence as segment_confidence
 from . import qc as segment_qc
 from . import shipped
 from .inputs import Job, find_jobs, output_label, read_input
 from .model import DEFAULT_METHOD, Preprocessing, load_model, run_preprocessing
-from .predict import segment_stack, to_file_axes, write_mask
+from .predict import stack_probs, to_file_axes, write_mask
 
 SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", "slice_axis", "n_slices",
-                 "gt_voxels", "pred_voxels", "volume_ml", "dsc", "hd95_mm", "seconds", "qc", "warning"]
+                 "gt_voxels", "pred_voxels", "volume_ml", "confidence", "largest_share", "dsc", "hd95_mm", "seconds",
+                 "qc", "warning", "qc_flags"]
 
 
 BIAS_SIGMA_MM = 80.0
@@ -110,21 +112,32 @@ class SegmentOptions:
 
 
 # --------------------------------------------------------------------------- one stack
-def predict_mask(model: nn.Module, stack: nifti.Stack, prep: Preprocessing, options: SegmentOptions) -> np.ndarray:
-    """The written mask of one stack: predicted on the native grid, then ``postprocess`` and ``dilate``.
+class MaskPrediction(NamedTuple):
+    """The written mask of one stack and how far to trust it (:mod:`umcam_lib.segment.confidence`)."""
+
+    mask: np.ndarray        # uint8 0/1, shape (H, W, S), slice axis last
+    confidence: float       # mean foreground probability on the mask's boundary (before dilation)
+    largest_share: float    # share of the mask in its largest 3D component
+
+
+def predict_mask(model: nn.Module, stack: nifti.Stack, prep: Preprocessing, options: SegmentOptions) -> MaskPrediction:
+    """The written mask of one stack: predicted on the native grid, then ``postprocess`` and
+    ``dilate``; with its boundary confidence and largest-component share.
 
     Returns
     -------
-    ndarray, uint8, shape (H, W, S)
-        0/1, slice axis last (as ``stack.image``).
+    MaskPrediction
+        ``mask``: uint8 0/1, shape (H, W, S), slice axis last (as ``stack.image``).
     """
-    mask = segment_stack(model, stack, prep, options.device, options.amp, options.threshold, options.batch_size,
-                         bool(options.tta), options.bias_sigma_mm)
+    probs = stack_probs(model, stack, prep, options.device, options.amp, options.batch_size, bool(options.tta),
+                        options.bias_sigma_mm)
+    mask = (probs >= options.threshold).astype(np.uint8)
     if options.postprocess == "lcc":
         mask = largest_component_3d(mask.astype(bool)).astype(np.uint8)
+    confidence = segment_confidence.boundary_confidence(probs, mask)
     if options.dilate > 0:
         mask = so.dilate_mm(mask, _geometry(stack), options.dilate)
-    return mask
+    return MaskPrediction(mask, confidence, segment_confidence.largest_share(mask))
 
 
 def _geometry(stack: nifti.Stack) -> tuple[float, float, float]:
@@ -147,7 +160,8 @@ def write_qc_picture(job: Job, stack: nifti.Stack, mask: np.ndarray, out_dir: Pa
 
 
 def score_row(job: Job, stack: nifti.Stack, shape: Sequence[int], mask: np.ndarray, method: str) -> dict[str, Any]:
-    """The :data:`SCORE_COLUMNS` of one stack but ``seconds``, ``qc`` and ``warning``: its mask's
+    """The :data:`SCORE_COLUMNS` of one stack but ``confidence``, ``largest_share``, ``seconds``,
+    ``qc``, ``warning`` and ``qc_flags``: its mask's
     size and volume, and 3D DSC (%) / HD95 (mm) against the reference in the native grid (NaN
     without one; HD95 NaN for an empty mask)."""
     spacing = nifti.voxel_spacing(stack.affine)
@@ -184,7 +198,7 @@ def segment_one(job: Job, model: nn.Module, prep: Preprocessing, options: Segmen
     Returns
     -------
     dict
-        One row of :data:`SCORE_COLUMNS`.
+        One row of :data:`SCORE_COLUMNS` but ``qc_flags`` (set over the batch by :func:`write_summary`).
 
     Warns
     -----
@@ -193,7 +207,7 @@ def segment_one(job: Job, model: nn.Module, prep: Preprocessing, options: Segmen
     """
     t0 = time.perf_counter()
     stack, like = read_input(job)
-    mask = predict_mask(model, stack, prep, options)
+    mask, confidence, share = predict_mask(model, stack, prep, options)
     warning = ""
     if not mask.any():
         warning = "no brain found: the mask is empty"
@@ -203,8 +217,8 @@ def segment_one(job: Job, model: nn.Module, prep: Preprocessing, options: Segmen
         io.write_json(job.out.with_name(nifti.strip_nifti_ext(job.out.name) + ".json"),
                       so.mask_sidecar(job.image, method))
     qc_path = str(write_qc_picture(job, stack, mask, out_dir)) if options.qc else ""
-    return {**score_row(job, stack, like.shape, mask, method), "qc": qc_path, "warning": warning,
-            "seconds": time.perf_counter() - t0}
+    return {**score_row(job, stack, like.shape, mask, method), "confidence": confidence, "largest_share": share,
+            "qc": qc_path, "warning": warning, "seconds": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------- the command
@@ -334,6 +348,8 @@ def write_summary(out_dir: Path, rows: Sequence[dict[str, Any]], label: str, met
         The scores (:data:`SCORE_COLUMNS`, one row per stack); ``attrs["label"]`` is ``label``.
     """
     scores = pd.DataFrame(list(rows), columns=SCORE_COLUMNS)
+    scores["qc_flags"] = segment_confidence.flag_batch(scores.confidence, scores.volume_ml, scores.largest_share,
+                                                    scores.warning.astype(bool))
     scores.attrs["label"] = label
     with io.atomic_path(out_dir / f"scores_desc-{label}.csv") as tmp:
         scores.to_csv(tmp, index=False, float_format="%.4f")

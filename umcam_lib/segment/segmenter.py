@@ -20,6 +20,10 @@ notebooks 03-05) in two stages:
     python -m umcam_lib.segment.segmenter RUN_DIR NAME [--method FullySup] [--seed 0] [--set width=16 ...]
     python -m umcam_lib.segment.segmenter RUN_DIR NAME_REFIT --refit NAME [--seed 0]
     python -m umcam_lib.segment.segmenter RUN_DIR NAME --seeds 0,1,2 [--jobs 2]
+    python -m umcam_lib.segment.segmenter RUN_DIR NAME --synthetic 24 [--set augment=true ...]
+
+``--synthetic N`` adds N domain-randomised phantom stacks to the training stacks
+(:mod:`umcam_lib.segment.synthetic`; FullySup only: the weak route sees image-level labels only).
 
 With ``--seeds`` every seed is one task (:class:`SegmenterTask`, written to ``NAME-s<seed>``; with
 ``--refit FROM`` each seed refits ``FROM-s<seed>``), run through the study's executors
@@ -50,6 +54,7 @@ import pandas as pd
 import torch
 
 from .. import io, provenance, runtime
+from . import synthetic as synth
 from ..config.files import apply_overrides, load_params, profile_path
 from ..config.schema import ParameterError, check_section
 from ..data import SliceSet
@@ -147,7 +152,8 @@ def run_seg_section(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 
 def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                     seed: int = 0, refit: str | None = None, device: str = "auto",
-                    progress: bool = True, threads: int | None = None) -> dict[str, Any]:
+                    progress: bool = True, threads: int | None = None, synthetic: int = 0,
+                    synthetic_seed: int = synth.SYNTHETIC_SEED) -> dict[str, Any]:
     """Train, score and record one segment-only UNet (see the module docstring).
 
     Parameters
@@ -172,6 +178,12 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         A progress bar over epochs.
     threads : int, optional
         Torch threads; default the run's ``threads``.
+    synthetic : int
+        Domain-randomised phantom stacks added to the training stacks
+        (:func:`umcam_lib.segment.synthetic.synthetic_slices`); FullySup only. With ``refit``
+        it is taken from that model.
+    synthetic_seed : int
+        Their seed (the same stacks for every UNet seed).
 
     Returns
     -------
@@ -188,6 +200,8 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         if source.get("stage") != "select":
             raise ParameterError(f"--refit {refit}: that model is a {source.get('stage')!r} model; refit a select one")
         method = source["method"]
+        synthetic = int((source.get("synthetic") or {}).get("n_volumes", 0))
+        synthetic_seed = int((source.get("synthetic") or {}).get("seed", synthetic_seed))
         seg_values = dict(source["seg"])
         best = int(source["best_epoch"])
         seg_values.update(epochs=best, patience=None, plateau_decay=None)
@@ -197,6 +211,11 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         stage, epochs_from = "select", None
     if method not in VARIANTS:
         raise ParameterError(f"--method {method!r}: expected one of {', '.join(VARIANTS)}")
+    if synthetic < 0:
+        raise ParameterError(f"--synthetic must be >= 0 stacks, got {synthetic}")
+    if synthetic and method != "FullySup":
+        raise ParameterError(f"--synthetic with --method {method}: the weak route sees image-level labels only, "
+                             "and synthetic stacks have no pseudo labels; use --method FullySup")
     # every key of the schema may be set, also one the run did not record (it had its default then)
     seg_values = {**check_section("seg", {}).to_dict(), **seg_values}
     try:
@@ -205,6 +224,15 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         raise ParameterError(f"--set: {exc} (keys are those of the seg section, without 'seg.')") from exc
     seg = check_section("seg", seg_values)
     train_set = refit_slices(slices) if stage == "refit" else slices
+    synthetic_record = None
+    if synthetic:
+        made = synth.synthetic_slices(synthetic, slices.spacing_mm, int(slices.images.shape[-1]), synthetic_seed,
+                                      cache_dir=resolve(run_dir) / "segmenter" / "_synthetic")
+        train_set = synth.with_synthetic(train_set, made)
+        synthetic_record = {"n_volumes": int(synthetic), "seed": int(synthetic_seed),
+                            "n_slices": int(len(made["images"])),
+                            "brain_ml": [round(float(v), 1) for v in made["brain_ml"]],
+                            "ranges": dataclasses.asdict(synth.DOMAIN_RANDOMISATION)}
     if len(train_set.volume_ids("train")) == 0:
         raise ParameterError(f"{resolve(run_dir)}: the run has no training stacks")
     dev = runtime.as_device(device)
@@ -228,6 +256,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "validation_score_at_selection": ckpt.get("score") if stage == "select" else None,
         "seg": seg.to_dict(),
         "trained_on": stack_names(train_set, "train"),
+        "synthetic": synthetic_record,
         "held_out": list(held_out),
         "scores": card_scores(scores[~scores["in_training"]], held_out),
         "scores_in_training": card_scores(scores[scores["in_training"]], ("val",)),
@@ -236,7 +265,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "seconds": round(time.perf_counter() - t0, 1),
         "command": "python -m umcam_lib.segment.segmenter " + " ".join(
             [str(run_dir), name, *(["--refit", refit] if refit else ["--method", method]), "--seed", str(seed),
-             *[f"--set {c}" for c in changes]]),
+             *([f"--synthetic {synthetic}"] if synthetic and not refit else []), *[f"--set {c}" for c in changes]]),
     }
     io.write_json(out / SUMMARY, summary)
     return summary
@@ -266,6 +295,7 @@ class SegmenterTask:
     refit: str | None = None
     device: str = "auto"
     threads: int | None = None
+    synthetic: int = 0
 
     @property
     def where(self) -> str:
@@ -286,6 +316,7 @@ def finished_summary(task: SegmenterTask) -> dict[str, Any] | None:
     same = (summary.get("seed") == task.seed and list(summary.get("changes") or []) == list(task.changes)
             and ((summary.get("epochs_from") or {}).get("model") == task.refit)
             and (task.refit is not None or summary.get("method") == task.method)
+            and (task.refit is not None or int((summary.get("synthetic") or {}).get("n_volumes", 0)) == task.synthetic)
             and summary.get("library") == provenance.library_fingerprint())
     return summary if same else None
 
@@ -298,24 +329,24 @@ def run_segmenter_task(task: SegmenterTask) -> dict[str, Any]:
     before = torch.get_num_threads()
     try:
         return train_segmenter(task.run_dir, task.name, task.method, task.changes, task.seed, task.refit, task.device,
-                               progress=False, threads=task.threads)
+                               progress=False, threads=task.threads, synthetic=task.synthetic)
     finally:
         torch.set_num_threads(before)
 
 
 def seed_tasks(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
-               threads: int | None = None) -> list[SegmenterTask]:
+               threads: int | None = None, synthetic: int = 0) -> list[SegmenterTask]:
     """One task per seed, written to ``NAME-s<seed>`` (refitting ``REFIT-s<seed>``) when there are several."""
     many = len(seeds) > 1
     return [SegmenterTask(str(resolve(run_dir)), f"{name}-s{s}" if many else name, method, tuple(changes), int(s),
-                          (f"{refit}-s{s}" if many else refit) if refit else None, device, threads)
+                          (f"{refit}-s{s}" if many else refit) if refit else None, device, threads, int(synthetic))
             for s in seeds]
 
 
 def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                           seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
-                          jobs: int = 1) -> list[dict[str, Any]]:
+                          jobs: int = 1, synthetic: int = 0) -> list[dict[str, Any]]:
     """Every seed of a segment-only UNet as a task (see the module docstring); their summaries in seed order.
 
     Parameters
@@ -338,7 +369,7 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
     threads = params.get("threads")
     if jobs > 1:
         threads = max(1, int(threads or torch.get_num_threads()) // jobs)
-    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads)
+    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads, synthetic)
     executor = SerialExecutor() if jobs == 1 else make_executor({"kind": "processes", "jobs": int(jobs)})
     try:
         return run_tasks(executor, run_segmenter_task, tasks)
@@ -373,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="retrain select model NAME on train + validation stacks for its best epoch count")
     ap.add_argument("--set", dest="changes", action="append", default=[], metavar="KEY=VALUE",
                     help="change a key of the seg section (repeatable), e.g. --set width=16")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="add N domain-randomised phantom stacks to the training stacks (FullySup only; "
+                         "umcam_lib.segment.synthetic)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
@@ -382,10 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError:
                 raise ParameterError(f"--seeds {args.seeds!r}: expected seeds separated by commas, e.g. 0,1,2") from None
             summaries = train_segmenter_seeds(args.run_dir, args.name, args.method, args.changes, seeds, args.refit,
-                                              args.device, args.jobs)
+                                              args.device, args.jobs, args.synthetic)
         else:
             summaries = [train_segmenter(args.run_dir, args.name, args.method, args.changes, args.seed, args.refit,
-                                         args.device)]
+                                         args.device, synthetic=args.synthetic)]
     except (ParameterError, FileNotFoundError, ValueError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

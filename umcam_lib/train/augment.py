@@ -149,9 +149,11 @@ def augmentation_figure(images: np.ndarray, augment: bool | Mapping[str, Any] = 
 
 
 def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor | None], gen: torch.Generator,
-                               gamma: tuple[float, float] = (0.7, 1.5), scale: tuple[float, float] = (1.0, 1.0)
+                               gamma: tuple[float, float] = (0.7, 1.5), scale: tuple[float, float] = (1.0, 1.0),
+                               resolution: tuple[float, float] = (1.0, 1.0), bias: float = 0.0, noise: float = 0.0
                                ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-    """Augment a UNet training batch: one random dihedral view per slice, zoom and gamma.
+    """Augment a UNet training batch: one random dihedral view per slice, zoom, resolution,
+    gamma, bias field and noise.
 
     Each slice is rotated by a multiple of 90 degrees and flipped with probability 0.5 (the
     eight orientations of the square; they cover the in-plane orientations in which scanners
@@ -159,7 +161,11 @@ def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor 
     when ``scale`` is not ``(1, 1)``, zoomed by a factor log-uniform in ``scale`` about a random
     point of the slice (bilinear, zero fill; the anatomy of fetuses of other ages is larger or
     smaller at the same pixel spacing); and its intensities go through ``x ** g`` with ``g``
-    log-uniform in ``gamma`` (contrast).
+    log-uniform in ``gamma`` (contrast). Three more changes of the image alone, each off at its
+    default and drawing nothing from ``gen`` when off (so a batch augmented without them is
+    bit for bit what it was before they existed), stand in for other scanners
+    (:func:`degrade_images`): a coarser in-plane resolution, a smooth multiplicative bias field
+    and Gaussian noise.
 
     Parameters
     ----------
@@ -173,6 +179,8 @@ def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor 
         Range of the gamma exponent; ``(1, 1)`` turns the contrast change off.
     scale : (low, high)
         Range of the zoom factor (> 1 enlarges); ``(1, 1)`` turns zooming off.
+    resolution, bias, noise
+        See :func:`degrade_images`; ``(1, 1)``, 0 and 0 turn them off.
 
     Returns
     -------
@@ -210,7 +218,58 @@ def augment_segmentation_batch(images: torch.Tensor, targets: list[torch.Tensor 
         x = warp(x)
         out = [None if t is None else warp(t).to(t.dtype) for t in out]
     x = x.clamp(0.0, 1.0) ** g.to(x.device, x.dtype).view(b, 1, 1, 1)
-    return x, out
+    return degrade_images(x, gen, resolution, bias, noise), out
+
+
+def degrade_images(x: torch.Tensor, gen: torch.Generator, resolution: tuple[float, float] = (1.0, 1.0),
+                   bias: float = 0.0, noise: float = 0.0) -> torch.Tensor:
+    """What another scanner does to a slice, drawn per slice: coarser pixels, a bias field, noise.
+
+    Parameters
+    ----------
+    x : Tensor, float, shape (B, 1, H, W), values in [0, 1]
+    gen : torch.Generator
+        All draws come from it; nothing is drawn for a change that is off.
+    resolution : (low, high)
+        Factor ``r`` log-uniform in the range: the slice is resampled to ``H / r`` pixels
+        (antialiased) and back (bilinear), as if acquired with pixels ``r`` times larger.
+        ``(1, 1)``: off.
+    bias : float
+        Largest log-amplitude of a smooth multiplicative field ``exp(a f)``: ``f`` is a 4 x 4
+        grid of standard normal values, upsampled bicubically and scaled to a peak of 1, ``a``
+        uniform in ``[0, bias]``. 0: off.
+    noise : float
+        Largest standard deviation (image units) of added Gaussian noise, drawn uniform in
+        ``[0, noise]`` per slice. 0: off.
+
+    Returns
+    -------
+    Tensor, shape (B, 1, H, W)
+        Clamped to [0, 1] when any change is on; ``x`` itself when all are off.
+    """
+    b, _, h, w = x.shape
+    changed = False
+    if tuple(resolution) != (1.0, 1.0):
+        lo, hi = math.log(resolution[0]), math.log(resolution[1])
+        rs = torch.exp(torch.empty(b).uniform_(0, 1, generator=gen) * (hi - lo) + lo)
+        rows = []
+        for i in range(b):
+            r = float(rs[i])
+            size = (max(4, round(h / r)), max(4, round(w / r)))
+            low = F_nn.interpolate(x[i:i + 1], size=size, mode="bilinear", antialias=True, align_corners=False)
+            rows.append(F_nn.interpolate(low, size=(h, w), mode="bilinear", align_corners=False))
+        x, changed = torch.cat(rows), True
+    if bias > 0:
+        amp = torch.empty(b).uniform_(0, 1, generator=gen) * float(bias)
+        coarse = torch.empty(b, 1, 4, 4).normal_(0, 1, generator=gen)
+        field = F_nn.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+        field = field / field.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+        x, changed = x * torch.exp(amp.view(b, 1, 1, 1) * field).to(x.device, x.dtype), True
+    if noise > 0:
+        sd = torch.empty(b).uniform_(0, 1, generator=gen) * float(noise)
+        n = torch.empty(x.shape).normal_(0, 1, generator=gen)
+        x, changed = x + (sd.view(b, 1, 1, 1) * n).to(x.device, x.dtype), True
+    return x.clamp(0.0, 1.0) if changed else x
 
 
 def random_patches(images: torch.Tensor, targets: list[torch.Tensor | None], size: int, gen: torch.Generator,

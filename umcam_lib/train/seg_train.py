@@ -192,7 +192,9 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.
         sb = data.spl[b].to(dev) if data.spl is not None else None
         if cfg.augment:
             x, (yb, sb) = augment_segmentation_batch(x, [yb, sb], aug_gen, gamma=tuple(cfg.augment_gamma),
-                                                     scale=tuple(cfg.augment_scale))
+                                                     scale=tuple(cfg.augment_scale),
+                                                     resolution=tuple(cfg.augment_resolution),
+                                                     bias=cfg.augment_bias, noise=cfg.augment_noise)
             x = x.contiguous(memory_format=fmt)
         if cfg.patch is not None:
             x, (yb, sb) = random_patches(x, [yb, sb], int(cfg.patch), aug_gen, focus=yb)

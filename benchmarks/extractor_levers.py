@@ -1,0 +1,135 @@
+"""Levers for an extractor that generalises (issue 34, item 2): train each lever's segment-only UNet
+over several seeds, score every seed on plain validation, on sub-02 (test) and on both halves of
+the shift benchmark, and write the lever table.
+
+Choices are made on validation and the shift benchmark's validation half; sub-02 and the test
+half are reported beside them and never chosen on.
+
+Usage (a real-profile run folder with notebooks 01-05 done; hours on 2 CPU cores)::
+
+    OMP_NUM_THREADS=2 python benchmarks/extractor_levers.py runs/real --levers shipped,strong,dr12 \\
+        --seeds 0,1,2 --out benchmarks/results/extractor_levers
+    python benchmarks/extractor_levers.py runs/real --list          # the levers and what each changes
+
+A seed already trained with the same request is not trained again (the segmenter's resume rule),
+so an interrupted call continues where it stopped. Writes ``--out`` ``.csv`` (one row per lever,
+seed and scored set) and ``.md`` (per lever: mean and seed SD of each set, min over shift cases).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import shift_benchmark as sb  # noqa: E402
+from umcam_lib.data.fetch import DATASET, resolve_root  # noqa: E402
+from umcam_lib.segment import segmenter as so  # noqa: E402
+
+SHIPPED = ("width=16",)  # the shipped recipe: the real profile's seg section at width 16
+STRONG = (*SHIPPED, "augment=true", "augment_scale=[0.6, 1.6]", "augment_gamma=[0.5, 2.0]",
+          "augment_resolution=[1.0, 2.0]", "augment_bias=0.4", "augment_noise=0.05")
+
+#: lever -> (method, --set changes, synthetic stacks, what it tests)
+LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
+    "shipped": ("FullySup", SHIPPED, 0, "the shipped FullySup recipe, retrained per seed"),
+    "scale": ("FullySup", (*SHIPPED, "augment_scale=[0.5, 1.6]"), 0, "zoom that also shrinks (smaller brains)"),
+    "strong": ("FullySup", STRONG, 0, "strong spatial and intensity augmentation of the real stacks"),
+    "dr6": ("FullySup", STRONG, 6, "strong + 6 domain-randomised phantom stacks (1:1 with the real ones)"),
+    "dr12": ("FullySup", STRONG, 12, "strong + 12 phantom stacks (2:1)"),
+    "dr24": ("FullySup", STRONG, 24, "strong + 24 phantom stacks (4:1)"),
+    "weak-shipped": ("UM-CAM+SPL", SHIPPED, 0, "the shipped weak recipe, retrained per seed"),
+    "weak-strong": ("UM-CAM+SPL", STRONG, 0, "weak, strong augmentation (image-level labels only)"),
+}
+
+
+def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
+    """Every seed of every lever (finished seeds are kept)."""
+    for lever in levers:
+        method, changes, synthetic, what = LEVERS[lever]
+        print(f"== {lever}: {what} ({method}, {' '.join(changes)}, synthetic {synthetic})", flush=True)
+        for s in so.train_segmenter_seeds(run, lever, method, list(changes), seeds, jobs=jobs, synthetic=synthetic):
+            print(so.describe(s), flush=True)
+
+
+def plain_scores(run: Path, levers: list[str], seeds: list[int]) -> pd.DataFrame:
+    """Validation and test 3D DSC of every seed, from its summary."""
+    rows = []
+    for lever in levers:
+        for s in seeds:
+            summary = so.read_summary(run, f"{lever}-s{s}" if len(seeds) > 1 else lever)
+            for split, e in summary["scores"].items():
+                rows.append({"lever": lever, "seed": s, "set": "sub-01 val" if split == "val" else "sub-02 test",
+                             "dsc": e["dsc_mean"], "dsc_min": e["dsc_min"]})
+    return pd.DataFrame(rows)
+
+
+def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path) -> pd.DataFrame:
+    """Mean and minimum shift-benchmark DSC of every seed, per half."""
+    cases = sb.build_cases(cc0, work)
+    names = {f"segmenter/{lever}-s{s}" if len(seeds) > 1 else f"segmenter/{lever}": (lever, s)
+             for lever in levers for s in seeds}
+    table = sb.score(work, cases, list(names), run)
+    rows = []
+    for (model, half), g in table.groupby(["model", "half"], sort=False):
+        lever, s = names[model]
+        rows.append({"lever": lever, "seed": s, "set": f"shift {half}", "dsc": g["dsc"].mean(), "dsc_min": g["dsc"].min()})
+    return pd.DataFrame(rows)
+
+
+def write_table(scores: pd.DataFrame, out: Path, command: str) -> None:
+    """``out.csv`` (one row per lever, seed and set) and ``out.md`` (mean, seed SD, worst case)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out.with_suffix(".csv"), index=False, float_format="%.2f")
+    sets = ["sub-01 val", "shift val", "sub-02 test", "shift test"]
+    lines = ["# Extractor levers: validation, sub-02 and the shift benchmark", "", f"`{command}`", "",
+             "3D DSC (%) on each stack's own grid: mean over seeds +- seed SD, and the worst stack or case "
+             "of any seed. Chosen on the first two columns (sub-01 validation stack, shift benchmark's "
+             "validation half); the last two are reported, never chosen on.", "",
+             "| lever | what | " + " | ".join(sets) + " |", "|---|---|" + "---|" * len(sets)]
+    for lever, g in scores.groupby("lever", sort=False):
+        cells = []
+        for st in sets:
+            d = g[g["set"] == st]
+            cells.append("" if d.empty else f"{d.dsc.mean():.1f} +- {d.dsc.std(ddof=1) if len(d) > 1 else 0:.1f} "
+                         f"(min {d.dsc_min.min():.1f})")
+        lines.append(f"| {lever} | {LEVERS[lever][3]} | " + " | ".join(cells) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="a real-profile run folder (notebooks 01-05 done)")
+    ap.add_argument("--levers", default="shipped,strong,dr12", help=f"comma-separated, of {', '.join(LEVERS)}")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds trained side by side (worker processes)")
+    ap.add_argument("--cc0", default=DATASET)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/umcam-shift-levers"))
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extractor_levers")
+    ap.add_argument("--list", action="store_true", help="print the levers and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (method, changes, synthetic, what) in LEVERS.items():
+            print(f"{name:13s} {method:10s} synthetic {synthetic:2d}  {what}\n{'':13s} --set {' --set '.join(changes)}")
+        return 0
+    levers = [x.strip() for x in args.levers.split(",") if x.strip()]
+    unknown = [x for x in levers if x not in LEVERS]
+    if unknown:
+        ap.error(f"--levers: unknown {unknown}; known: {', '.join(LEVERS)}")
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    train(args.run, levers, seeds, args.jobs)
+    scores = pd.concat([plain_scores(args.run, levers, seeds),
+                        shift_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0))], ignore_index=True)
+    command = "OMP_NUM_THREADS=2 python benchmarks/extractor_levers.py " + " ".join(argv or sys.argv[1:])
+    write_table(scores, args.out, command.strip())
+    print(f"wrote {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

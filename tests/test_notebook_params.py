@@ -73,8 +73,10 @@ def test_study_notebooks_read_what_their_old_parameter_cells_declared():
         "02": ["amp", "classifier", "device", "executor", "profile", "seed", "seeds", "threads"],  # executor: issue 33
         "03": ["amp", "cam", "classifier", "device", "profile", "seed", "seeds", "threads"],
         # cross_seeds: issue 35 (04 and 05 write the labels of the classifier seeds UNet seeds pair with)
-        "04": ["amp", "cam", "classifier", "cross_seeds", "device", "profile", "seed", "seeds", "threads"],
-        "05": ["amp", "cam", "cross_seeds", "device", "gse", "profile", "seed", "seeds", "threads"],
+        # last_notebook: a run that stops at 05 needs no other seed's labels (label_seeds.crossing)
+        "04": ["amp", "cam", "classifier", "cross_seeds", "device", "last_notebook", "profile", "seed", "seeds",
+               "threads"],
+        "05": ["amp", "cam", "cross_seeds", "device", "gse", "last_notebook", "profile", "seed", "seeds", "threads"],
         # cam, classifier: issue 21 (the method figure recomputes one slice's CAMs with the saved classifier)
         # executor: issue 33 (where the UNet tasks run; their threads per task can move the last bits)
         "06": ["amp", "cam", "classifier", "cross_seeds", "device", "executor", "gse", "profile", "seed", "seeds", "seg",

@@ -75,6 +75,19 @@ def extra_label_seeds(classifier_seeds: Sequence[int], cross: bool, unet_seeds: 
     return sorted({c for c in pairs.values() if c != int(classifier_seeds[0])})
 
 
+def crossing(cross: bool, last_notebook: str | int | None) -> bool:
+    """Whether notebooks 04-05 must write the labels of the other classifier seeds: crossing is on
+    and the run goes on to the UNets of notebooks 06-07 (a profile that stops at 05, as the real
+    profile's companions do, would compute them for nothing).
+
+    Examples
+    --------
+    >>> crossing(True, None), crossing(True, "05"), crossing(True, 8), crossing(False, None)
+    (True, False, True, False)
+    """
+    return bool(cross) and (last_notebook is None or str(last_notebook).zfill(2) >= "06")
+
+
 def crossed_targets(run_dir: str | Path, pairs: Mapping[int, int], primary_seed: int,
                     build: Callable[[Path], Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[int, Mapping[str, Any]]]:
     """The targets of every UNet seed paired with an extra classifier seed, row by row.
@@ -119,4 +132,4 @@ def labels_name(row: str, classifier_seed: int, primary_seed: int) -> str:
     return row if int(classifier_seed) == int(primary_seed) else f"{row}__labels{int(classifier_seed)}"
 
 
-__all__ = ["LABEL_FREE", "crossed_targets", "extra_label_seeds", "labels_dir", "labels_name", "paired_seeds"]
+__all__ = ["LABEL_FREE", "crossed_targets", "crossing", "extra_label_seeds", "labels_dir", "labels_name", "paired_seeds"]

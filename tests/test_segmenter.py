@@ -157,3 +157,45 @@ def test_segmenter_seeds_as_tasks_serial_equals_processes_and_resume(run, tmp_pa
     refits = so.train_segmenter_seeds(run, "fs-refit", refit="fs", seeds=[0, 1])
     assert [r["epochs_from"]["model"] for r in refits] == ["fs-s0", "fs-s1"]
     assert so.main([str(run), "x", "--seeds", "0,0"]) == 1 and so.main([str(run), "x", "--seeds", "a"]) == 1
+
+
+def test_cards_state_their_scope_and_carry_the_shift_table(run, tmp_path, monkeypatch):
+    import functools
+
+    from umcam_lib.segment import synthetic as synth
+
+    monkeypatch.setattr(synth, "synthetic_slices", functools.partial(synth.synthetic_slices, matrix=48))
+    trained(run, "fs", "FullySup", ["epochs=1"], synthetic=2)
+    trained(run, "um", "UM-CAM+SPL", ["epochs=1"])
+    case = {"case": "small brain", "brain_ml": 80.0, "spacing_mm": "0.90x0.90x2.64", "shape": "320x320x22"}
+    table = pd.DataFrame([{**case, "model": m, "half": h, "dsc": d}
+                          for m, h, d in [("segmenter/fs", "val", 70.0), ("segmenter/fs", "test", 60.0),
+                                          ("weak", "val", 50.0), ("weak", "test", 40.0)]])
+    csv = tmp_path / "shift.csv"
+    table.to_csv(csv, index=False)
+    out = tmp_path / "models"
+    reg = ship.ship(run, out, git=CLEAN, any_profile=True, segmenters={"fullysup": "fs", "weak": "um"}, shift=csv)
+    assert f"--shift {csv}" in reg["shipped_by"]["command"]
+    shipped.verify(out)
+    card = json.loads((out / "FullySup" / "card.json").read_text())
+    syn = card["training_distribution"]["synthetic"]
+    assert syn["n_volumes"] == 2 and syn["ranges"]["random_contrast"]
+    assert card["training_distribution"]["real"]["n_stacks"] >= 1
+    assert any("synthetic stacks" in s for s in card["never_seen"])
+    assert card["shift_benchmark"]["model"] == "segmenter/fs"
+    assert card["shift_benchmark"]["halves"]["test"] == {"mean": 60.0, "min": 60.0, "n": 1}
+    wcard = json.loads((out / "UM-CAM+SPL" / "card.json").read_text())
+    assert wcard["training_distribution"]["synthetic"] is None
+    assert any("no synthetic stacks were added" in s for s in wcard["never_seen"])
+    assert wcard["shift_benchmark"]["model"] == "weak"
+    text = (out / "FullySup" / "MODEL_CARD.md").read_text()
+    assert "## Never seen" in text and "## Shift benchmark" in text and "| test | small brain |" in text
+    # a table without a shipped model's rows, or no table at all, is refused before anything is written
+    table[table["model"] == "weak"].to_csv(csv, index=False)
+    with pytest.raises(ship.ShipError, match="no rows of segmenter/fs"):
+        ship.ship(run, tmp_path / "m2", git=CLEAN, any_profile=True, segmenters={"fullysup": "fs", "weak": "um"},
+                  shift=csv)
+    with pytest.raises(ship.ShipError, match="no such shift-benchmark table"):
+        ship.ship(run, tmp_path / "m3", git=CLEAN, any_profile=True, segmenters={"fullysup": "fs", "weak": "um"},
+                  shift=tmp_path / "none.csv")
+    assert not (tmp_path / "m3").exists()

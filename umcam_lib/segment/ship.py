@@ -3,6 +3,7 @@
 ::
 
     python -m umcam_lib.segment.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile] [--segmenter ALIAS=NAME ...]
+                                    [--shift TABLE.csv]
 
 From the run folder ``RUN_DIR`` (``runs/real``) two UNets are shipped:
 
@@ -25,6 +26,11 @@ file is written atomically.
 that model's held-out scores (only test for a model refitted on the training and validation
 stacks), its ``seg`` section as the recipe, and its own git state beside the run's notebooks
 01-05 (FullySup: 01) whose artifacts it was trained on. The run then needs no notebook 06-07.
+
+Every card states its scope (:mod:`umcam_lib.segment.card_scope`): the training distribution
+(real stacks, synthetic stacks and their ranges, augmentation) and what the model has never
+seen; ``--shift TABLE.csv`` (``benchmarks/shift_benchmark.py`` or ``extractor_levers.py``) adds
+its per-case shift-benchmark table.
 
 Refusals (each a :class:`ShipError` naming the reason; ``--allow-dirty`` overrides the first two,
 and the cards then say so in capitals):
@@ -52,6 +58,7 @@ import pandas as pd
 import torch
 
 from .. import io, provenance, report
+from . import card_scope
 from ..data.artifacts import volumes_path
 from ..data.fetch import REGISTRY as CC0_REGISTRY
 from ..hashing import file_sha256
@@ -323,7 +330,8 @@ def render_card(card: dict[str, Any]) -> str:
             mn = f"{e['dsc_min']:.2f}" if "dsc_min" in e else ""
             lines.append(f"| {split} | {e['n_volumes']} | {e['dsc_mean']:.2f} | {e['dsc_std']:.2f} | {mn} | "
                          f"{mm} | {e['hd95_px_mean']:.2f} |")
-    lines += ["", "## Training data", "",
+    lines += [""] + card_scope.render_scope(card)
+    lines += ["## Training data", "",
               f"Dataset {data['dataset']} ({data['source']}); licence: {data['licence']}.", "",
               "| stack | subject | split | slices | with brain | source |", "|---|---|---|---|---|---|"]
     lines += [f"| {v['name']} | {v['subject']} | {v['split']} | {v['n_slices']} | {v['positive_slices']} | "
@@ -388,6 +396,7 @@ class Shipment:
     shipped_by: dict[str, Any]
     tree_dirty: bool
     changed: list[str]
+    shift: pd.DataFrame | None = None
 
 
 def check_request(run: Path, segmenters: dict[str, str]) -> None:
@@ -458,13 +467,14 @@ def check_provenance(run: Path, picks: Sequence[Pick], allow_dirty: bool) -> Non
 
 
 def shipped_by(state: dict[str, Any], run_dir: str | Path, out: Path, segmenters: dict[str, str],
-               allow_dirty: bool, any_profile: bool) -> dict[str, Any]:
+               allow_dirty: bool, any_profile: bool, shift: str | Path | None = None) -> dict[str, Any]:
     """``commit``, ``dirty``, ``time_utc`` (now) and the ``command`` that ships (for cards and registry)."""
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     command = "python -m umcam_lib.segment.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
                                                                      else f" --out {out}") \
         + "".join(f" --segmenter {a}={n}" for a, n in sorted(segmenters.items())) \
-        + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "")
+        + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "") \
+        + (f" --shift {shift}" if shift is not None else "")
     return {"commit": state.get("commit"), "dirty": state.get("dirty"), "time_utc": now, "command": command}
 
 
@@ -544,9 +554,29 @@ def model_card(pick: Pick, ckpt: dict[str, Any], n_params: int, rec: dict[str, A
                   "notebooks": pick.states, "library": rec.get("library"), "packages": rec.get("packages")},
         "shipped_by": s.shipped_by,
     }
+    dist = card_scope.training_distribution(card["training_data"], card["recipe"].get("seg", {}),
+                                            alone["summary"].get("synthetic") if alone is not None else None)
+    card["training_distribution"], card["never_seen"] = dist, card_scope.never_seen(dist)
+    if s.shift is not None:
+        card["shift_benchmark"] = shift_of(pick, s.shift)
     if dirty_notes:
         card["warning"] = "NOT REPRODUCIBLE FROM A COMMIT (--allow-dirty): " + "; ".join(dirty_notes).upper()
     return card
+
+
+def shift_of(pick: Pick, table: pd.DataFrame) -> dict[str, Any]:
+    """The shift-benchmark rows of ``pick`` (named ``segmenter/<name>``, by its method or its alias).
+
+    Raises
+    ------
+    ShipError
+        The table has no row of it.
+    """
+    names = ([f"segmenter/{pick.alone['summary']['name']}"] if pick.alone is not None else []) + [pick.method, pick.alias]
+    try:
+        return card_scope.shift_cases(table, names)
+    except card_scope.ScopeError as exc:
+        raise ShipError(f"--shift: {exc}") from exc
 
 
 def write_model(folder: Path, pick: Pick, s: Shipment) -> dict[str, Any]:
@@ -613,7 +643,7 @@ def remove_stale(out: Path, old: dict[str, Any], models: dict[str, Any]) -> None
 
 def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty: bool = False,
          any_profile: bool = False, repo: Path = REPO_ROOT, git: dict[str, Any] | None = None,
-         segmenters: dict[str, str] | None = None) -> dict[str, Any]:
+         segmenters: dict[str, str] | None = None, shift: str | Path | None = None) -> dict[str, Any]:
     """Ship the validation-chosen weak UNet and the fully supervised one of ``run_dir`` into ``out``.
 
     Parameters
@@ -634,6 +664,9 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         ``alias -> name``: ship ``RUN_DIR/segmenter/<name>`` (a UNet trained for ``segment``
         alone, :mod:`umcam_lib.segment.segmenter`) as ``weak`` or ``fullysup`` instead of the
         study's UNet; its card carries that model's held-out scores.
+    shift : path, optional
+        A shift-benchmark table (``.csv``) with rows of every shipped model (as
+        ``segmenter/<name>``, its method or its alias): the cards carry its per-case scores.
 
     Returns
     -------
@@ -654,12 +687,19 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
     rows = segmentation_rows(run)
     picks, candidates = choose(run, rows, records, segmenters)
     check_provenance(run, picks, allow_dirty)
+    try:
+        shift_table = None if shift is None else card_scope.read_table(shift)
+    except card_scope.ScopeError as exc:
+        raise ShipError(f"--shift: {exc}") from exc
     s = Shipment(run=run, profile=profile, records=records, rows=rows, candidates=candidates,
                  prep=run_preprocessing(run), data=training_data(run, records["01"].get("params", {})),
-                 shipped_by=shipped_by(state, run_dir, out, segmenters, allow_dirty, any_profile),
-                 tree_dirty=state.get("dirty") is not False, changed=list(state.get("changed") or []))
+                 shipped_by=shipped_by(state, run_dir, out, segmenters, allow_dirty, any_profile, shift),
+                 tree_dirty=state.get("dirty") is not False, changed=list(state.get("changed") or []),
+                 shift=shift_table)
     old = previous_registry(out)
     picks = locate(run, picks)
+    for pick in picks if shift_table is not None else []:
+        shift_of(pick, shift_table)  # every shipped model has rows, before anything is written
     models: dict[str, Any] = {}
     for pick in picks:
         card = write_model(out / folder_name(pick.method), pick, s)
@@ -682,12 +722,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--segmenter", action="append", default=[], metavar="ALIAS=NAME",
                     help="ship RUN_DIR/segmenter/NAME (python -m umcam_lib.segment.segmenter) as ALIAS (weak or "
                          "fullysup) instead of the study's UNet")
+    ap.add_argument("--shift", default=None, metavar="TABLE.csv",
+                    help="shift-benchmark table (benchmarks/shift_benchmark.py) with rows of the shipped models: "
+                         "their cards carry its per-case scores")
     args = ap.parse_args(argv)
     try:
         pairs = [p.split("=", 1) for p in args.segmenter]
         if any(len(p) != 2 or not p[1] for p in pairs):
             raise ShipError(f"--segmenter expects ALIAS=NAME, got {args.segmenter}")
-        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile, segmenters=dict(pairs))
+        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile, segmenters=dict(pairs), shift=args.shift)
     except (ShipError, FileNotFoundError, shipped.ShippedModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

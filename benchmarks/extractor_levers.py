@@ -13,7 +13,8 @@ Usage (a real-profile run folder with notebooks 01-05 done; hours on 2 CPU cores
 
 A seed already trained with the same request is not trained again (the segmenter's resume rule),
 so an interrupted call continues where it stopped. Writes ``--out`` ``.csv`` (one row per lever,
-seed and scored set) and ``.md`` (per lever: mean and seed SD of each set, min over shift cases).
+seed and scored set), ``.md`` (per lever: mean and seed SD of each set, min over shift cases) and
+``_cases.csv`` (per model and shift case, the table ``umcam_lib.segment.ship --shift`` reads).
 """
 from __future__ import annotations
 
@@ -69,8 +70,13 @@ def plain_scores(run: Path, levers: list[str], seeds: list[int]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path) -> pd.DataFrame:
-    """Mean and minimum shift-benchmark DSC of every seed, per half."""
+def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and minimum shift-benchmark DSC of every seed, per half; and the per-case table.
+
+    The per-case table has the columns of ``shift_benchmark.py``'s (``model`` is
+    ``segmenter/<lever>-s<seed>``), so ``umcam_lib.segment.ship --shift`` reads it.
+    """
     cases = sb.build_cases(cc0, work)
     names = {f"segmenter/{lever}-s{s}" if len(seeds) > 1 else f"segmenter/{lever}": (lever, s)
              for lever in levers for s in seeds}
@@ -79,13 +85,34 @@ def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0
     for (model, half), g in table.groupby(["model", "half"], sort=False):
         lever, s = names[model]
         rows.append({"lever": lever, "seed": s, "set": f"shift {half}", "dsc": g["dsc"].mean(), "dsc_min": g["dsc"].min()})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), table
 
 
-def write_table(scores: pd.DataFrame, out: Path, command: str) -> None:
-    """``out.csv`` (one row per lever, seed and set) and ``out.md`` (mean, seed SD, worst case)."""
+def confidence_rho(cases: pd.DataFrame) -> pd.DataFrame:
+    """Spearman's rho of the QC confidence against DSC over each model's shift cases (both halves)."""
+    from scipy.stats import spearmanr
+
+    return pd.DataFrame([{"model": m, "rho": spearmanr(g["confidence"], g["dsc"]).statistic}
+                         for m, g in cases.groupby("model", sort=False)])
+
+
+def choose(scores: pd.DataFrame) -> tuple[str, int]:
+    """Validation's lever and seed: the lever with the highest mean over its seeds of the mean of the
+    two validation sets (sub-01 validation, the shift benchmark's validation half), then its seed
+    with the highest such mean. Test sets are never read."""
+    val = scores[scores["set"].isin(["sub-01 val", "shift val"])]
+    per_seed = val.groupby(["lever", "seed"], sort=False)["dsc"].mean()
+    lever = per_seed.groupby(level="lever", sort=False).mean().idxmax()
+    return str(lever), int(per_seed.loc[lever].idxmax())
+
+
+def write_table(scores: pd.DataFrame, out: Path, command: str, cases: pd.DataFrame | None = None) -> None:
+    """``out.csv`` (one row per lever, seed and set), ``out.md`` (mean, seed SD, worst case) and,
+    given ``cases``, ``out_cases.csv`` (one row per model and shift case)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out.with_suffix(".csv"), index=False, float_format="%.2f")
+    if cases is not None:
+        cases.to_csv(out.with_name(out.name + "_cases.csv"), index=False, float_format="%.2f")
     sets = ["sub-01 val", "shift val", "sub-02 test", "shift test"]
     lines = ["# Extractor levers: validation, sub-02 and the shift benchmark", "", f"`{command}`", "",
              "3D DSC (%) on each stack's own grid: mean over seeds +- seed SD, and the worst stack or case "
@@ -99,6 +126,15 @@ def write_table(scores: pd.DataFrame, out: Path, command: str) -> None:
             cells.append("" if d.empty else f"{d.dsc.mean():.1f} +- {d.dsc.std(ddof=1) if len(d) > 1 else 0:.1f} "
                          f"(min {d.dsc_min.min():.1f})")
         lines.append(f"| {lever} | {LEVERS[lever][3]} | " + " | ".join(cells) + " |")
+    lever, seed = choose(scores)
+    lines += ["", f"Validation's choice (the highest mean of the two validation columns over seeds, then that "
+              f"lever's best seed on them): **{lever}**, seed {seed}."]
+    if cases is not None and "confidence" in cases:
+        rho = confidence_rho(cases)
+        lines += ["", "Does the QC page's confidence (mean foreground probability on the mask's boundary) rank the "
+                  "shift cases as DSC does? Spearman's rho per model over both halves: median "
+                  f"{rho.rho.median():.2f}, range {rho.rho.min():.2f} to {rho.rho.max():.2f} "
+                  f"(per case: `{out.name}_cases.csv`)."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -123,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--levers: unknown {unknown}; known: {', '.join(LEVERS)}")
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     train(args.run, levers, seeds, args.jobs)
-    scores = pd.concat([plain_scores(args.run, levers, seeds),
-                        shift_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0))], ignore_index=True)
+    shift, cases = shift_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0))
+    scores = pd.concat([plain_scores(args.run, levers, seeds), shift], ignore_index=True)
     command = "OMP_NUM_THREADS=2 python benchmarks/extractor_levers.py " + " ".join(argv or sys.argv[1:])
-    write_table(scores, args.out, command.strip())
+    write_table(scores, args.out, command.strip(), cases)
     print(f"wrote {args.out.with_suffix('.md')}")
     return 0
 

@@ -232,3 +232,25 @@ def test_a_chosen_model_without_checkpoint_is_refused_before_anything_is_written
         ship.ship(run, tmp_path / "models", git=CLEAN)
     assert not (tmp_path / "models").exists()
     assert ship.main([str(run), "--out", str(tmp_path / "models"), "--allow-dirty"]) == 1
+
+
+def test_keep_ships_one_alias_and_leaves_the_other_byte_for_byte(tmp_path):
+    run, out, first = shipped_models(tmp_path)
+    weak_files = {r: e for r, e in first["files"].items() if r.startswith("SPL/")}
+    (run / "seg" / "SPL" / "best.pt").unlink()  # the kept model's source is not needed again
+    reg = ship.ship(run, out, git=CLEAN, keep=["weak"])
+    assert reg["aliases"] == {"weak": "SPL", "fullysup": "FullySup"}
+    assert {r: e for r, e in reg["files"].items() if r.startswith("SPL/")} == weak_files
+    assert reg["kept"] == {"weak": {"source_run": first["source_run"], "shipped_by": first["shipped_by"]}}
+    assert reg["shipped_by"]["command"].endswith("--keep weak")
+    shipped.verify(out)
+    again = ship.ship(run, out, git=CLEAN, keep=["weak"])  # kept twice: the first origin stays
+    assert again["kept"] == reg["kept"]
+    (out / "SPL" / "card.json").write_text("{}")
+    with pytest.raises(ship.ShipError, match="card.json is missing or differs from the registry"):
+        ship.ship(run, out, git=CLEAN, keep=["weak"])
+    with pytest.raises(ship.ShipError, match="nothing would be shipped"):
+        ship.ship(run, out, git=CLEAN, keep=["weak", "fullysup"])
+    with pytest.raises(ship.ShipError, match="no shipped 'weak' model to keep"):
+        ship.ship(run, tmp_path / "empty", git=CLEAN, keep=["weak"])
+    assert ship.main([str(run), "--out", str(tmp_path / "empty"), "--keep", "weak"]) == 1

@@ -3,7 +3,7 @@
 ::
 
     python -m umcam_lib.segment.ship RUN_DIR [--out models] [--allow-dirty] [--any-profile] [--segmenter ALIAS=NAME ...]
-                                    [--shift TABLE.csv]
+                                    [--shift TABLE.csv] [--keep ALIAS]
 
 From the run folder ``RUN_DIR`` (``runs/real``) two UNets are shipped:
 
@@ -26,6 +26,11 @@ file is written atomically.
 that model's held-out scores (only test for a model refitted on the training and validation
 stacks), its ``seg`` section as the recipe, and its own git state beside the run's notebooks
 01-05 (FullySup: 01) whose artifacts it was trained on. The run then needs no notebook 06-07.
+
+``--keep weak`` (or ``fullysup``) keeps that alias's model of ``OUT`` as it was shipped (files,
+card and hashes unchanged; the registry records where and by which command it was shipped) and
+ships only the other: for a retrained model that validation prefers while its partner's retraining
+would lose on the held-out stacks.
 
 Every card states its scope (:mod:`umcam_lib.segment.card_scope`): the training distribution
 (real stacks, synthetic stacks and their ranges, augmentation) and what the model has never
@@ -399,12 +404,20 @@ class Shipment:
     shift: pd.DataFrame | None = None
 
 
-def check_request(run: Path, segmenters: dict[str, str]) -> None:
-    """Refuse an unknown ``--segmenter`` alias, or a folder with no ``seg/`` when a study UNet is needed."""
+def check_request(run: Path, segmenters: dict[str, str], keep: Sequence[str] = ()) -> None:
+    """Refuse an unknown ``--segmenter`` or ``--keep`` alias, an alias both kept and shipped, or a
+    folder with no ``seg/`` when a study UNet is needed."""
     unknown = sorted(set(segmenters) - {"weak", "fullysup"})
     if unknown:
         raise ShipError(f"--segmenter {unknown[0]}=...: the alias must be weak or fullysup")
-    if len(segmenters) < 2 and not (run / "seg").is_dir():
+    bad = sorted(set(keep) - {"weak", "fullysup"})
+    if bad:
+        raise ShipError(f"--keep {bad[0]}: the alias must be weak or fullysup")
+    if set(keep) & set(segmenters):
+        raise ShipError(f"--keep {sorted(set(keep) & set(segmenters))[0]}: that alias is also given to --segmenter")
+    if len(set(keep)) == 2:
+        raise ShipError("--keep weak and --keep fullysup: nothing would be shipped")
+    if len(segmenters) + len(set(keep)) < 2 and not (run / "seg").is_dir():
         raise ShipError(f"{run}: not a run folder with trained UNets (no seg/)")
 
 
@@ -467,14 +480,15 @@ def check_provenance(run: Path, picks: Sequence[Pick], allow_dirty: bool) -> Non
 
 
 def shipped_by(state: dict[str, Any], run_dir: str | Path, out: Path, segmenters: dict[str, str],
-               allow_dirty: bool, any_profile: bool, shift: str | Path | None = None) -> dict[str, Any]:
+               allow_dirty: bool, any_profile: bool, shift: str | Path | None = None,
+               keep: Sequence[str] = ()) -> dict[str, Any]:
     """``commit``, ``dirty``, ``time_utc`` (now) and the ``command`` that ships (for cards and registry)."""
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     command = "python -m umcam_lib.segment.ship " + str(run_dir) + ("" if Path(out) == shipped.MODELS_DIR.resolve()
                                                                      else f" --out {out}") \
         + "".join(f" --segmenter {a}={n}" for a, n in sorted(segmenters.items())) \
         + (" --allow-dirty" if allow_dirty else "") + (" --any-profile" if any_profile else "") \
-        + (f" --shift {shift}" if shift is not None else "")
+        + (f" --shift {shift}" if shift is not None else "") + "".join(f" --keep {a}" for a in sorted(keep))
     return {"commit": state.get("commit"), "dirty": state.get("dirty"), "time_utc": now, "command": command}
 
 
@@ -615,18 +629,53 @@ def write_model(folder: Path, pick: Pick, s: Shipment) -> dict[str, Any]:
     return card
 
 
+def kept_models(out: Path, old: dict[str, Any], keep: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The models of ``old`` (``out``'s registry) that ``keep`` names, each checked unchanged on disk.
+
+    Returns
+    -------
+    dict
+        ``method -> {"entry": its registry entry, "alias": alias, "origin": where and how it was
+        shipped}`` (``origin`` carried over when it was already kept once).
+
+    Raises
+    ------
+    ShipError
+        ``out`` has no registry, no model of that alias, or one of its files is missing or changed.
+    """
+    kept: dict[str, dict[str, Any]] = {}
+    for alias in keep:
+        method = (old.get("aliases") or {}).get(alias)
+        if not old or method is None or method not in (old.get("models") or {}):
+            raise ShipError(f"--keep {alias}: {out} has no shipped {alias!r} model to keep")
+        entry = old["models"][method]
+        for f in shipped.FILES:
+            rel = f"{entry['folder']}/{f}"
+            path, want = out / rel, (old.get("files") or {}).get(rel, {}).get("sha256")
+            if not path.is_file() or want is None or file_sha256(path) != want:
+                raise ShipError(f"--keep {alias}: {path} is missing or differs from the registry; ship it anew")
+        origin = (old.get("kept") or {}).get(alias) or {"source_run": old.get("source_run"),
+                                                        "shipped_by": old.get("shipped_by")}
+        kept[method] = {"entry": entry, "alias": alias, "origin": origin}
+    return kept
+
+
 def write_registry(out: Path, models: dict[str, Any], picks: Sequence[Pick], run: Path,
-                   by: dict[str, Any]) -> dict[str, Any]:
-    """Hash every shipped file and write ``out/registry.json`` (last, atomically); return it."""
+                   by: dict[str, Any], kept: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Hash every shipped (and kept) file and write ``out/registry.json`` (last, atomically); return it."""
     files = {}
     for method, m in models.items():
         for f in shipped.FILES:
             p = out / m["folder"] / f
             files[f"{m['folder']}/{f}"] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+    kept = kept or {}
+    aliases = {p.alias: p.method for p in picks} | {k["alias"]: method for method, k in kept.items()}
     registry = {"version": 1, "default": shipped.DEFAULT_ALIAS,
-                "aliases": {p.alias: p.method for p in picks},
+                "aliases": dict(sorted(aliases.items(), key=lambda a: a[0] != "weak")),
                 "models": models, "files": dict(sorted(files.items())), "source_run": str(run),
                 "shipped_by": by}
+    if kept:
+        registry["kept"] = {k["alias"]: k["origin"] for k in kept.values()}
     io.write_json(out / shipped.REGISTRY, registry)
     return registry
 
@@ -643,7 +692,8 @@ def remove_stale(out: Path, old: dict[str, Any], models: dict[str, Any]) -> None
 
 def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty: bool = False,
          any_profile: bool = False, repo: Path = REPO_ROOT, git: dict[str, Any] | None = None,
-         segmenters: dict[str, str] | None = None, shift: str | Path | None = None) -> dict[str, Any]:
+         segmenters: dict[str, str] | None = None, shift: str | Path | None = None,
+         keep: Sequence[str] = ()) -> dict[str, Any]:
     """Ship the validation-chosen weak UNet and the fully supervised one of ``run_dir`` into ``out``.
 
     Parameters
@@ -667,6 +717,9 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
     shift : path, optional
         A shift-benchmark table (``.csv``) with rows of every shipped model (as
         ``segmenter/<name>``, its method or its alias): the cards carry its per-case scores.
+    keep : sequence of str
+        Aliases whose model in ``out`` stays as shipped (checked against the registry's hashes);
+        only the other alias is shipped.
 
     Returns
     -------
@@ -679,13 +732,16 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         See the module docstring.
     """
     run, out = resolve(run_dir), resolve(out)
-    segmenters = dict(segmenters or {})
-    check_request(run, segmenters)
+    segmenters, keep = dict(segmenters or {}), sorted(set(keep))
+    check_request(run, segmenters, keep)
     state = git if git is not None else provenance.git_state(repo, exclude=[out])
     check_tree(state, allow_dirty)
     records, profile = read_records(run, any_profile)
     rows = segmentation_rows(run)
+    old = previous_registry(out)
+    kept = kept_models(out, old, keep)
     picks, candidates = choose(run, rows, records, segmenters)
+    picks = [p for p in picks if p.alias not in keep]
     check_provenance(run, picks, allow_dirty)
     try:
         shift_table = None if shift is None else card_scope.read_table(shift)
@@ -693,19 +749,18 @@ def ship(run_dir: str | Path, out: str | Path = shipped.MODELS_DIR, allow_dirty:
         raise ShipError(f"--shift: {exc}") from exc
     s = Shipment(run=run, profile=profile, records=records, rows=rows, candidates=candidates,
                  prep=run_preprocessing(run), data=training_data(run, records["01"].get("params", {})),
-                 shipped_by=shipped_by(state, run_dir, out, segmenters, allow_dirty, any_profile, shift),
+                 shipped_by=shipped_by(state, run_dir, out, segmenters, allow_dirty, any_profile, shift, keep),
                  tree_dirty=state.get("dirty") is not False, changed=list(state.get("changed") or []),
                  shift=shift_table)
-    old = previous_registry(out)
     picks = locate(run, picks)
     for pick in picks if shift_table is not None else []:
         shift_of(pick, shift_table)  # every shipped model has rows, before anything is written
-    models: dict[str, Any] = {}
+    models: dict[str, Any] = {method: k["entry"] for method, k in kept.items()}
     for pick in picks:
         card = write_model(out / folder_name(pick.method), pick, s)
         models[pick.method] = {"folder": folder_name(pick.method), "alias": pick.alias,
                                "supervision": card["supervision"]}
-    registry = write_registry(out, models, picks, run, s.shipped_by)
+    registry = write_registry(out, models, picks, run, s.shipped_by, kept)
     remove_stale(out, old, models)
     return registry
 
@@ -722,6 +777,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--segmenter", action="append", default=[], metavar="ALIAS=NAME",
                     help="ship RUN_DIR/segmenter/NAME (python -m umcam_lib.segment.segmenter) as ALIAS (weak or "
                          "fullysup) instead of the study's UNet")
+    ap.add_argument("--keep", action="append", default=[], metavar="ALIAS",
+                    help="keep this alias's model of --out as it was shipped (its files unchanged) and ship only the other")
     ap.add_argument("--shift", default=None, metavar="TABLE.csv",
                     help="shift-benchmark table (benchmarks/shift_benchmark.py) with rows of the shipped models: "
                          "their cards carry its per-case scores")
@@ -730,7 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs = [p.split("=", 1) for p in args.segmenter]
         if any(len(p) != 2 or not p[1] for p in pairs):
             raise ShipError(f"--segmenter expects ALIAS=NAME, got {args.segmenter}")
-        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile, segmenters=dict(pairs), shift=args.shift)
+        reg = ship(args.run_dir, args.out, args.allow_dirty, args.any_profile, segmenters=dict(pairs), shift=args.shift,
+                   keep=args.keep)
     except (ShipError, FileNotFoundError, shipped.ShippedModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -108,3 +108,26 @@ def test_fast_turns_tta_off_and_refuses_tta_on(tmp_path, capsys):
     assert json.loads(next((tmp_path / "f").glob("segment_desc-*.json")).read_text())["tta"] is False
     assert sg.main([str(run), str(img), "--out", str(tmp_path / "t"), "--tta", "on", "--quiet", "--device", "cpu"]) == 0
     assert json.loads(next((tmp_path / "t").glob("segment_desc-*.json")).read_text())["tta"] is True
+
+
+def test_tta_views_choose_the_averaged_views_and_are_recorded(tmp_path, capsys, monkeypatch):
+    from umcam_lib.train import seg_predict
+    run = fake_run(tmp_path)
+    img, _, _ = make_stack(tmp_path / "in")
+    seen = []
+    real = seg_predict.dihedral_average
+    monkeypatch.setattr(seg_predict, "dihedral_average", lambda p, x, views="d8": seen.append(views) or real(p, x, views))
+    record = {}
+    for views in ("flip2", "rot4"):
+        assert sg.main([str(run), str(img), "--out", str(tmp_path / views), "--tta", "on", "--tta-views", views,
+                        "--quiet", "--device", "cpu", "--no-qc"]) == 0
+        record[views] = json.loads(next((tmp_path / views).glob("segment_desc-*.json")).read_text())
+    assert seen == ["flip2", "rot4"] and [r["tta_views"] for r in record.values()] == ["flip2", "rot4"]
+    assert sg.main([str(run), str(img), "--out", str(tmp_path / "off"), "--fast", "--quiet", "--device", "cpu",
+                    "--no-qc"]) == 0
+    assert json.loads(next((tmp_path / "off").glob("segment_desc-*.json")).read_text())["tta_views"] is None
+    with pytest.raises(SystemExit):
+        sg.main([str(run), str(img), "--out", str(tmp_path / "bad"), "--tta-views", "d4", "--quiet"])
+    assert "--tta-views" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="--tta-views must be one of"):
+        sg.segment(run, [img], tmp_path / "bad", method="FullySup", device="cpu", tta_views="all", progress=False)

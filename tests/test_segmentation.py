@@ -447,6 +447,37 @@ def test_dihedral_average_maps_every_view_back_and_evaluate_variant_uses_it(tmp_
     assert len(scores) == 1 and 0 <= scores["dsc"].iloc[0] <= 100
 
 
+def test_every_tta_view_set_maps_its_views_back_and_unknown_sets_are_refused():
+    from umcam_lib.train.seg_predict import TTA_VIEWS, dihedral_average, from_view, to_view
+    rng = np.random.default_rng(1)
+    images = rng.random((2, 5, 7)).astype(np.float32)
+    for name, views in TTA_VIEWS.items():
+        seen = []
+
+        def identity(x):
+            seen.append(x.copy())
+            return x
+
+        np.testing.assert_allclose(dihedral_average(identity, images, name), images, rtol=1e-6)
+        assert len(seen) == len(views) == len(set(views))  # each view once
+        assert all(any(np.array_equal(v, to_view(images, k, f)) for v in seen) for k, f in views)
+    for k, f in TTA_VIEWS["d8"]:
+        assert np.array_equal(from_view(to_view(images, k, f), k, f), images)
+    # the subsets are subgroups of d8, and d8 holds 8 distinct views of a non-symmetric slice
+    assert all(set(v) <= set(TTA_VIEWS["d8"]) for v in TTA_VIEWS.values())
+    assert len({to_view(images, k, f).tobytes() for k, f in TTA_VIEWS["d8"]}) == 8
+    # a position cue along the width averages to a left-right symmetric map over flip2, to one
+    # invariant under quarter turns over rot4; one view alone keeps it
+    cue = lambda x: np.broadcast_to(np.arange(x.shape[2], dtype=np.float32), x.shape)  # noqa: E731
+    flip2 = dihedral_average(cue, images, "flip2")
+    np.testing.assert_allclose(flip2, flip2[:, :, ::-1], rtol=1e-6)
+    rot4 = dihedral_average(cue, images[:, :5, :5], "rot4")
+    np.testing.assert_allclose(rot4, np.rot90(rot4, 1, axes=(1, 2)), rtol=1e-6)
+    assert not np.allclose(cue(images), cue(images)[:, :, ::-1])
+    with pytest.raises(ValueError, match="tta views must be one of d8, rot4, flip4, flip2, got 'd4'"):
+        dihedral_average(cue, images, "d4")
+
+
 def test_turning_tta_on_retrains_nothing_and_is_recorded_in_best_pt(tmp_path):
     torch.set_num_threads(1)
     s = fake_slices()

@@ -17,7 +17,8 @@ from ..data.nifti import DataError
 from ..paths import resolve
 from . import shipped
 from .model import DEFAULT_METHOD, available_methods, desc_label, run_preprocessing
-from .run import BIAS_SIGMA_MM, segment
+from ..train.seg_predict import TTA_VIEWS
+from .run import BIAS_SIGMA_MM, DEFAULT_TTA_VIEWS, segment
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -69,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tta", choices=("run", "on", "off"), default="run",
                     help="on: average each slice over its 8 right-angle rotations/flips (8x the cost); "
                          "run (default): as the run reported its UNets (seg.tta)")
+    ap.add_argument("--tta-views", choices=tuple(TTA_VIEWS), default=DEFAULT_TTA_VIEWS,
+                    help="which views TTA averages: d8 (all 8), rot4 (4 quarter turns), flip4 (flips and a half "
+                         f"turn), flip2 (a left-right flip); default {DEFAULT_TTA_VIEWS}, validation's choice "
+                         "(benchmarks/results/segment_tta_views.md)")
     ap.add_argument("--fast", action="store_true",
                     help="no test-time augmentation, whatever the model was selected with (--tta off): "
                          "8x fewer forward passes; benchmarks/results/segment_bench.md gives both costs")
@@ -116,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          args.amp, args.threshold, args.batch_size, progress=not args.quiet, models_dir=args.models,
                          postprocess=None if args.postprocess == "run" else args.postprocess,
                          tta=None if args.tta == "run" else args.tta == "on", bids=args.bids,
-                         dilate=args.dilate_mm, qc=not args.no_qc, bias_sigma_mm=args.bias_sigma_mm if args.bias_correct else None)
+                         dilate=args.dilate_mm, qc=not args.no_qc, tta_views=args.tta_views, bias_sigma_mm=args.bias_sigma_mm if args.bias_correct else None)
     except (DataError, FileNotFoundError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -101,8 +101,8 @@ def preprocess(stack: Stack, prep: Preprocessing) -> np.ndarray:
 
 def stack_probs(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
                 amp: bool = False, batch_size: int = 32, tta: bool = False,
-                bias_sigma_mm: float | None = None) -> np.ndarray:
-    """Foreground probabilities of one stack on its native grid (``tta``:
+                bias_sigma_mm: float | None = None, tta_views: str = "d8") -> np.ndarray:
+    """Foreground probabilities of one stack on its native grid (``tta``, ``tta_views``:
     :func:`umcam_lib.train.seg_predict.predict_probs`; ``bias_sigma_mm``: divide the image by
     its smoothed foreground first, :func:`umcam_lib.segment.output.bias_correct`).
 
@@ -114,13 +114,13 @@ def stack_probs(model: nn.Module, stack: Stack, prep: Preprocessing, device: str
     if bias_sigma_mm:
         stack = dataclasses.replace(stack, image=so.bias_correct(
             stack.image, (*stack.spacing, stack.thickness), bias_sigma_mm))
-    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size, tta)
+    probs = predict_probs(model, preprocess(stack, prep), device, amp, batch_size, tta, tta_views)
     return invert(probs, stack.image.shape, stack.spacing, prep.spacing_mm)
 
 
 def segment_stack(model: nn.Module, stack: Stack, prep: Preprocessing, device: str | torch.device = "cpu",
                   amp: bool = False, threshold: float = 0.5, batch_size: int = 32, tta: bool = False,
-                  bias_sigma_mm: float | None = None) -> np.ndarray:
+                  bias_sigma_mm: float | None = None, tta_views: str = "d8") -> np.ndarray:
     """Predict one stack: :func:`stack_probs` at or above ``threshold``.
 
     Returns
@@ -128,7 +128,7 @@ def segment_stack(model: nn.Module, stack: Stack, prep: Preprocessing, device: s
     ndarray, uint8, shape (H, W, S)
         0/1, the shape of ``stack.image``.
     """
-    probs = stack_probs(model, stack, prep, device, amp, batch_size, tta, bias_sigma_mm)
+    probs = stack_probs(model, stack, prep, device, amp, batch_size, tta, bias_sigma_mm, tta_views)
     return (probs >= threshold).astype(np.uint8)
 
 

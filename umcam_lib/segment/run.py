@@ -20,6 +20,7 @@ from .. import io, metrics, runtime
 from ..data import nifti
 from ..paths import resolve
 from ..scoring import largest_component_3d
+from ..train.seg_predict import TTA_VIEWS
 from . import output as so
 from . import confidence as segment_confidence
 from . import qc as segment_qc
@@ -34,6 +35,9 @@ SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", 
 
 
 BIAS_SIGMA_MM = 80.0
+#: The views ``segment`` averages with TTA on (``--tta-views``): chosen on validation among
+#: :data:`~umcam_lib.train.seg_predict.TTA_VIEWS` (``benchmarks/results/segment_tta_views.md``).
+DEFAULT_TTA_VIEWS = "d8"
 """``--bias-sigma-mm`` default: the scale of the ``--bias-correct`` field fit (mm), chosen on validation
 (benchmarks/results/segment_robustness.md: 20, 40, 80, 160 mm tried)."""
 
@@ -59,7 +63,11 @@ class SegmentOptions:
     postprocess : {"none", "lcc"} or None
         ``lcc`` keeps the largest 3D connected component of each mask (native grid).
     tta : bool or None
-        Average each slice's prediction over its 8 right-angle rotations and flips.
+        Average each slice's prediction over right-angle rotations and flips.
+    tta_views : str
+        Which views with ``tta`` (:data:`~umcam_lib.train.seg_predict.TTA_VIEWS`): ``d8`` (all 8,
+        the study's), ``rot4``, ``flip4`` or ``flip2``; the default is validation's choice
+        (:data:`DEFAULT_TTA_VIEWS`, ``benchmarks/segment_tta_views.py``).
     bids : bool or None
         BIDS-derivative output, the input's layout, or BIDS when every input has a BIDS name (None).
     dilate : float
@@ -84,6 +92,7 @@ class SegmentOptions:
     batch_size: int = 32
     postprocess: str | None = None
     tta: bool | None = None
+    tta_views: str = DEFAULT_TTA_VIEWS
     bids: bool | None = None
     dilate: float = 0.0
     qc: bool = True
@@ -99,6 +108,8 @@ class SegmentOptions:
             raise ValueError(f"--dilate-mm must be a finite number >= 0, got {self.dilate}")
         if self.bias_sigma_mm is not None and not self.bias_sigma_mm > 0:
             raise ValueError(f"--bias-correct sigma must be > 0 mm, got {self.bias_sigma_mm}")
+        if self.tta_views not in TTA_VIEWS:
+            raise ValueError(f"--tta-views must be one of {', '.join(TTA_VIEWS)}, got {self.tta_views!r}")
         if self.postprocess is not None and self.postprocess not in ("none", "lcc"):
             raise ValueError(f"postprocess must be 'none' or 'lcc', got {self.postprocess!r}")
 
@@ -130,7 +141,7 @@ def predict_mask(model: nn.Module, stack: nifti.Stack, prep: Preprocessing, opti
         ``mask``: uint8 0/1, shape (H, W, S), slice axis last (as ``stack.image``).
     """
     probs = stack_probs(model, stack, prep, options.device, options.amp, options.batch_size, bool(options.tta),
-                        options.bias_sigma_mm)
+                        options.bias_sigma_mm, options.tta_views)
     mask = (probs >= options.threshold).astype(np.uint8)
     if options.postprocess == "lcc":
         mask = largest_component_3d(mask.astype(bool)).astype(np.uint8)
@@ -227,7 +238,8 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
             amp: bool = False, threshold: float = 0.5, batch_size: int = 32, progress: bool = True,
             postprocess: str | None = None, tta: bool | None = None, bids: bool | None = None,
             dilate: float = 0.0, qc: bool = True, bias_sigma_mm: float | None = None,
-            models_dir: str | Path | None = None, unet: LoadedUNet | None = None) -> pd.DataFrame:
+            models_dir: str | Path | None = None, unet: LoadedUNet | None = None,
+            tta_views: str = DEFAULT_TTA_VIEWS) -> pd.DataFrame:
     """Segment every stack of ``inputs`` with ``method``'s UNet of ``run_dir``; see the module doc.
 
     Parameters
@@ -242,7 +254,8 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
         Where masks (and ``scores_desc-<label>.csv``, ``segment_desc-<label>.json``) go.
     method : str
         A trained UNet of the run (:func:`available_methods`).
-    desc, mask_suffix, device, amp, threshold, batch_size, progress, postprocess, tta, bids, dilate, qc, bias_sigma_mm
+    desc, mask_suffix, device, amp, threshold, batch_size, progress, postprocess, tta, bids, dilate, qc, bias_sigma_mm,
+    tta_views
         The :class:`SegmentOptions` of the call (see there; ``postprocess`` / ``tta`` None: as
         the UNet was trained and selected, recorded in its checkpoint).
     models_dir : path, optional
@@ -271,7 +284,7 @@ def segment(run_dir: str | Path | None, inputs: Sequence[str | Path], out_dir: s
     """
     t0 = time.perf_counter()
     options = SegmentOptions(threshold=threshold, batch_size=batch_size, postprocess=postprocess, tta=tta,
-                             bids=bids, dilate=dilate, qc=qc, bias_sigma_mm=bias_sigma_mm, desc=desc,
+                             tta_views=tta_views, bids=bids, dilate=dilate, qc=qc, bias_sigma_mm=bias_sigma_mm, desc=desc,
                              mask_suffix=mask_suffix, device=runtime.as_device(device), amp=amp, progress=progress)
     out_dir = resolve(out_dir)
     if run_dir is None and unet is None:  # a shipped model: the registered name its choice gives
@@ -372,6 +385,7 @@ def write_record(path: Path, run_dir: str | Path | None, info: dict[str, Any], p
         **{k: v for k, v in info.items() if k != "config"},
         "unet": info.get("config", {}), "spacing_mm": prep.spacing_mm, "image_size": prep.image_size,
         "threshold": float(options.threshold), "postprocess": options.postprocess, "tta": bool(options.tta),
+        "tta_views": options.tta_views if options.tta else None,
         "device": str(options.device), "amp": bool(options.amp), "bids": use_bids, "dilate_mm": float(options.dilate),
         "bias_correct_sigma_mm": options.bias_sigma_mm, "qc": bool(options.qc), "n_stacks": len(jobs),
         "n_empty": int(sum(bool(r["warning"]) for r in rows)), "seconds": round(seconds, 2),

@@ -42,36 +42,64 @@ def variant_dir(run_dir: str | Path, name: str) -> Path:
     return resolve(run_dir).joinpath("seg", *(folder_name(part) for part in name.split("/")))
 
 
-def dihedral_average(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
-    """Test-time augmentation: the mean of ``predict`` over the 8 right-angle rotations and flips.
+#: Named sets of test-time views, each view ``(k, flip)``: ``k`` quarter turns, then a left-right
+#: flip. ``d8`` is the full dihedral group (the study's TTA); the others are its cheaper subgroups
+#: (``segment --tta-views``; chosen on validation in ``benchmarks/segment_tta_views.py``).
+TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "d8": tuple((k, f) for k in range(4) for f in (False, True)),
+    "rot4": ((0, False), (1, False), (2, False), (3, False)),
+    "flip4": ((0, False), (0, True), (2, False), (2, True)),
+    "flip2": ((0, False), (0, True)),
+}
+
+
+def check_views(views: str) -> tuple[tuple[int, bool], ...]:
+    """The ``(k, flip)`` views of a :data:`TTA_VIEWS` name (``ValueError`` naming the choices)."""
+    if views not in TTA_VIEWS:
+        raise ValueError(f"tta views must be one of {', '.join(TTA_VIEWS)}, got {views!r}")
+    return TTA_VIEWS[views]
+
+
+def to_view(images: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Slices ``[n, h, w]`` turned ``k`` quarter turns, then flipped left-right (contiguous)."""
+    view = np.rot90(images, k, axes=(1, 2))
+    return np.ascontiguousarray(view[:, :, ::-1] if flip else view)
+
+
+def from_view(out: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Inverse of :func:`to_view`: a prediction of a view back to the slices' orientation."""
+    out = out[:, :, ::-1] if flip else out
+    return np.rot90(out, -k, axes=(1, 2))
+
+
+def dihedral_average(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, views: str = "d8") -> np.ndarray:
+    """Test-time augmentation: the mean of ``predict`` over right-angle rotations and flips.
 
     Each view of the slices (``k`` quarter turns, then optionally a left-right flip) is
     predicted and mapped back to the original orientation before averaging, so every output
-    pixel is the mean of eight predictions of that same pixel.
+    pixel is the mean of the predictions of that same pixel.
 
     Parameters
     ----------
     predict : callable
         Maps slices ``[n, h, w]`` to per-pixel values of the same shape.
     images : ndarray, shape (n, H, W)
+    views : str
+        A :data:`TTA_VIEWS` name: ``d8`` (all 8 views), ``rot4``, ``flip4`` or ``flip2``.
 
     Returns
     -------
     ndarray, float32, shape (n, H, W)
     """
+    chosen = check_views(views)
     total = np.zeros(images.shape, dtype=np.float64)
-    for k in range(4):
-        for flip in (False, True):
-            view = np.rot90(images, k, axes=(1, 2))
-            view = view[:, :, ::-1] if flip else view
-            out = predict(np.ascontiguousarray(view))
-            out = out[:, :, ::-1] if flip else out
-            total += np.rot90(out, -k, axes=(1, 2))
-    return (total / 8).astype(np.float32)
+    for k, flip in chosen:
+        total += from_view(predict(to_view(images, k, flip)), k, flip)
+    return (total / len(chosen)).astype(np.float32)
 
 
 def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.device = "cpu", amp: bool = False,
-                  batch_size: int = 64, tta: bool = False) -> np.ndarray:
+                  batch_size: int = 64, tta: bool = False, views: str = "d8") -> np.ndarray:
     """Foreground probability (softmax channel 1) of each slice.
 
     Parameters
@@ -79,15 +107,17 @@ def predict_probs(model: nn.Module, images: np.ndarray, device: str | torch.devi
     images : ndarray, float, shape (n, H, W)
         Slices in [0, 1].
     tta : bool
-        Average over the slices' 8 right-angle rotations and flips (:func:`dihedral_average`;
-        8 times the cost).
+        Average over the slices' right-angle rotations and flips (:func:`dihedral_average`;
+        as many times the cost as ``views`` has views).
+    views : str
+        With ``tta``: a :data:`TTA_VIEWS` name (``d8``: all 8 views).
 
     Returns
     -------
     ndarray, float32, shape (n, H, W)
     """
     if tta:
-        return dihedral_average(lambda x: predict_probs(model, x, device, amp, batch_size), images)
+        return dihedral_average(lambda x: predict_probs(model, x, device, amp, batch_size), images, views)
     dev = runtime.as_device(device)
     use_amp = runtime.use_amp(dev, amp)
     model.eval()

@@ -50,7 +50,11 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name -> segment() keyword arguments
-    "profile": {},                       # the run's / profile's TTA and postprocess
+    "profile": {},                       # the run's / profile's TTA and postprocess (segment's default views)
+    "tta-d8": {"tta": True, "tta_views": "d8"},
+    "tta-flip4": {"tta": True, "tta_views": "flip4"},
+    "tta-rot4": {"tta": True, "tta_views": "rot4"},
+    "tta-flip2": {"tta": True, "tta_views": "flip2"},
     "no-tta": {"tta": False},
     "no-tta+bias-correct": {"tta": False, "bias_sigma_mm": 40.0},
     "no-tta+no-qc": {"tta": False, "qc": False},
@@ -106,7 +110,7 @@ def child(spec: dict) -> dict:
     rows = scores[cols].assign(image=scores.image.map(lambda s: Path(s).name)).to_dict("records")
     return {"rows": rows, "segment_s": seg_s, "total_s": time.perf_counter() - t0, "rss_before_mb": rss_before / 1024,
             "rss_peak_mb": rss_peak / 1024, "source": source, "trained": trained,
-            "tta": kwargs["tta"], "postprocess": kwargs["postprocess"], "spacing_mm": prep.spacing_mm,
+            "tta": kwargs["tta"], "tta_views": kwargs.get("tta_views", sg.DEFAULT_TTA_VIEWS), "postprocess": kwargs["postprocess"], "spacing_mm": prep.spacing_mm,
             "image_size": prep.image_size}
 
 
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = pd.Series([row["seconds"] for row in r["rows"]])
-        lines.append(f"| {r['config']} | {'on' if r['tta'] else 'off'} | {r['postprocess']} | {s.mean():.2f} | "
+        lines.append(f"| {r['config']} | {r.get('tta_views', 'd8') if r['tta'] else 'off'} | {r['postprocess']} | {s.mean():.2f} | "
                      f"{s.median():.2f} | {s.max():.2f} | {r['total_s']:.1f} | {r['rss_peak_mb']:.0f} | "
                      f"{r['rss_before_mb']:.0f} |")
     if r0["trained"]:

@@ -80,24 +80,29 @@ def model_names(levers: list[str], seeds: list[int]) -> dict[str, tuple[str, int
             for lever in levers for s in seeds}
 
 
-def native_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path) -> pd.DataFrame:
+def native_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path, reuse: bool = False,
+                  tta_views: str = "d8") -> pd.DataFrame:
     """3D DSC of every seed on sub-01's validation stack and sub-02, each on its own grid
-    (``python -m umcam_lib.segment`` with the shipped defaults, against the CC0 reference masks)."""
+    (``python -m umcam_lib.segment`` with the shipped defaults but ``tta_views``, against the CC0
+    reference masks; ``reuse``: :func:`shift_benchmark.cached_scores`)."""
     from umcam_lib.segment import segment
 
     rows = []
     for model, (lever, s) in model_names(levers, seeds).items():
         for name, stacks in NATIVE.items():
             paths = [next(cc0.rglob(f"{st}.nii*")) for st in stacks]
-            sc = segment(run, paths, work / "native" / sb.slug(model) / sb.slug(name), method=model, device="cpu",
-                         progress=False, qc=False, bids=False)
+            out = work / "native" / sb.slug(model) / sb.slug(name)
+            sc = sb.cached_scores(out, tta_views) if reuse else None
+            if sc is None:
+                sc = segment(run, paths, out, method=model, device="cpu", progress=False, qc=False, bids=False,
+                             tta_views=tta_views)
             rows.append({"lever": lever, "seed": s, "set": name, "dsc": sc["dsc"].mean(), "dsc_min": sc["dsc"].min()})
             print(f"{model} {name} (native grid): mean DSC {sc['dsc'].mean():.1f}", flush=True)
     return pd.DataFrame(rows)
 
 
-def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0: Path, reuse: bool = False,
+                 tta_views: str = "d8") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean and minimum shift-benchmark DSC of every seed, per half; and the per-case table.
 
     The per-case table has the columns of ``shift_benchmark.py``'s (``model`` is
@@ -105,7 +110,7 @@ def shift_scores(run: Path, levers: list[str], seeds: list[int], work: Path, cc0
     """
     cases = sb.build_cases(cc0, work)
     names = model_names(levers, seeds)
-    table = sb.score(work, cases, list(names), run)
+    table = sb.score(work, cases, list(names), run, reuse=reuse, tta_views=tta_views)
     rows = []
     for (model, half), g in table.groupby(["model", "half"], sort=False):
         lever, s = names[model]
@@ -174,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/umcam-shift-levers"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extractor_levers")
     ap.add_argument("--list", action="store_true", help="print the levers and exit")
+    ap.add_argument("--tta-views", default="d8", help="views segment averages (d8: the views the levers were compared with)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take a model's scores from --work where an earlier call left them and they still hold")
     args = ap.parse_args(argv)
     if args.list:
         for name, (method, changes, synthetic, what) in LEVERS.items():
@@ -185,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--levers: unknown {unknown}; known: {', '.join(LEVERS)}")
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     train(args.run, levers, seeds, args.jobs)
-    shift, cases = shift_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0))
-    native = native_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0))
+    shift, cases = shift_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0), args.reuse, args.tta_views)
+    native = native_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0), args.reuse, args.tta_views)
     scores = pd.concat([plain_scores(args.run, levers, seeds), native, shift], ignore_index=True)
     command = "OMP_NUM_THREADS=2 python benchmarks/extractor_levers.py " + " ".join(argv or sys.argv[1:])
     write_table(scores, args.out, command.strip(), cases)

@@ -83,18 +83,46 @@ def build_cases(cc0: Path, work: Path, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def score(work: Path, cases: pd.DataFrame, models: list[str], run: Path | None = None) -> pd.DataFrame:
-    """Segment every case with each shipped model (or each UNet of ``run``); one row per case and model."""
-    from umcam_lib.segment import EmptyMaskWarning, segment
+def cached_scores(out: Path, tta_views: str) -> pd.DataFrame | None:
+    """The scores ``segment`` wrote into ``out`` before, when they can stand for a new call: the
+    record names a checkpoint that still exists and is older than the scores, and the same TTA
+    views (a record from before ``--tta-views`` averaged ``d8``). None otherwise."""
+    import json
 
+    records, tables = sorted(out.glob("segment_desc-*.json")), sorted(out.glob("scores_desc-*.csv"))
+    if len(records) != 1 or len(tables) != 1:
+        return None
+    record = json.loads(records[0].read_text())
+    checkpoint = Path(str(record.get("checkpoint", "")))
+    views = record.get("tta_views") or ("d8" if record.get("tta") else None)
+    want = tta_views if record.get("tta") else None
+    if not checkpoint.is_file() or checkpoint.stat().st_mtime >= tables[0].stat().st_mtime or views != want:
+        return None
+    return pd.read_csv(tables[0])
+
+
+def score(work: Path, cases: pd.DataFrame, models: list[str], run: Path | None = None, reuse: bool = False,
+          tta_views: str | None = None) -> pd.DataFrame:
+    """Segment every case with each shipped model (or each UNet of ``run``); one row per case and model.
+
+    ``tta_views``: the views ``segment`` averages (default its own); ``reuse``: take a model's
+    scores from an earlier call where they still hold (:func:`cached_scores`)."""
+    from umcam_lib.segment import DEFAULT_TTA_VIEWS, EmptyMaskWarning, segment
+
+    views = tta_views or DEFAULT_TTA_VIEWS
     out = []
     for model in models:
         for half in HALVES:
             t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", EmptyMaskWarning)
-                sc = segment(run, [work / half], work / "out" / slug(model) / half, method=model, device="cpu",
-                             progress=False, qc=False, bids=False)
+            folder = work / "out" / slug(model) / half
+            sc = cached_scores(folder, views) if reuse else None
+            if sc is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", EmptyMaskWarning)
+                    sc = segment(run, [work / half], folder, method=model, device="cpu", progress=False, qc=False,
+                                 bids=False, tta_views=views)
+            else:
+                print(f"{model} {half}: reusing {folder}", flush=True)
             sc = sc.assign(stack=[Path(p).name.split(".nii")[0] for p in sc["image"]])
             print(f"{model} {half}: mean DSC {sc['dsc'].mean():.1f} in {time.perf_counter() - t0:.0f} s", flush=True)
             out.append(sc[["stack", "dsc", "hd95_mm", "volume_ml", "confidence", "seconds"]]
@@ -156,12 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "shift_benchmark_shipped")
+    ap.add_argument("--tta-views", default=None, help="views segment averages with TTA (default: segment's own)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take a model's scores from --work where an earlier call left them and they still hold")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     cases = build_cases(resolve_root(args.cc0), args.work, args.seed)
-    table = score(args.work, cases, [m.strip() for m in args.models.split(",") if m.strip()], args.run)
+    table = score(args.work, cases, [m.strip() for m in args.models.split(",") if m.strip()], args.run,
+                  reuse=args.reuse, tta_views=args.tta_views)
     command = "OMP_NUM_THREADS=2 python benchmarks/shift_benchmark.py " + " ".join(argv or sys.argv[1:])
     write_report(table, args.out, command.strip())
     print(f"wrote {args.out.with_suffix('.md')}")

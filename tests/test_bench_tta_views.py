@@ -29,3 +29,27 @@ def test_choice_reads_validation_only_and_gives_ties_to_fewer_views(tmp_path):
     md = (tmp_path / "t.md").read_text()
     assert chosen == "flip2" and "| **flip2** | 2 | 81.5 +- 1.4 |" in md and "| off | 1 | 71.0 +- 1.4 |" in md
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2 * 5 * 4 * 2
+
+
+def test_shift_scores_are_reused_only_for_the_same_checkpoint_and_views(tmp_path):
+    import json
+    import os
+
+    import shift_benchmark as sb
+    ck = tmp_path / "best.pt"
+    ck.write_bytes(b"weights")
+    out = tmp_path / "out"
+    out.mkdir()
+    record = {"checkpoint": str(ck), "tta": True}  # written before --tta-views: d8
+    (out / "segment_desc-x.json").write_text(json.dumps(record))
+    pd.DataFrame({"image": ["a.nii.gz"], "dsc": [80.0]}).to_csv(out / "scores_desc-x.csv", index=False)
+    os.utime(ck, (1, 1))
+    assert sb.cached_scores(out, "d8")["dsc"].tolist() == [80.0]
+    assert sb.cached_scores(out, "flip2") is None  # other views
+    (out / "segment_desc-x.json").write_text(json.dumps({**record, "tta_views": "flip2"}))
+    assert sb.cached_scores(out, "flip2") is not None and sb.cached_scores(out, "d8") is None
+    (out / "segment_desc-x.json").write_text(json.dumps({**record, "tta": False, "tta_views": None}))
+    assert sb.cached_scores(out, "d8") is not None  # TTA off: views do not matter
+    ck.write_bytes(b"retrained")  # newer than the scores
+    assert sb.cached_scores(out, "d8") is None
+    assert sb.cached_scores(tmp_path / "none", "d8") is None

@@ -85,11 +85,11 @@ from .model import (DEFAULT_METHOD, Preprocessing, run_preprocessing, available_
 from .inputs import (Job, output_label, output_path, find_jobs, read_input)
 from .predict import (resampled_shape, uncenter_fit, invert, preprocess, stack_probs, segment_stack, to_file_axes,
                       write_mask)
-from .run import (SCORE_COLUMNS, BIAS_SIGMA_MM, EmptyMaskWarning, SegmentOptions, segment, segment_one, LoadedUNet, load_unet)
+from .run import (SCORE_COLUMNS, BIAS_SIGMA_MM, DEFAULT_TTA_VIEWS, EmptyMaskWarning, SegmentOptions, segment, segment_one, LoadedUNet, load_unet)
 from .cli import (is_run_dir, list_shipped, main)
 
 __all__ = ["DEFAULT_METHOD", "Preprocessing", "run_preprocessing", "available_methods", "desc_label", "method_dir",
            "load_model", "Job", "output_label", "output_path", "find_jobs", "read_input", "resampled_shape",
            "uncenter_fit", "invert", "preprocess", "stack_probs", "segment_stack", "to_file_axes", "write_mask", "SCORE_COLUMNS",
-           "BIAS_SIGMA_MM", "EmptyMaskWarning", "SegmentOptions", "segment", "LoadedUNet", "load_unet", "segment_one", "is_run_dir",
+           "BIAS_SIGMA_MM", "DEFAULT_TTA_VIEWS", "EmptyMaskWarning", "SegmentOptions", "segment", "LoadedUNet", "load_unet", "segment_one", "is_run_dir",
            "list_shipped", "main"]

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="lcc: keep the largest 3D component of each mask; run (default): as the UNet was "
                          "trained and selected (the run's seg.postprocess)")
     ap.add_argument("--tta", choices=("run", "on", "off"), default="run",
-                    help="on: average each slice over its 8 right-angle rotations/flips (8x the cost); "
+                    help="on: average each slice over right-angle rotations/flips (--tta-views; 2-8x the cost); "
                          "run (default): as the run reported its UNets (seg.tta)")
     ap.add_argument("--tta-views", choices=tuple(TTA_VIEWS), default=DEFAULT_TTA_VIEWS,
                     help="which views TTA averages: d8 (all 8), rot4 (4 quarter turns), flip4 (flips and a half "
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "(benchmarks/results/segment_tta_views.md)")
     ap.add_argument("--fast", action="store_true",
                     help="no test-time augmentation, whatever the model was selected with (--tta off): "
-                         "8x fewer forward passes; benchmarks/results/segment_bench.md gives both costs")
+                         "one forward pass per slice; benchmarks/results/segment_bench_shipped_*.md gives the costs")
     ap.add_argument("--bids", action=argparse.BooleanOptionalAction, default=None,
                     help="BIDS-derivative output (sub-XX/anat/sub-XX_..._desc-brain_mask.nii.gz, "
                          "dataset_description.json); default: on when every input has a BIDS name")

@@ -50,11 +50,13 @@ LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
 
 
 def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
-    """Every seed of every lever (finished seeds are kept)."""
+    """Every seed of every lever (finished seeds are kept, also under another version of the library:
+    the table scores their checkpoints, and a retrained seed would replace them)."""
     for lever in levers:
         method, changes, synthetic, what = LEVERS[lever]
         print(f"== {lever}: {what} ({method}, {' '.join(changes)}, synthetic {synthetic})", flush=True)
-        for s in so.train_segmenter_seeds(run, lever, method, list(changes), seeds, jobs=jobs, synthetic=synthetic):
+        for s in so.train_segmenter_seeds(run, lever, method, list(changes), seeds, jobs=jobs, synthetic=synthetic,
+                                          keep_finished=True):
             print(so.describe(s), flush=True)
 
 
@@ -126,17 +128,21 @@ def confidence_rho(cases: pd.DataFrame) -> pd.DataFrame:
                          for m, g in cases.groupby("model", sort=False)])
 
 
-def choose(scores: pd.DataFrame) -> tuple[str, int]:
-    """Validation's lever and seed: the lever with the highest mean over its seeds of the mean of the
-    two validation sets (sub-01 validation, the shift benchmark's validation half), then its seed
-    with the highest such mean. Test sets are never read."""
+def choose(scores: pd.DataFrame) -> dict[str, tuple[str, int]]:
+    """Validation's lever and seed per route (method): the lever with the highest mean over its seeds
+    of the mean of the two validation sets (sub-01 validation, the shift benchmark's validation half),
+    then its seed with the highest such mean. Test sets are never read."""
     val = scores[scores["set"].isin(["sub-01 val", "shift val"])]
     per_seed = val.groupby(["lever", "seed"], sort=False)["dsc"].mean()
-    lever = per_seed.groupby(level="lever", sort=False).mean().idxmax()
-    return str(lever), int(per_seed.loc[lever].idxmax())
+    per_lever = per_seed.groupby(level="lever", sort=False).mean()
+    picks = {}
+    for method in dict.fromkeys(LEVERS[lv][0] for lv in per_lever.index):
+        lever = per_lever[[lv for lv in per_lever.index if LEVERS[lv][0] == method]].idxmax()
+        picks[method] = (str(lever), int(per_seed.loc[lever].idxmax()))
+    return picks
 
 
-def write_table(scores: pd.DataFrame, out: Path, command: str, cases: pd.DataFrame | None = None) -> None:
+def write_table(scores: pd.DataFrame, out: Path, command: str | list[str], cases: pd.DataFrame | None = None) -> None:
     """``out.csv`` (one row per lever, seed and set), ``out.md`` (mean, seed SD, worst case) and,
     given ``cases``, ``out_cases.csv`` (one row per model and shift case)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +150,8 @@ def write_table(scores: pd.DataFrame, out: Path, command: str, cases: pd.DataFra
     if cases is not None:
         cases.to_csv(out.with_name(out.name + "_cases.csv"), index=False, float_format="%.2f")
     sets = ["sub-01 val", "shift val", "sub-02 test", "shift test"]
-    lines = ["# Extractor levers: validation, sub-02 and the shift benchmark", "", f"`{command}`", "",
+    commands = [command] if isinstance(command, str) else list(command)
+    lines = ["# Extractor levers: validation, sub-02 and the shift benchmark", "", *[f"`{c}`" for c in commands], "",
              "3D DSC (%) of `python -m umcam_lib.segment` on each stack's own grid: mean over seeds +- seed "
              "SD, and the worst stack or case of any seed (the run-grid scores of the segmenter's summary are in "
              "the .csv). Chosen on the first two columns (sub-01 validation stack, shift benchmark's "
@@ -157,9 +164,9 @@ def write_table(scores: pd.DataFrame, out: Path, command: str, cases: pd.DataFra
             cells.append("" if d.empty else f"{d.dsc.mean():.1f} +- {d.dsc.std(ddof=1) if len(d) > 1 else 0:.1f} "
                          f"(min {d.dsc_min.min():.1f})")
         lines.append(f"| {lever} | {LEVERS[lever][3]} | " + " | ".join(cells) + " |")
-    lever, seed = choose(scores)
-    lines += ["", f"Validation's choice (the highest mean of the two validation columns over seeds, then that "
-              f"lever's best seed on them): **{lever}**, seed {seed}."]
+    picks = "; ".join(f"{method}: **{lever}**, seed {seed}" for method, (lever, seed) in choose(scores).items())
+    lines += ["", f"Validation's choice per route (the highest mean of the two validation columns over seeds, then "
+              f"that lever's best seed on them): {picks}."]
     if cases is not None and "confidence" in cases:
         rho = confidence_rho(cases)
         lines += ["", "Does the QC page's confidence (mean foreground probability on the mask's boundary) rank the "
@@ -167,6 +174,22 @@ def write_table(scores: pd.DataFrame, out: Path, command: str, cases: pd.DataFra
                   f"{rho.rho.median():.2f}, range {rho.rho.min():.2f} to {rho.rho.max():.2f} "
                   f"(per case: `{out.name}_cases.csv`)."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def add_to(prefix: Path, levers: list[str], scores: pd.DataFrame, cases: pd.DataFrame
+           ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """An earlier table's rows of the other levers before these; and the commands that made them."""
+    files = [prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_cases.csv"), prefix.with_suffix(".md")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"--add-to {prefix}: missing {', '.join(missing)}")
+    old, old_cases = pd.read_csv(files[0]), pd.read_csv(files[1])
+    old = old[~old["lever"].isin(levers)]
+    mine = set(model_names(levers, sorted(set(scores["seed"]))))
+    old_cases = old_cases[~old_cases["model"].isin(mine)]
+    earlier = [ln.strip("`") for ln in files[2].read_text().splitlines() if ln.startswith("`OMP_NUM_THREADS")]
+    earlier = [c for c in earlier if c.split("--levers ")[-1].split()[0] != ",".join(levers)]
+    return (pd.concat([old, scores], ignore_index=True), pd.concat([old_cases, cases], ignore_index=True), earlier)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extractor_levers")
     ap.add_argument("--list", action="store_true", help="print the levers and exit")
     ap.add_argument("--tta-views", default="d8", help="views segment averages (d8: the views the levers were compared with)")
+    ap.add_argument("--add-to", type=Path, default=None, metavar="PREFIX",
+                    help="an earlier table (PREFIX.csv, PREFIX_cases.csv, PREFIX.md): its rows of other levers are "
+                         "kept as they are and the levers given are added (or replace their own rows)")
     ap.add_argument("--reuse", action="store_true",
                     help="take a model's scores from --work where an earlier call left them and they still hold")
     args = ap.parse_args(argv)
@@ -196,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     shift, cases = shift_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0), args.reuse, args.tta_views)
     native = native_scores(args.run, levers, seeds, args.work, resolve_root(args.cc0), args.reuse, args.tta_views)
     scores = pd.concat([plain_scores(args.run, levers, seeds), native, shift], ignore_index=True)
-    command = "OMP_NUM_THREADS=2 python benchmarks/extractor_levers.py " + " ".join(argv or sys.argv[1:])
-    write_table(scores, args.out, command.strip(), cases)
+    command = ("OMP_NUM_THREADS=2 python benchmarks/extractor_levers.py " + " ".join(argv or sys.argv[1:])).strip()
+    commands = [command]
+    if args.add_to is not None:
+        scores, cases, earlier = add_to(args.add_to, levers, scores, cases)
+        commands = [*earlier, command]
+    write_table(scores, args.out, commands, cases)
     print(f"wrote {args.out.with_suffix('.md')}")
     return 0
 

@@ -199,3 +199,17 @@ def test_cards_state_their_scope_and_carry_the_shift_table(run, tmp_path, monkey
         ship.ship(run, tmp_path / "m3", git=CLEAN, any_profile=True, segmenters={"fullysup": "fs", "weak": "um"},
                   shift=tmp_path / "none.csv")
     assert not (tmp_path / "m3").exists()
+
+
+def test_a_finished_seed_of_another_library_version_is_retrained_unless_kept(run, monkeypatch, capsys):
+    from umcam_lib import provenance
+    first = so.train_segmenter_seeds(run, "k", "FullySup", ["epochs=2"], seeds=[0])[0]
+    calls = []
+    real = so.train_segmenter
+    monkeypatch.setattr(so, "train_segmenter", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    assert so.train_segmenter_seeds(run, "k", "FullySup", ["epochs=2"], seeds=[0])[0] == first  # same code: kept
+    monkeypatch.setattr(provenance, "library_fingerprint", lambda: "another version")
+    kept = so.train_segmenter_seeds(run, "k", "FullySup", ["epochs=2"], seeds=[0], keep_finished=True)[0]
+    assert kept == first and calls == [] and "kept (keep_finished)" in capsys.readouterr().out
+    retrained = so.train_segmenter_seeds(run, "k", "FullySup", ["epochs=2"], seeds=[0])[0]
+    assert retrained["library"] == "another version" and calls == ["k"]

@@ -285,6 +285,9 @@ class SegmenterTask:
         As :func:`train_segmenter` takes them.
     threads : int or None
         Torch threads of this task (None: the run's ``threads``).
+    keep_finished : bool
+        Keep a seed that finished the same request under another version of the library
+        (:func:`finished_summary`) instead of training it anew.
     """
 
     run_dir: str
@@ -296,6 +299,7 @@ class SegmenterTask:
     device: str = "auto"
     threads: int | None = None
     synthetic: int = 0
+    keep_finished: bool = False
 
     @property
     def where(self) -> str:
@@ -308,7 +312,8 @@ class SegmenterTask:
 
 
 def finished_summary(task: SegmenterTask) -> dict[str, Any] | None:
-    """The summary of ``task``'s folder when it finished the same request with the same library code."""
+    """The summary of ``task``'s folder when it finished the same request with the same library code
+    (with ``task.keep_finished``: with any library code; a kept older one is printed)."""
     path = Path(task.where) / SUMMARY
     if not path.is_file():
         return None
@@ -316,9 +321,14 @@ def finished_summary(task: SegmenterTask) -> dict[str, Any] | None:
     same = (summary.get("seed") == task.seed and list(summary.get("changes") or []) == list(task.changes)
             and ((summary.get("epochs_from") or {}).get("model") == task.refit)
             and (task.refit is not None or summary.get("method") == task.method)
-            and (task.refit is not None or int((summary.get("synthetic") or {}).get("n_volumes", 0)) == task.synthetic)
-            and summary.get("library") == provenance.library_fingerprint())
-    return summary if same else None
+            and (task.refit is not None or int((summary.get("synthetic") or {}).get("n_volumes", 0)) == task.synthetic))
+    if not same:
+        return None
+    if summary.get("library") != provenance.library_fingerprint():
+        if not task.keep_finished:
+            return None
+        print(f"{task.where}: finished under another version of the library; kept (keep_finished)", flush=True)
+    return summary
 
 
 def run_segmenter_task(task: SegmenterTask) -> dict[str, Any]:
@@ -336,17 +346,18 @@ def run_segmenter_task(task: SegmenterTask) -> dict[str, Any]:
 
 def seed_tasks(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
-               threads: int | None = None, synthetic: int = 0) -> list[SegmenterTask]:
+               threads: int | None = None, synthetic: int = 0, keep_finished: bool = False) -> list[SegmenterTask]:
     """One task per seed, written to ``NAME-s<seed>`` (refitting ``REFIT-s<seed>``) when there are several."""
     many = len(seeds) > 1
     return [SegmenterTask(str(resolve(run_dir)), f"{name}-s{s}" if many else name, method, tuple(changes), int(s),
-                          (f"{refit}-s{s}" if many else refit) if refit else None, device, threads, int(synthetic))
+                          (f"{refit}-s{s}" if many else refit) if refit else None, device, threads, int(synthetic),
+                          keep_finished)
             for s in seeds]
 
 
 def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                           seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
-                          jobs: int = 1, synthetic: int = 0) -> list[dict[str, Any]]:
+                          jobs: int = 1, synthetic: int = 0, keep_finished: bool = False) -> list[dict[str, Any]]:
     """Every seed of a segment-only UNet as a task (see the module docstring); their summaries in seed order.
 
     Parameters
@@ -354,6 +365,10 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
     jobs : int
         1: one seed after another in this process; N > 1: N worker processes, each with the
         run's ``threads // N`` torch threads (at least 1).
+    keep_finished : bool
+        A seed that finished the same request under another version of the library is kept,
+        not trained anew (a benchmark that scores finished checkpoints; by default a library
+        change retrains, and the new run replaces the folder's checkpoints).
 
     Raises
     ------
@@ -369,7 +384,7 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
     threads = params.get("threads")
     if jobs > 1:
         threads = max(1, int(threads or torch.get_num_threads()) // jobs)
-    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads, synthetic)
+    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads, synthetic, keep_finished)
     executor = SerialExecutor() if jobs == 1 else make_executor({"kind": "processes", "jobs": int(jobs)})
     try:
         return run_tasks(executor, run_segmenter_task, tasks)

@@ -28,8 +28,9 @@ What happens to each stack (the model was trained on slices prepared by
 2. :func:`~umcam_lib.data.prepare.prepare_stack` with the run's ``data.spacing_mm`` and
    ``data.image_size`` (in-plane resampling, robust intensity normalisation, centre pad/crop);
 3. the UNet's foreground probability on every slice (with ``--tta on``, the default when the
-   UNet was trained with ``seg.tta: true``, averaged over the slice's 8 right-angle rotations
-   and flips);
+   UNet was trained with ``seg.tta: true``, averaged over views of the slice: by default the
+   slice and its left-right mirror, ``--tta-views flip2``, which validation could not tell from
+   all 8 right-angle rotations and flips, ``d8``, at a quarter of the cost);
 4. the inverse geometry (:func:`invert`): un-crop / un-pad, resample each slice's probabilities
    back to the native in-plane grid (the same edge-aligned linear interpolation), threshold at
    ``--threshold``, move the slice axis back;

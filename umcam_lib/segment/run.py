@@ -36,8 +36,9 @@ SCORE_COLUMNS = ["image", "mask", "reference", "method", "shape", "spacing_mm", 
 
 BIAS_SIGMA_MM = 80.0
 #: The views ``segment`` averages with TTA on (``--tta-views``): chosen on validation among
-#: :data:`~umcam_lib.train.seg_predict.TTA_VIEWS` (``benchmarks/results/segment_tta_views.md``).
-DEFAULT_TTA_VIEWS = "d8"
+#: :data:`~umcam_lib.train.seg_predict.TTA_VIEWS` (``benchmarks/results/segment_tta_views.md``:
+#: flip2 ties d8 on validation over six trained UNets, at 2 forward passes instead of 8).
+DEFAULT_TTA_VIEWS = "flip2"
 """``--bias-sigma-mm`` default: the scale of the ``--bias-correct`` field fit (mm), chosen on validation
 (benchmarks/results/segment_robustness.md: 20, 40, 80, 160 mm tried)."""
 

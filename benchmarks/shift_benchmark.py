@@ -146,8 +146,7 @@ def write_report(table: pd.DataFrame, out: Path, command: str) -> None:
              "`python -m umcam_lib.segment` on each case's own grid, against the shifted reference mask.", "",
              "| half | case | source | brain (mL) | spacing (mm) | shape | " + " | ".join(models) + " |",
              "|---|---|---|---|---|---|" + "---|" * len(models)]
-    for r in piv.itertuples(index=False):
-        d = r._asdict()
+    for d in piv.to_dict("records"):  # not itertuples: a model named segmenter/x is no field name
         lines.append(f"| {d['half']} | {d['case']} | {d['source'].replace('_T2w', '')} | {d['brain_ml']:.0f} | "
                      f"{d['spacing_mm']} | {d['shape']} | " + " | ".join(f"{d[m]:.1f}" for m in models) + " |")
     lines += ["", "| half | " + " | ".join(f"{m} mean | {m} min" for m in models) + " |",

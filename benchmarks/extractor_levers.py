@@ -46,7 +46,12 @@ LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "dr24": ("FullySup", STRONG, 24, "strong + 24 phantom stacks (4:1)"),
     "weak-shipped": ("UM-CAM+SPL", SHIPPED, 0, "the shipped weak recipe, retrained per seed"),
     "weak-strong": ("UM-CAM+SPL", STRONG, 0, "weak, strong augmentation (image-level labels only)"),
+    "views": ("FullySup", STRONG, 0, "strong + the real stacks resliced into the other two planes and cropped tight"),
+    "weak-views": ("UM-CAM+SPL", STRONG, 0, "weak-strong + those stacks, with the weak route's pseudo labels"),
 }
+
+#: levers that add the stacks of umcam_lib.segment.restack (other planes, tight field of view)
+RESTACKED: frozenset[str] = frozenset({"views", "weak-views"})
 
 
 def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
@@ -54,9 +59,10 @@ def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
     the table scores their checkpoints, and a retrained seed would replace them)."""
     for lever in levers:
         method, changes, synthetic, what = LEVERS[lever]
-        print(f"== {lever}: {what} ({method}, {' '.join(changes)}, synthetic {synthetic})", flush=True)
+        print(f"== {lever}: {what} ({method}, {' '.join(changes)}, synthetic {synthetic}, "
+              f"restack {lever in RESTACKED})", flush=True)
         for s in so.train_segmenter_seeds(run, lever, method, list(changes), seeds, jobs=jobs, synthetic=synthetic,
-                                          keep_finished=True):
+                                          keep_finished=True, restack=lever in RESTACKED):
             print(so.describe(s), flush=True)
 
 

@@ -24,6 +24,9 @@ notebooks 03-05) in two stages:
 
 ``--synthetic N`` adds N domain-randomised phantom stacks to the training stacks
 (:mod:`umcam_lib.segment.synthetic`; FullySup only: the weak route sees image-level labels only).
+``--restack`` adds stacks cut from the real training stacks: resliced into the two other planes,
+and cropped to a tight field of view (:mod:`umcam_lib.segment.restack`; any method: each
+new stack carries the method's own labels, pseudo labels for a weak one).
 
 With ``--seeds`` every seed is one task (:class:`SegmenterTask`, written to ``NAME-s<seed>``; with
 ``--refit FROM`` each seed refits ``FROM-s<seed>``), run through the study's executors
@@ -54,6 +57,7 @@ import pandas as pd
 import torch
 
 from .. import io, provenance, runtime
+from . import restack as rs
 from . import synthetic as synth
 from ..config.files import apply_overrides, load_params, profile_path
 from ..config.schema import ParameterError, check_section
@@ -153,7 +157,7 @@ def run_seg_section(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                     seed: int = 0, refit: str | None = None, device: str = "auto",
                     progress: bool = True, threads: int | None = None, synthetic: int = 0,
-                    synthetic_seed: int = synth.SYNTHETIC_SEED) -> dict[str, Any]:
+                    synthetic_seed: int = synth.SYNTHETIC_SEED, restack: bool = False) -> dict[str, Any]:
     """Train, score and record one segment-only UNet (see the module docstring).
 
     Parameters
@@ -184,6 +188,10 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         it is taken from that model.
     synthetic_seed : int
         Their seed (the same stacks for every UNet seed).
+    restack : bool
+        Add the extra stacks of :class:`umcam_lib.segment.restack.Restack` (its defaults) cut from
+        every real training stack, with the method's own labels. With ``refit`` it is taken
+        from that model.
 
     Returns
     -------
@@ -202,6 +210,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         method = source["method"]
         synthetic = int((source.get("synthetic") or {}).get("n_volumes", 0))
         synthetic_seed = int((source.get("synthetic") or {}).get("seed", synthetic_seed))
+        restack = bool(source.get("restack"))
         seg_values = dict(source["seg"])
         best = int(source["best_epoch"])
         seg_values.update(epochs=best, patience=None, plateau_decay=None)
@@ -241,6 +250,13 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
     if (out / SUMMARY).is_file():
         (out / SUMMARY).unlink()  # a retrained folder is not trusted until its summary is rewritten
     targets = variant_targets(method, train_set, run_dir, seg)
+    restack_record = None
+    if restack:
+        recipe = rs.Restack()
+        train_set, targets, made = rs.with_restacks(train_set, targets, recipe)
+        restack_record = {**dataclasses.asdict(recipe), "n_stacks": int(len(made)),
+                          "n_slices": int(made["n_slices"].sum()) if len(made) else 0,
+                          "stacks": made.to_dict(orient="records")}
     model = train_variant(method, train_set, targets, seg, run_dir, device=dev, amp=amp, seed=seed, out_dir=out,
                           progress=progress)
     history = pd.read_csv(out / "history.csv")
@@ -257,6 +273,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "seg": seg.to_dict(),
         "trained_on": stack_names(train_set, "train"),
         "synthetic": synthetic_record,
+        "restack": restack_record,
         "held_out": list(held_out),
         "scores": card_scores(scores[~scores["in_training"]], held_out),
         "scores_in_training": card_scores(scores[scores["in_training"]], ("val",)),
@@ -265,7 +282,8 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "seconds": round(time.perf_counter() - t0, 1),
         "command": "python -m umcam_lib.segment.segmenter " + " ".join(
             [str(run_dir), name, *(["--refit", refit] if refit else ["--method", method]), "--seed", str(seed),
-             *([f"--synthetic {synthetic}"] if synthetic and not refit else []), *[f"--set {c}" for c in changes]]),
+             *([f"--synthetic {synthetic}"] if synthetic and not refit else []),
+             *(["--restack"] if restack and not refit else []), *[f"--set {c}" for c in changes]]),
     }
     io.write_json(out / SUMMARY, summary)
     return summary
@@ -288,6 +306,8 @@ class SegmenterTask:
     keep_finished : bool
         Keep a seed that finished the same request under another version of the library
         (:func:`finished_summary`) instead of training it anew.
+    restack : bool
+        Add the stacks of :mod:`umcam_lib.segment.restack` (as :func:`train_segmenter`).
     """
 
     run_dir: str
@@ -300,6 +320,7 @@ class SegmenterTask:
     threads: int | None = None
     synthetic: int = 0
     keep_finished: bool = False
+    restack: bool = False
 
     @property
     def where(self) -> str:
@@ -321,7 +342,8 @@ def finished_summary(task: SegmenterTask) -> dict[str, Any] | None:
     same = (summary.get("seed") == task.seed and list(summary.get("changes") or []) == list(task.changes)
             and ((summary.get("epochs_from") or {}).get("model") == task.refit)
             and (task.refit is not None or summary.get("method") == task.method)
-            and (task.refit is not None or int((summary.get("synthetic") or {}).get("n_volumes", 0)) == task.synthetic))
+            and (task.refit is not None or int((summary.get("synthetic") or {}).get("n_volumes", 0)) == task.synthetic)
+            and (task.refit is not None or bool(summary.get("restack")) == task.restack))
     if not same:
         return None
     if summary.get("library") != provenance.library_fingerprint():
@@ -339,25 +361,27 @@ def run_segmenter_task(task: SegmenterTask) -> dict[str, Any]:
     before = torch.get_num_threads()
     try:
         return train_segmenter(task.run_dir, task.name, task.method, task.changes, task.seed, task.refit, task.device,
-                               progress=False, threads=task.threads, synthetic=task.synthetic)
+                               progress=False, threads=task.threads, synthetic=task.synthetic, restack=task.restack)
     finally:
         torch.set_num_threads(before)
 
 
 def seed_tasks(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
-               threads: int | None = None, synthetic: int = 0, keep_finished: bool = False) -> list[SegmenterTask]:
+               threads: int | None = None, synthetic: int = 0, keep_finished: bool = False,
+               restack: bool = False) -> list[SegmenterTask]:
     """One task per seed, written to ``NAME-s<seed>`` (refitting ``REFIT-s<seed>``) when there are several."""
     many = len(seeds) > 1
     return [SegmenterTask(str(resolve(run_dir)), f"{name}-s{s}" if many else name, method, tuple(changes), int(s),
                           (f"{refit}-s{s}" if many else refit) if refit else None, device, threads, int(synthetic),
-                          keep_finished)
+                          keep_finished, bool(restack))
             for s in seeds]
 
 
 def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                           seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
-                          jobs: int = 1, synthetic: int = 0, keep_finished: bool = False) -> list[dict[str, Any]]:
+                          jobs: int = 1, synthetic: int = 0, keep_finished: bool = False,
+                          restack: bool = False) -> list[dict[str, Any]]:
     """Every seed of a segment-only UNet as a task (see the module docstring); their summaries in seed order.
 
     Parameters
@@ -369,6 +393,8 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
         A seed that finished the same request under another version of the library is kept,
         not trained anew (a benchmark that scores finished checkpoints; by default a library
         change retrains, and the new run replaces the folder's checkpoints).
+    restack : bool
+        Add the stacks of :mod:`umcam_lib.segment.restack` (as :func:`train_segmenter`).
 
     Raises
     ------
@@ -384,7 +410,7 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
     threads = params.get("threads")
     if jobs > 1:
         threads = max(1, int(threads or torch.get_num_threads()) // jobs)
-    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads, synthetic, keep_finished)
+    tasks = seed_tasks(run_dir, name, method, changes, seeds, refit, device, threads, synthetic, keep_finished, restack)
     executor = SerialExecutor() if jobs == 1 else make_executor({"kind": "processes", "jobs": int(jobs)})
     try:
         return run_tasks(executor, run_segmenter_task, tasks)
@@ -422,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="add N domain-randomised phantom stacks to the training stacks (FullySup only; "
                          "umcam_lib.segment.synthetic)")
+    ap.add_argument("--restack", action="store_true",
+                    help="add stacks cut from the real training stacks: the two other planes and a tight field of "
+                         "view, with the method's own labels (umcam_lib.segment.restack)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
@@ -431,10 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError:
                 raise ParameterError(f"--seeds {args.seeds!r}: expected seeds separated by commas, e.g. 0,1,2") from None
             summaries = train_segmenter_seeds(args.run_dir, args.name, args.method, args.changes, seeds, args.refit,
-                                              args.device, args.jobs, args.synthetic)
+                                              args.device, args.jobs, args.synthetic, restack=args.restack)
         else:
             summaries = [train_segmenter(args.run_dir, args.name, args.method, args.changes, args.seed, args.refit,
-                                         args.device, synthetic=args.synthetic)]
+                                         args.device, synthetic=args.synthetic, restack=args.restack)]
     except (ParameterError, FileNotFoundError, ValueError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.list:
         for name, (method, changes, synthetic, what) in LEVERS.items():
-            print(f"{name:13s} {method:10s} synthetic {synthetic:2d}  {what}\n{'':13s} --set {' --set '.join(changes)}")
+            extra = " --restack" if name in RESTACKED else ""
+            print(f"{name:13s} {method:10s} synthetic {synthetic:2d}  {what}\n{'':13s} --set {' --set '.join(changes)}{extra}")
         return 0
     levers = [x.strip() for x in args.levers.split(",") if x.strip()]
     unknown = [x for x in levers if x not in LEVERS]

@@ -109,3 +109,19 @@ def test_segmenter_restack_is_recorded_resumed_and_refit(run):  # noqa: F811
     assert refit["restack"]["n_stacks"] == 3 * 3                # train + validation stacks, each cut three ways
     weak = so.train_segmenter(run, "weak-views", "UM-CAM+SPL", ["epochs=1"], restack=True, progress=False)
     assert weak["restack"]["n_stacks"] == 6 and weak["method"] == "UM-CAM+SPL"
+
+
+def test_model_card_states_the_restacked_stacks():
+    from umcam_lib.segment import card_scope
+
+    data = {"stacks": [{"split": "train", "subject": "sub-01", "thickness_mm": 3.3, "native_spacing_mm": "1.1"}]}
+    record = {**vars(rs.Restack()), "n_stacks": 15, "n_slices": 272, "stacks": [{"name": "x-axis0"}]}
+    dist = card_scope.training_distribution(data, {"augment": False}, None, record)
+    assert dist["restack"]["n_stacks"] == 15 and "stacks" not in dist["restack"]
+    lines = card_scope.render_scope({"training_distribution": dist, "never_seen": card_scope.never_seen(dist)})
+    assert any("cut from the real stacks: 15 stacks (272 slices), resliced into axis0, axis1" in x for x in lines)
+    assert any("reslices of its axial training stacks" in x for x in lines)
+    plain = card_scope.training_distribution(data, {"augment": False}, None)
+    assert any("no stacks were resliced" in x for x in card_scope.never_seen(plain))
+    assert "- cut from the real stacks: none" in card_scope.render_scope(
+        {"training_distribution": plain, "never_seen": []})

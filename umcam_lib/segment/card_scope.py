@@ -21,8 +21,10 @@ class ScopeError(ValueError):
     """A shift-benchmark table that cannot go on a card (missing, or without the model's rows)."""
 
 
-def training_distribution(data: dict[str, Any], seg: dict[str, Any], synthetic: dict[str, Any] | None) -> dict[str, Any]:
-    """Real stacks trained on, synthetic stacks and their ranges, and the augmentation.
+def training_distribution(data: dict[str, Any], seg: dict[str, Any], synthetic: dict[str, Any] | None,
+                          restack: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Real stacks trained on, synthetic stacks and their ranges, stacks cut from the real ones,
+    and the augmentation.
 
     Parameters
     ----------
@@ -33,6 +35,8 @@ def training_distribution(data: dict[str, Any], seg: dict[str, Any], synthetic: 
         The recipe's ``seg`` section.
     synthetic : dict or None
         The segmenter summary's ``synthetic`` record (:mod:`umcam_lib.segment.synthetic`).
+    restack : dict or None
+        The segmenter summary's ``restack`` record (:mod:`umcam_lib.segment.restack`).
     """
     trained = [v for v in data.get("stacks", []) if str(v.get("split", "")).startswith("train")]
     thick = sorted({round(float(v["thickness_mm"]), 2) for v in trained if "thickness_mm" in v})
@@ -41,6 +45,8 @@ def training_distribution(data: dict[str, Any], seg: dict[str, Any], synthetic: 
                  "thickness_mm": thick, "spacing_mm": sorted({str(v.get("native_spacing_mm", "")) for v in trained}),
                  "dataset": data.get("dataset")},
         "synthetic": synthetic,
+        "restack": ({k: restack[k] for k in ("planes", "plane_step", "tight", "margin_mm", "n_stacks", "n_slices")
+                     if k in restack} if restack else None),
         "augmentation": ({k: seg[k] for k in AUGMENT_KEYS if k in seg} | {"rotations_flips": True})
         if seg.get("augment") else None,
     }
@@ -68,6 +74,12 @@ def never_seen(dist: dict[str, Any]) -> list[str]:
     else:
         out.append("any brain size, field of view, slice thickness or contrast other than those of the real "
                    "training stacks: no synthetic stacks were added")
+    if dist.get("restack"):
+        out.append("a stack acquired in another plane with its own field of view: the other planes it saw are "
+                   "reslices of its axial training stacks, each only as tall as those stacks are thick")
+    else:
+        out.append("another acquisition plane or a field of view cropped to the head: no stacks were resliced "
+                   "or cropped from the real ones")
     aug = dist.get("augmentation")
     if not aug:
         out.append("another in-plane orientation, zoom or contrast of its training stacks: augmentation was off")
@@ -146,6 +158,15 @@ def render_scope(card: dict[str, Any]) -> list[str]:
                          + ", ".join(f"{k} {v}" for k, v in r.items()))
         else:
             lines.append("- synthetic: none")
+        rst = dist.get("restack")
+        if rst:
+            what = [f"resliced into {', '.join(rst['planes'])} (one slab every {rst['plane_step']:g} thicknesses)"
+                    if rst.get("planes") else "",
+                    f"cropped tight (margin {rst['margin_mm'][0]:g}-{rst['margin_mm'][1]:g} mm)" if rst.get("tight") else ""]
+            lines.append(f"- cut from the real stacks: {rst.get('n_stacks', '?')} stacks ({rst.get('n_slices', '?')} "
+                         f"slices), " + " and ".join(w for w in what if w))
+        else:
+            lines.append("- cut from the real stacks: none")
         lines.append("- augmentation: " + (", ".join(f"{k} {v}" for k, v in aug.items()) if aug else "off"))
         lines += ["", "## Never seen", ""] + [f"- {s}" for s in card.get("never_seen", [])] + [""]
     shift = card.get("shift_benchmark")

@@ -569,7 +569,8 @@ def model_card(pick: Pick, ckpt: dict[str, Any], n_params: int, rec: dict[str, A
         "shipped_by": s.shipped_by,
     }
     dist = card_scope.training_distribution(card["training_data"], card["recipe"].get("seg", {}),
-                                            alone["summary"].get("synthetic") if alone is not None else None)
+                                            alone["summary"].get("synthetic") if alone is not None else None,
+                                            alone["summary"].get("restack") if alone is not None else None)
     card["training_distribution"], card["never_seen"] = dist, card_scope.never_seen(dist)
     if s.shift is not None:
         card["shift_benchmark"] = shift_of(pick, s.shift)

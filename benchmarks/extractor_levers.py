@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import shift_benchmark as sb  # noqa: E402
 from umcam_lib.data.fetch import DATASET, resolve_root  # noqa: E402
 from umcam_lib.segment import segmenter as so  # noqa: E402
+from umcam_lib.segment.restack import Restack  # noqa: E402
 
 SHIPPED = ("width=16",)  # the shipped recipe: the real profile's seg section at width 16
 STRONG = (*SHIPPED, "augment=true", "augment_scale=[0.6, 1.6]", "augment_gamma=[0.5, 2.0]",
@@ -47,11 +48,13 @@ LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "weak-shipped": ("UM-CAM+SPL", SHIPPED, 0, "the shipped weak recipe, retrained per seed"),
     "weak-strong": ("UM-CAM+SPL", STRONG, 0, "weak, strong augmentation (image-level labels only)"),
     "views": ("FullySup", STRONG, 0, "strong + the real stacks resliced into the other two planes and cropped tight"),
+    "views-light": ("FullySup", STRONG, 0, "strong + reslices only, every 4th slab (about 1:1 with the real slices)"),
     "weak-views": ("UM-CAM+SPL", STRONG, 0, "weak-strong + those stacks, with the weak route's pseudo labels"),
 }
 
-#: levers that add the stacks of umcam_lib.segment.restack (other planes, tight field of view)
-RESTACKED: frozenset[str] = frozenset({"views", "weak-views"})
+#: levers that add the stacks of umcam_lib.segment.restack (other planes, tight field of view), and how
+RESTACKED: dict[str, Restack] = {"views": Restack(), "weak-views": Restack(),
+                                 "views-light": Restack(plane_step=4.0, tight=False)}
 
 
 def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
@@ -60,9 +63,9 @@ def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
     for lever in levers:
         method, changes, synthetic, what = LEVERS[lever]
         print(f"== {lever}: {what} ({method}, {' '.join(changes)}, synthetic {synthetic}, "
-              f"restack {lever in RESTACKED})", flush=True)
+              f"restack {RESTACKED.get(lever)})", flush=True)
         for s in so.train_segmenter_seeds(run, lever, method, list(changes), seeds, jobs=jobs, synthetic=synthetic,
-                                          keep_finished=True, restack=lever in RESTACKED):
+                                          keep_finished=True, restack=RESTACKED.get(lever, False)):
             print(so.describe(s), flush=True)
 
 
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.list:
         for name, (method, changes, synthetic, what) in LEVERS.items():
-            extra = " --restack" if name in RESTACKED else ""
+            extra = " " + " ".join(so.restack_flags(RESTACKED[name])) if name in RESTACKED else ""
             print(f"{name:13s} {method:10s} synthetic {synthetic:2d}  {what}\n{'':13s} --set {' --set '.join(changes)}{extra}")
         return 0
     levers = [x.strip() for x in args.levers.split(",") if x.strip()]

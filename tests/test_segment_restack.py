@@ -105,6 +105,16 @@ def test_segmenter_restack_is_recorded_resumed_and_refit(run):  # noqa: F811
     assert sum(n.endswith("-tight") for n in summary["trained_on"]) == 2
     assert so.finished_summary(so.SegmenterTask(str(run), "views", "FullySup", ("epochs=1",), 0, restack=True))
     assert so.finished_summary(so.SegmenterTask(str(run), "views", "FullySup", ("epochs=1",), 0)) is None
+    light = rs.Restack(plane_step=4.0, tight=False)             # another recipe is another request
+    assert so.finished_summary(so.SegmenterTask(str(run), "views", "FullySup", ("epochs=1",), 0, restack=light)) is None
+    assert so.main([str(run), "bad", "--restack-step", "4"]) == 1             # needs --restack
+    assert so.main([str(run), "bad", "--restack", "--restack-step", "0"]) == 1  # a step must be > 0
+    assert not (run / "segmenter" / "bad" / "summary.json").exists()
+    assert so.main([str(run), "light", "--restack", "--restack-step", "4", "--restack-no-tight",
+                    "--set", "epochs=1"]) == 0
+    rec = so.read_summary(run, "light")
+    assert rs.as_recipe(rec["restack"]) == light and rec["restack"]["n_stacks"] == 4
+    assert "--restack --restack-step 4 --restack-no-tight" in rec["command"]
     refit = so.train_segmenter(run, "views-refit", refit="views", progress=False)
     assert refit["restack"]["n_stacks"] == 3 * 3                # train + validation stacks, each cut three ways
     weak = so.train_segmenter(run, "weak-views", "UM-CAM+SPL", ["epochs=1"], restack=True, progress=False)

@@ -91,6 +91,29 @@ class Restack:
             raise ValueError(f"restack margin_mm must be (low, high) with 0 <= low <= high, got {self.margin_mm}")
 
 
+def as_recipe(restack: bool | Restack | Mapping[str, Any] | None) -> Restack | None:
+    """The recipe meant by a ``restack`` argument or record: ``None``/``False`` -> ``None``, ``True`` ->
+    the defaults, a :class:`Restack` as it is, a segmenter summary's ``restack`` record -> its recipe.
+
+    >>> as_recipe(True) == Restack() and as_recipe(None) is None
+    True
+    >>> as_recipe({"planes": ["axis0"], "plane_step": 4, "tight": False, "n_stacks": 5}).planes
+    ('axis0',)
+    """
+    if restack is None or restack is False:
+        return None
+    if restack is True:
+        return Restack()
+    if isinstance(restack, Restack):
+        return restack
+    fields = {f.name for f in dataclasses.fields(Restack)}
+    values = {k: v for k, v in dict(restack).items() if k in fields}
+    for key in ("planes", "margin_mm"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return Restack(**values)
+
+
 def reslice(volume: np.ndarray, thickness_mm: float, spacing_mm: float, plane: str, step: float = 1.0,
             binary: bool = False) -> np.ndarray:
     """Cut a stack into thick slabs across one of its in-plane axes.
@@ -305,4 +328,4 @@ def with_restacks(slices: SliceSet, targets: Mapping[str, Any], restack: Restack
     return out, new_targets, made
 
 
-__all__ = ["PLANES", "Restack", "brain_range", "reslice", "tight_crop", "with_restacks"]
+__all__ = ["PLANES", "Restack", "as_recipe", "brain_range", "reslice", "tight_crop", "with_restacks"]

@@ -26,7 +26,9 @@ notebooks 03-05) in two stages:
 (:mod:`umcam_lib.segment.synthetic`; FullySup only: the weak route sees image-level labels only).
 ``--restack`` adds stacks cut from the real training stacks: resliced into the two other planes,
 and cropped to a tight field of view (:mod:`umcam_lib.segment.restack`; any method: each
-new stack carries the method's own labels, pseudo labels for a weak one).
+new stack carries the method's own labels, pseudo labels for a weak one). ``--restack-step F``
+keeps one slab every F slice thicknesses (default 2; more: fewer resliced slices), and
+``--restack-no-tight`` leaves the tight crops out.
 
 With ``--seeds`` every seed is one task (:class:`SegmenterTask`, written to ``NAME-s<seed>``; with
 ``--refit FROM`` each seed refits ``FROM-s<seed>``), run through the study's executors
@@ -157,7 +159,7 @@ def run_seg_section(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                     seed: int = 0, refit: str | None = None, device: str = "auto",
                     progress: bool = True, threads: int | None = None, synthetic: int = 0,
-                    synthetic_seed: int = synth.SYNTHETIC_SEED, restack: bool = False) -> dict[str, Any]:
+                    synthetic_seed: int = synth.SYNTHETIC_SEED, restack: bool | rs.Restack = False) -> dict[str, Any]:
     """Train, score and record one segment-only UNet (see the module docstring).
 
     Parameters
@@ -188,10 +190,10 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         it is taken from that model.
     synthetic_seed : int
         Their seed (the same stacks for every UNet seed).
-    restack : bool
-        Add the extra stacks of :class:`umcam_lib.segment.restack.Restack` (its defaults) cut from
-        every real training stack, with the method's own labels. With ``refit`` it is taken
-        from that model.
+    restack : bool or Restack
+        Add the extra stacks of a :class:`umcam_lib.segment.restack.Restack` recipe (``True``: its
+        defaults) cut from every real training stack, with the method's own labels. With
+        ``refit`` it is taken from that model.
 
     Returns
     -------
@@ -210,7 +212,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         method = source["method"]
         synthetic = int((source.get("synthetic") or {}).get("n_volumes", 0))
         synthetic_seed = int((source.get("synthetic") or {}).get("seed", synthetic_seed))
-        restack = bool(source.get("restack"))
+        restack = rs.as_recipe(source.get("restack")) or False
         seg_values = dict(source["seg"])
         best = int(source["best_epoch"])
         seg_values.update(epochs=best, patience=None, plateau_decay=None)
@@ -251,8 +253,8 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         (out / SUMMARY).unlink()  # a retrained folder is not trusted until its summary is rewritten
     targets = variant_targets(method, train_set, run_dir, seg)
     restack_record = None
-    if restack:
-        recipe = rs.Restack()
+    recipe = rs.as_recipe(restack)
+    if recipe is not None:
         train_set, targets, made = rs.with_restacks(train_set, targets, recipe)
         restack_record = {**dataclasses.asdict(recipe), "n_stacks": int(len(made)),
                           "n_slices": int(made["n_slices"].sum()) if len(made) else 0,
@@ -283,7 +285,7 @@ def train_segmenter(run_dir: str | Path, name: str, method: str = "FullySup", ch
         "command": "python -m umcam_lib.segment.segmenter " + " ".join(
             [str(run_dir), name, *(["--refit", refit] if refit else ["--method", method]), "--seed", str(seed),
              *([f"--synthetic {synthetic}"] if synthetic and not refit else []),
-             *(["--restack"] if restack and not refit else []), *[f"--set {c}" for c in changes]]),
+             *(restack_flags(recipe) if not refit else []), *[f"--set {c}" for c in changes]]),
     }
     io.write_json(out / SUMMARY, summary)
     return summary
@@ -306,7 +308,7 @@ class SegmenterTask:
     keep_finished : bool
         Keep a seed that finished the same request under another version of the library
         (:func:`finished_summary`) instead of training it anew.
-    restack : bool
+    restack : bool or Restack
         Add the stacks of :mod:`umcam_lib.segment.restack` (as :func:`train_segmenter`).
     """
 
@@ -320,7 +322,7 @@ class SegmenterTask:
     threads: int | None = None
     synthetic: int = 0
     keep_finished: bool = False
-    restack: bool = False
+    restack: bool | rs.Restack = False
 
     @property
     def where(self) -> str:
@@ -343,7 +345,7 @@ def finished_summary(task: SegmenterTask) -> dict[str, Any] | None:
             and ((summary.get("epochs_from") or {}).get("model") == task.refit)
             and (task.refit is not None or summary.get("method") == task.method)
             and (task.refit is not None or int((summary.get("synthetic") or {}).get("n_volumes", 0)) == task.synthetic)
-            and (task.refit is not None or bool(summary.get("restack")) == task.restack))
+            and (task.refit is not None or rs.as_recipe(summary.get("restack")) == rs.as_recipe(task.restack)))
     if not same:
         return None
     if summary.get("library") != provenance.library_fingerprint():
@@ -369,19 +371,19 @@ def run_segmenter_task(task: SegmenterTask) -> dict[str, Any]:
 def seed_tasks(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
                threads: int | None = None, synthetic: int = 0, keep_finished: bool = False,
-               restack: bool = False) -> list[SegmenterTask]:
+               restack: bool | rs.Restack = False) -> list[SegmenterTask]:
     """One task per seed, written to ``NAME-s<seed>`` (refitting ``REFIT-s<seed>``) when there are several."""
     many = len(seeds) > 1
     return [SegmenterTask(str(resolve(run_dir)), f"{name}-s{s}" if many else name, method, tuple(changes), int(s),
                           (f"{refit}-s{s}" if many else refit) if refit else None, device, threads, int(synthetic),
-                          keep_finished, bool(restack))
+                          keep_finished, restack)
             for s in seeds]
 
 
 def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySup", changes: Sequence[str] = (),
                           seeds: Sequence[int] = (0,), refit: str | None = None, device: str = "auto",
                           jobs: int = 1, synthetic: int = 0, keep_finished: bool = False,
-                          restack: bool = False) -> list[dict[str, Any]]:
+                          restack: bool | rs.Restack = False) -> list[dict[str, Any]]:
     """Every seed of a segment-only UNet as a task (see the module docstring); their summaries in seed order.
 
     Parameters
@@ -393,7 +395,7 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
         A seed that finished the same request under another version of the library is kept,
         not trained anew (a benchmark that scores finished checkpoints; by default a library
         change retrains, and the new run replaces the folder's checkpoints).
-    restack : bool
+    restack : bool or Restack
         Add the stacks of :mod:`umcam_lib.segment.restack` (as :func:`train_segmenter`).
 
     Raises
@@ -416,6 +418,19 @@ def train_segmenter_seeds(run_dir: str | Path, name: str, method: str = "FullySu
         return run_tasks(executor, run_segmenter_task, tasks)
     finally:
         executor.shutdown()
+
+
+def restack_flags(recipe: rs.Restack | None) -> list[str]:
+    """The command-line flags that ask for ``recipe`` (none for ``None``).
+
+    >>> restack_flags(rs.Restack(plane_step=4.0, tight=False))
+    ['--restack', '--restack-step 4', '--restack-no-tight']
+    """
+    if recipe is None:
+        return []
+    default = rs.Restack()
+    return ["--restack", *([f"--restack-step {recipe.plane_step:g}"] if recipe.plane_step != default.plane_step else []),
+            *(["--restack-no-tight"] if not recipe.tight else [])]
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -451,19 +466,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--restack", action="store_true",
                     help="add stacks cut from the real training stacks: the two other planes and a tight field of "
                          "view, with the method's own labels (umcam_lib.segment.restack)")
+    ap.add_argument("--restack-step", type=float, default=None, metavar="F",
+                    help="with --restack: one slab every F slice thicknesses (default 2)")
+    ap.add_argument("--restack-no-tight", action="store_true", help="with --restack: no tight crops")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
+    restack: bool | rs.Restack = False
     try:
+        if args.restack:
+            restack = rs.Restack(**({"plane_step": args.restack_step} if args.restack_step is not None else {}),
+                                 tight=not args.restack_no_tight)
+        elif args.restack_step is not None or args.restack_no_tight:
+            raise ParameterError("--restack-step and --restack-no-tight need --restack")
         if args.seeds is not None:
             try:
                 seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
             except ValueError:
                 raise ParameterError(f"--seeds {args.seeds!r}: expected seeds separated by commas, e.g. 0,1,2") from None
             summaries = train_segmenter_seeds(args.run_dir, args.name, args.method, args.changes, seeds, args.refit,
-                                              args.device, args.jobs, args.synthetic, restack=args.restack)
+                                              args.device, args.jobs, args.synthetic, restack=restack)
         else:
             summaries = [train_segmenter(args.run_dir, args.name, args.method, args.changes, args.seed, args.refit,
-                                         args.device, synthetic=args.synthetic, restack=args.restack)]
+                                         args.device, synthetic=args.synthetic, restack=restack)]
     except (ParameterError, FileNotFoundError, ValueError, TaskError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -115,6 +115,9 @@ def test_segmenter_restack_is_recorded_resumed_and_refit(run):  # noqa: F811
     rec = so.read_summary(run, "light")
     assert rs.as_recipe(rec["restack"]) == light and rec["restack"]["n_stacks"] == 4
     assert "--restack --restack-step 4 --restack-no-tight" in rec["command"]
+    assert so.main([str(run), "tight", "--restack", "--restack-planes", "none", "--set", "epochs=1"]) == 0
+    rec = so.read_summary(run, "tight")
+    assert rec["restack"]["planes"] == [] and rec["restack"]["n_stacks"] == 2 and "--restack-planes none" in rec["command"]
     refit = so.train_segmenter(run, "views-refit", refit="views", progress=False)
     assert refit["restack"]["n_stacks"] == 3 * 3                # train + validation stacks, each cut three ways
     weak = so.train_segmenter(run, "weak-views", "UM-CAM+SPL", ["epochs=1"], restack=True, progress=False)

@@ -28,7 +28,7 @@ notebooks 03-05) in two stages:
 and cropped to a tight field of view (:mod:`umcam_lib.segment.restack`; any method: each
 new stack carries the method's own labels, pseudo labels for a weak one). ``--restack-step F``
 keeps one slab every F slice thicknesses (default 2; more: fewer resliced slices), and
-``--restack-no-tight`` leaves the tight crops out.
+``--restack-no-tight`` leaves the tight crops out, ``--restack-planes none`` the reslices.
 
 With ``--seeds`` every seed is one task (:class:`SegmenterTask`, written to ``NAME-s<seed>``; with
 ``--refit FROM`` each seed refits ``FROM-s<seed>``), run through the study's executors
@@ -425,11 +425,15 @@ def restack_flags(recipe: rs.Restack | None) -> list[str]:
 
     >>> restack_flags(rs.Restack(plane_step=4.0, tight=False))
     ['--restack', '--restack-step 4', '--restack-no-tight']
+    >>> restack_flags(rs.Restack(planes=()))
+    ['--restack', '--restack-planes none']
     """
     if recipe is None:
         return []
     default = rs.Restack()
-    return ["--restack", *([f"--restack-step {recipe.plane_step:g}"] if recipe.plane_step != default.plane_step else []),
+    planes = [] if recipe.planes == default.planes else [f"--restack-planes {','.join(recipe.planes) or 'none'}"]
+    return ["--restack", *planes,
+            *([f"--restack-step {recipe.plane_step:g}"] if recipe.plane_step != default.plane_step else []),
             *(["--restack-no-tight"] if not recipe.tight else [])]
 
 
@@ -469,15 +473,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--restack-step", type=float, default=None, metavar="F",
                     help="with --restack: one slab every F slice thicknesses (default 2)")
     ap.add_argument("--restack-no-tight", action="store_true", help="with --restack: no tight crops")
+    ap.add_argument("--restack-planes", default=None, metavar="P,P",
+                    help=f"with --restack: planes to reslice into, of {', '.join(rs.PLANES)}, or none (default both)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     restack: bool | rs.Restack = False
     try:
         if args.restack:
-            restack = rs.Restack(**({"plane_step": args.restack_step} if args.restack_step is not None else {}),
-                                 tight=not args.restack_no_tight)
-        elif args.restack_step is not None or args.restack_no_tight:
-            raise ParameterError("--restack-step and --restack-no-tight need --restack")
+            options: dict[str, Any] = {"tight": not args.restack_no_tight}
+            if args.restack_step is not None:
+                options["plane_step"] = args.restack_step
+            if args.restack_planes is not None:
+                options["planes"] = tuple(p.strip() for p in args.restack_planes.split(",")
+                                          if p.strip() and p.strip() != "none")
+            restack = rs.Restack(**options)
+        elif args.restack_step is not None or args.restack_no_tight or args.restack_planes is not None:
+            raise ParameterError("--restack-step, --restack-planes and --restack-no-tight need --restack")
         if args.seeds is not None:
             try:
                 seeds = [int(x) for x in args.seeds.split(",") if x.strip()]

@@ -7,7 +7,9 @@ the GSE settings and SPL of notebook 05 (``spl/gse_choice.json``, ``spl/spl.npz`
 predictions of the UM-CAM+SPL UNet of notebook 06 (``seg/UM-CAM+SPL/pred_test.npz``). Only the
 per-block CAMs of the one slice are recomputed (one forward/backward pass of the classifier);
 the rest is read, and :func:`method_panels` checks that what it recomputes (UM-CAM, SPL) equals
-what the run stored.
+what the run stored. UM-CAM is recomputed under the reading of Eq. 3-4 that notebook 04 chose on
+validation (:func:`notebook04_cam`); a reading normalised per batch or per volume needs the maps
+of the slice's whole batch or volume, so those are recomputed too.
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
-from ..cam.fusion import entropy_weights, umcam
+from ..cam import fairness
+from ..cam.fusion import entropy_weights, norm_groups, reading_of
+from ..cam.study import READINGS_FILE, fuse_layers, study_layers
 from ..config.schema import CamParams, ClassifierParams, GseParams, SegParams, check_section
 from ..cam.gradcam import compute_cams
 from ..data import load_slices
@@ -40,6 +45,18 @@ def _row_of(index: np.ndarray, row: int) -> int:
     if hit.size == 0:
         raise KeyError(row)
     return int(hit[0])
+
+
+def notebook04_cam(run_dir: str | Path, cam: CamParams | Mapping[str, Any]) -> CamParams:
+    """The ``cam`` section under the reading of Eq. 3-4 that notebook 04 chose on validation (its
+    rule, :func:`umcam_lib.cam.fairness.choose_reading`, applied to ``cams/fusion_readings.csv``);
+    ``cam`` itself when the run compared no readings."""
+    cam = check_section("cam", cam)
+    path = Path(run_dir) / READINGS_FILE
+    if not cam.readings or not path.is_file():
+        return cam
+    chosen = fairness.choose_reading(fairness.summarise_readings(pd.read_csv(path)))
+    return fairness.reading_section(cam, str(chosen["reading"]))
 
 
 def method_panels(run_dir: str | Path, classifier: ClassifierParams | Mapping[str, Any],
@@ -106,7 +123,18 @@ def method_panels(run_dir: str | Path, classifier: ClassifierParams | Mapping[st
     cams = compute_cams(model, image[None], layers, batch_size=1, device=device, progress=False,
                         target=cam.target).astype(np.float32)            # [L, 1, H, W]
     weights = np.asarray(entropy_weights(cams), np.float32)[:, 0]
-    fused = np.asarray(umcam(cams), np.float32)[0]
+    used = notebook04_cam(run, cam)
+    members = np.array([row])
+    norm = reading_of(used)["norm"]
+    if norm in ("batch_max", "volume_max"):  # the slice's maps were normalised with its batch or volume
+        everything = np.arange(len(slices))
+        groups = norm_groups(norm, everything, slices.volume, int(used.batch_size))
+        members = everything[groups == groups[row]]
+    names = study_layers(used.layers)
+    group_maps, peaks = compute_cams(model, slices.images[members], names, batch_size=used.batch_size, device=device,
+                                     progress=False, target=used.target, return_peaks=True)
+    fused = np.asarray(fuse_layers(np.asarray(group_maps, np.float32), names, used.layers, used, peaks=peaks,
+                                   rows=members, volumes=slices.volume)["umcam"], np.float32)[int(np.flatnonzero(members == row)[0])]
     um_index, um_maps = load_maps(run, "cams", "umcam")
     stored_um = np.asarray(um_maps[_row_of(um_index, row)], np.float32)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from umcam_lib.cam.study import READINGS_FILE
-from umcam_lib.report.method_figure import notebook04_cam
+from umcam_lib.report.method_figure import READINGS_FILE as FIGURE_READS, notebook04_cam
 
 
 def _readings(run, val: dict[str, float]) -> None:
@@ -25,3 +25,7 @@ def test_the_figure_takes_validations_reading(tmp_path):
 
 def test_without_a_readings_table_the_profiles_section_stands(tmp_path):
     assert notebook04_cam(tmp_path, {"entropy_temperature": 2.0}).entropy_temperature == 2.0
+
+
+def test_the_figure_reads_the_file_notebook_04_writes():
+    assert FIGURE_READS == READINGS_FILE

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..cam import fairness
-from ..cam.fusion import entropy_weights, norm_groups, reading_of
-from ..cam.study import READINGS_FILE, fuse_layers, study_layers
+from ..cam.fusion import entropy_weights, fuse_reading, norm_groups, reading_of
 from ..config.schema import CamParams, ClassifierParams, GseParams, SegParams, check_section
 from ..cam.gradcam import compute_cams
 from ..data import load_slices
@@ -38,6 +37,9 @@ from ..train.classifier import load_classifier
 from ..train.seg_predict import load_predictions
 
 VARIANT = "UM-CAM+SPL"
+
+#: Notebook 04's scores of every reading of Eq. 3-4 (``umcam_lib.cam.study.READINGS_FILE``).
+READINGS_FILE = "cams/fusion_readings.csv"
 
 
 def _row_of(index: np.ndarray, row: int) -> int:
@@ -130,11 +132,12 @@ def method_panels(run_dir: str | Path, classifier: ClassifierParams | Mapping[st
         everything = np.arange(len(slices))
         groups = norm_groups(norm, everything, slices.volume, int(used.batch_size))
         members = everything[groups == groups[row]]
-    names = study_layers(used.layers)
-    group_maps, peaks = compute_cams(model, slices.images[members], names, batch_size=used.batch_size, device=device,
-                                     progress=False, target=used.target, return_peaks=True)
-    fused = np.asarray(fuse_layers(np.asarray(group_maps, np.float32), names, used.layers, used, peaks=peaks,
-                                   rows=members, volumes=slices.volume)["umcam"], np.float32)[int(np.flatnonzero(members == row)[0])]
+    group_maps, peaks = compute_cams(model, slices.images[members], list(used.layers), batch_size=used.batch_size,
+                                     device=device, progress=False, target=used.target, return_peaks=True)
+    grouped = norm in ("batch_max", "volume_max")  # members are one group: the slice's batch or volume
+    extra = {"peaks": np.asarray(peaks), "groups": np.zeros(len(members), int)} if grouped else {}
+    fused = np.asarray(fuse_reading(np.asarray(group_maps, np.float32), "umcam", **reading_of(used), **extra),
+                       np.float32)[int(np.flatnonzero(members == row)[0])]
     um_index, um_maps = load_maps(run, "cams", "umcam")
     stored_um = np.asarray(um_maps[_row_of(um_index, row)], np.float32)
 

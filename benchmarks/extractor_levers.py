@@ -50,12 +50,16 @@ LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "views": ("FullySup", STRONG, 0, "strong + the real stacks resliced into the other two planes and cropped tight"),
     "views-light": ("FullySup", STRONG, 0, "strong + reslices only, every 4th slab (about 1:1 with the real slices)"),
     "tight": ("FullySup", STRONG, 0, "strong + tight crops of the real stacks only (1:1 with the real slices)"),
+    "tight-quarter": ("FullySup", STRONG, 0, "strong + a quarter of each tight crop's slices (about 1:4)"),
+    "tight-half": ("FullySup", STRONG, 0, "strong + half of each tight crop's slices (about 1:2)"),
     "weak-views": ("UM-CAM+SPL", STRONG, 0, "weak-strong + those stacks, with the weak route's pseudo labels"),
 }
 
 #: levers that add the stacks of umcam_lib.segment.restack (other planes, tight field of view), and how
 RESTACKED: dict[str, Restack] = {"views": Restack(), "weak-views": Restack(),
-                                 "views-light": Restack(plane_step=4.0, tight=False), "tight": Restack(planes=())}
+                                 "views-light": Restack(plane_step=4.0, tight=False), "tight": Restack(planes=()),
+                                 "tight-quarter": Restack(planes=(), tight_share=0.25),
+                                 "tight-half": Restack(planes=(), tight_share=0.5)}
 
 
 def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:

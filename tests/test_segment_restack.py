@@ -138,3 +138,29 @@ def test_model_card_states_the_restacked_stacks():
     assert any("no stacks were resliced" in x for x in card_scope.never_seen(plain))
     assert "- cut from the real stacks: none" in card_scope.render_scope(
         {"training_distribution": plain, "never_seen": []})
+
+
+def test_tight_share_keeps_that_share_of_each_crop_and_is_a_request_of_its_own(run):  # noqa: F811
+    assert rs.share_of(12, 0.25).tolist() == [0, 6, 11] and rs.share_of(3, 1.0).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="tight_share"):
+        rs.Restack(tight_share=0.0)
+    s = fake_slices(n_volumes=4, n_slices=8, size=32)
+    rows = s.indices("train", positive_only=True)
+    targets = {"index": rows, "maps": s.masks[rows].astype(np.float32)}
+    _, _, full = rs.with_restacks(s, targets, rs.Restack(planes=()))
+    both, t2, quarter = rs.with_restacks(s, targets, rs.Restack(planes=(), tight_share=0.25))
+    assert full["n_slices"].tolist() == [8, 8] and quarter["n_slices"].tolist() == [2, 2]
+    assert quarter["margin_mm"].tolist() == full["margin_mm"].tolist()   # the same crops, fewer of their slices
+    np.testing.assert_array_equal(t2["index"], both.indices("train", positive_only=True))
+    summary = so.train_segmenter(run, "tq", "FullySup", ["epochs=1"], progress=False,
+                                 restack=rs.Restack(planes=(), tight_share=0.25))
+    assert summary["restack"]["tight_share"] == 0.25 and "--restack-tight-share 0.25" in summary["command"]
+    assert so.finished_summary(so.SegmenterTask(str(run), "tq", "FullySup", ("epochs=1",), 0,
+                                                restack=rs.Restack(planes=()))) is None
+    assert so.main([str(run), "bad", "--restack-tight-share", "0.5"]) == 1            # needs --restack
+    assert so.main([str(run), "bad", "--restack", "--restack-tight-share", "1.5"]) == 1
+    assert not (run / "segmenter" / "bad" / "summary.json").exists()
+    from umcam_lib.segment import card_scope
+    data = {"stacks": [{"split": "train", "subject": "sub-01", "thickness_mm": 3.3, "native_spacing_mm": "1.1"}]}
+    dist = card_scope.training_distribution(data, {"augment": False}, None, summary["restack"])
+    assert any("25% of each copy's slices" in x for x in card_scope.render_scope({"training_distribution": dist}))

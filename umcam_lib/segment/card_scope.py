@@ -45,7 +45,8 @@ def training_distribution(data: dict[str, Any], seg: dict[str, Any], synthetic: 
                  "thickness_mm": thick, "spacing_mm": sorted({str(v.get("native_spacing_mm", "")) for v in trained}),
                  "dataset": data.get("dataset")},
         "synthetic": synthetic,
-        "restack": ({k: restack[k] for k in ("planes", "plane_step", "tight", "margin_mm", "n_stacks", "n_slices")
+        "restack": ({k: restack[k] for k in ("planes", "plane_step", "tight", "margin_mm", "tight_share",
+                                          "n_stacks", "n_slices")
                      if k in restack} if restack else None),
         "augmentation": ({k: seg[k] for k in AUGMENT_KEYS if k in seg} | {"rotations_flips": True})
         if seg.get("augment") else None,
@@ -162,7 +163,9 @@ def render_scope(card: dict[str, Any]) -> list[str]:
         if rst:
             what = [f"resliced into {', '.join(rst['planes'])} (one slab every {rst['plane_step']:g} thicknesses)"
                     if rst.get("planes") else "",
-                    f"cropped tight (margin {rst['margin_mm'][0]:g}-{rst['margin_mm'][1]:g} mm)" if rst.get("tight") else ""]
+                    f"cropped tight (margin {rst['margin_mm'][0]:g}-{rst['margin_mm'][1]:g} mm"
+                    + (f", {rst['tight_share']:.0%} of each copy's slices" if rst.get("tight_share", 1) != 1 else "")
+                    + ")" if rst.get("tight") else ""]
             lines.append(f"- cut from the real stacks: {rst.get('n_stacks', '?')} stacks ({rst.get('n_slices', '?')} "
                          f"slices), " + " and ".join(w for w in what if w))
         else:

@@ -15,7 +15,8 @@ extra stacks, with :func:`with_restacks`:
   Only slabs within the brain's extent, and ``negatives`` beyond each end, are kept.
 * **tight field of view** (:func:`tight_crop`): each training stack cropped in-plane to the box
   of its training label plus a margin drawn from ``margin_mm``, renormalised to [0, 1] as
-  notebook 01 normalises a stack, and zero-padded back to the slice size.
+  notebook 01 normalises a stack, and zero-padded back to the slice size. ``tight_share`` < 1 keeps
+  only that share of each cropped copy's slices (evenly spaced), so the crops weigh less in training.
 
 Every channel of a stack (image, brain mask, and each training label map) goes through the same
 geometry, so the labels stay aligned. The labels are the variant's own: FullySup's true masks,
@@ -67,6 +68,8 @@ class Restack:
         Add a tight-field-of-view copy of each stack.
     margin_mm : (float, float)
         Range of the tight crop's margin around the label's box (mm), drawn per stack.
+    tight_share : float
+        Share of each tight copy's slices kept, evenly spaced, in (0, 1] (1: all; 0.25: one in four).
     seed : int
         Seed of the margins.
     """
@@ -76,6 +79,7 @@ class Restack:
     negatives: int = 3
     tight: bool = True
     margin_mm: tuple[float, float] = (5.0, 20.0)
+    tight_share: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ class Restack:
         lo, hi = self.margin_mm
         if not 0 <= lo <= hi:
             raise ValueError(f"restack margin_mm must be (low, high) with 0 <= low <= high, got {self.margin_mm}")
+        if not 0 < self.tight_share <= 1:
+            raise ValueError(f"restack tight_share must be in (0, 1], got {self.tight_share}")
 
 
 def as_recipe(restack: bool | Restack | Mapping[str, Any] | None) -> Restack | None:
@@ -207,6 +213,17 @@ def tight_crop(channels: Mapping[str, np.ndarray], box_from: np.ndarray, margin_
     return out
 
 
+def share_of(n: int, share: float) -> np.ndarray:
+    """Indices of ``ceil(n * share)`` evenly spaced slices out of ``n`` (all of them for share 1).
+
+    >>> share_of(8, 0.25).tolist(), share_of(5, 1.0).tolist()
+    ([0, 7], [0, 1, 2, 3, 4])
+    """
+    if share >= 1 or n == 0:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max(1, int(np.ceil(n * share))))).astype(int))
+
+
 def _volume_channels(slices: SliceSet, targets: Mapping[str, Any], volume: int
                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A training volume's rows (in slice order) and its channels: image, mask, and the target maps
@@ -284,7 +301,9 @@ def with_restacks(slices: SliceSet, targets: Mapping[str, Any], restack: Restack
         box = ch["maps"] >= 0.5 if "maps" in ch else ch["mask"] > 0
         if restack.tight and box.any():
             margin = float(rng.uniform(*restack.margin_mm))
-            new.append(tight_crop(ch, box, margin / slices.spacing_mm, size))
+            crop = tight_crop(ch, box, margin / slices.spacing_mm, size)
+            keep = share_of(len(crop["image"]), restack.tight_share)
+            new.append({k: c[keep] for k, c in crop.items()})
             rows_out.append({"name": f"{name}-tight", "source": int(v), "kind": "tight", "margin_mm": round(margin, 1)})
     if not new:
         return slices, dict(targets), pd.DataFrame(rows_out)
@@ -328,4 +347,4 @@ def with_restacks(slices: SliceSet, targets: Mapping[str, Any], restack: Restack
     return out, new_targets, made
 
 
-__all__ = ["PLANES", "Restack", "as_recipe", "brain_range", "reslice", "tight_crop", "with_restacks"]
+__all__ = ["PLANES", "Restack", "as_recipe", "brain_range", "reslice", "share_of", "tight_crop", "with_restacks"]

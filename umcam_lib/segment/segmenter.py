@@ -28,7 +28,8 @@ notebooks 03-05) in two stages:
 and cropped to a tight field of view (:mod:`umcam_lib.segment.restack`; any method: each
 new stack carries the method's own labels, pseudo labels for a weak one). ``--restack-step F``
 keeps one slab every F slice thicknesses (default 2; more: fewer resliced slices), and
-``--restack-no-tight`` leaves the tight crops out, ``--restack-planes none`` the reslices.
+``--restack-no-tight`` leaves the tight crops out, ``--restack-planes none`` the reslices, and
+``--restack-tight-share F`` keeps that share of each cropped copy's slices (default 1).
 
 With ``--seeds`` every seed is one task (:class:`SegmenterTask`, written to ``NAME-s<seed>``; with
 ``--refit FROM`` each seed refits ``FROM-s<seed>``), run through the study's executors
@@ -425,8 +426,8 @@ def restack_flags(recipe: rs.Restack | None) -> list[str]:
 
     >>> restack_flags(rs.Restack(plane_step=4.0, tight=False))
     ['--restack', '--restack-step 4', '--restack-no-tight']
-    >>> restack_flags(rs.Restack(planes=()))
-    ['--restack', '--restack-planes none']
+    >>> restack_flags(rs.Restack(planes=(), tight_share=0.25))
+    ['--restack', '--restack-planes none', '--restack-tight-share 0.25']
     """
     if recipe is None:
         return []
@@ -434,7 +435,8 @@ def restack_flags(recipe: rs.Restack | None) -> list[str]:
     planes = [] if recipe.planes == default.planes else [f"--restack-planes {','.join(recipe.planes) or 'none'}"]
     return ["--restack", *planes,
             *([f"--restack-step {recipe.plane_step:g}"] if recipe.plane_step != default.plane_step else []),
-            *(["--restack-no-tight"] if not recipe.tight else [])]
+            *(["--restack-no-tight"] if not recipe.tight else []),
+            *([f"--restack-tight-share {recipe.tight_share:g}"] if recipe.tight and recipe.tight_share != 1 else [])]
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -473,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--restack-step", type=float, default=None, metavar="F",
                     help="with --restack: one slab every F slice thicknesses (default 2)")
     ap.add_argument("--restack-no-tight", action="store_true", help="with --restack: no tight crops")
+    ap.add_argument("--restack-tight-share", type=float, default=None, metavar="F",
+                    help="with --restack: keep this share of each tight copy's slices, evenly spaced (default 1)")
     ap.add_argument("--restack-planes", default=None, metavar="P,P",
                     help=f"with --restack: planes to reslice into, of {', '.join(rs.PLANES)}, or none (default both)")
     ap.add_argument("--device", default="auto")
@@ -483,12 +487,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             options: dict[str, Any] = {"tight": not args.restack_no_tight}
             if args.restack_step is not None:
                 options["plane_step"] = args.restack_step
+            if args.restack_tight_share is not None:
+                options["tight_share"] = args.restack_tight_share
             if args.restack_planes is not None:
                 options["planes"] = tuple(p.strip() for p in args.restack_planes.split(",")
                                           if p.strip() and p.strip() != "none")
             restack = rs.Restack(**options)
-        elif args.restack_step is not None or args.restack_no_tight or args.restack_planes is not None:
-            raise ParameterError("--restack-step, --restack-planes and --restack-no-tight need --restack")
+        elif (args.restack_step is not None or args.restack_no_tight or args.restack_planes is not None
+              or args.restack_tight_share is not None):
+            raise ParameterError("--restack-step, --restack-planes, --restack-no-tight and --restack-tight-share "
+                                 "need --restack")
         if args.seeds is not None:
             try:
                 seeds = [int(x) for x in args.seeds.split(",") if x.strip()]

@@ -156,6 +156,29 @@ def choose(scores: pd.DataFrame) -> dict[str, tuple[str, int]]:
     return picks
 
 
+#: per route, the lever whose recipe the shipped model has: a new choice must not lose sub-02 against it
+SHIPPED_LEVER: dict[str, str] = {"FullySup": "strong", "UM-CAM+SPL": "weak-strong"}
+
+
+def ship_guard(scores: pd.DataFrame, picks: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """Issue 34's rule on shipping: a lever validation chose over the shipped recipe's lever that scores
+    lower on sub-02 (mean over seeds) is reported, not shipped. Per route with a verdict, one sentence.
+
+    This is the one place a test set is read to decide anything, and it can only veto: it never
+    picks a lever validation did not choose.
+    """
+    test = scores[scores["set"] == "sub-02 test"].groupby("lever")["dsc"].mean()
+    out = {}
+    for method, (lever, _) in picks.items():
+        base = SHIPPED_LEVER.get(method)
+        if base is None or lever == base or base not in test.index or lever not in test.index:
+            continue
+        gap = test[lever] - test[base]
+        out[method] = (f"{lever} scores {test[lever]:.1f} on sub-02 against {base}'s {test[base]:.1f}: "
+                       + ("reported, not shipped" if gap < 0 else "it may be shipped"))
+    return out
+
+
 def write_table(scores: pd.DataFrame, out: Path, command: str | list[str], cases: pd.DataFrame | None = None) -> None:
     """``out.csv`` (one row per lever, seed and set), ``out.md`` (mean, seed SD, worst case) and,
     given ``cases``, ``out_cases.csv`` (one row per model and shift case)."""
@@ -181,6 +204,10 @@ def write_table(scores: pd.DataFrame, out: Path, command: str | list[str], cases
     picks = "; ".join(f"{method}: **{lever}**, seed {seed}" for method, (lever, seed) in choose(scores).items())
     lines += ["", f"Validation's choice per route (the highest mean of the two validation columns over seeds, then "
               f"that lever's best seed on them): {picks}."]
+    guard = ship_guard(scores, choose(scores))
+    if guard:
+        lines += ["", "A choice that loses on sub-02 against the shipped recipe is reported, not shipped (issue 34): "
+                  + "; ".join(f"{method}: {v}" for method, v in guard.items()) + "."]
     if cases is not None and "confidence" in cases:
         rho = confidence_rho(cases)
         lines += ["", "Does the QC page's confidence (mean foreground probability on the mask's boundary) rank the "

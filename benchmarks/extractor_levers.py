@@ -52,6 +52,8 @@ LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
     "tight": ("FullySup", STRONG, 0, "strong + tight crops of the real stacks only (1:1 with the real slices)"),
     "tight-quarter": ("FullySup", STRONG, 0, "strong + a quarter of each tight crop's slices (about 1:4)"),
     "tight-eighth": ("FullySup", STRONG, 0, "strong + an eighth of each tight crop's slices (about 1:8)"),
+    "weak-tight-quarter": ("UM-CAM+SPL", STRONG, 0, "weak-strong + a quarter of each tight crop's slices, "
+                           "cropped to the pseudo label's box"),
     "weak-views": ("UM-CAM+SPL", STRONG, 0, "weak-strong + those stacks, with the weak route's pseudo labels"),
 }
 
@@ -59,7 +61,8 @@ LEVERS: dict[str, tuple[str, tuple[str, ...], int, str]] = {
 RESTACKED: dict[str, Restack] = {"views": Restack(), "weak-views": Restack(),
                                  "views-light": Restack(plane_step=4.0, tight=False), "tight": Restack(planes=()),
                                  "tight-quarter": Restack(planes=(), tight_share=0.25),
-                                 "tight-eighth": Restack(planes=(), tight_share=0.125)}
+                                 "tight-eighth": Restack(planes=(), tight_share=0.125),
+                                 "weak-tight-quarter": Restack(planes=(), tight_share=0.25)}
 
 
 def train(run: Path, levers: list[str], seeds: list[int], jobs: int) -> None:
